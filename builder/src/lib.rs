@@ -1,0 +1,1 @@
+//! Recipes to commits: package sources, resolver, fetch cache, chroot steps, normalisation and image rendering.

@@ -1,0 +1,1 @@
+//! VNFS image metadata and the .vnfs capsule file format.

@@ -1,0 +1,1 @@
+//! Node database, range operators, modules, nodescripts, provisioning daemon and node agent.

@@ -1,0 +1,5 @@
+//! The `vnfs` command line: argument parsing, progress and output only.
+
+fn main() {
+    println!("vnfs");
+}
