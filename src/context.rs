@@ -1,0 +1,100 @@
+//! Global options shared by every command, and how errors reach the user.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options accepted before or after any subcommand.
+#[derive(clap::Args, Debug)]
+pub struct GlobalArgs {
+    /// Directory holding the store and the node database
+    /// [default: /var/lib/vnfs as root, $XDG_DATA_HOME/vnfs otherwise]
+    #[arg(long, global = true, env = "VNFS_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// More log output (repeat for more detail)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Machine-readable JSON output where the output is data
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// What every command needs to know about the invocation.
+#[derive(Debug)]
+pub struct Context {
+    /// The vnfs home directory (store, database).
+    pub home: PathBuf,
+    /// Print JSON instead of tables.
+    pub json: bool,
+    /// Suppress everything but errors.
+    pub quiet: bool,
+}
+
+impl Context {
+    /// Resolves the home directory and sets up logging.
+    pub fn new(args: &GlobalArgs) -> Context {
+        let level = match (args.quiet, args.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            (false, 2) => "debug",
+            _ => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_env("VNFS_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .without_time()
+            .init();
+        Context {
+            home: args.home.clone().unwrap_or_else(default_home),
+            json: args.json,
+            quiet: args.quiet,
+        }
+    }
+}
+
+/// `/var/lib/vnfs` for root, the XDG data directory for everyone else.
+fn default_home() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/vnfs");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("vnfs");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".local/share/vnfs")
+}
+
+/// An error that carries its own exit status (e.g. fsck finding damage = 1).
+#[derive(Debug)]
+pub struct ExitStatus(pub u8);
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+impl std::error::Error for ExitStatus {}
+
+/// Prints an error chain the way users read it and picks the exit code.
+pub fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(ExitStatus(code)) = e.downcast_ref::<ExitStatus>() {
+                return ExitCode::from(*code);
+            }
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
