@@ -681,16 +681,16 @@ fn one(mut nodes: Vec<Node>, sel: &Selector) -> Result<Node> {
 
 /// Turns SQLite's busy/locked failures into [`Error::Locked`].
 fn map_err(path: &Path, timeout: Duration, e: rusqlite::Error) -> Error {
-    if let rusqlite::Error::SqliteFailure(f, _) = &e {
-        if matches!(
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && matches!(
             f.code,
             rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-        ) {
-            return Error::Locked {
-                path: path.to_path_buf(),
-                waited_ms: timeout.as_millis() as u64,
-            };
-        }
+        )
+    {
+        return Error::Locked {
+            path: path.to_path_buf(),
+            waited_ms: timeout.as_millis() as u64,
+        };
     }
     Error::Db {
         path: path.to_path_buf(),

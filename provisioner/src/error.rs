@@ -37,7 +37,7 @@ pub enum Error {
         reason: String,
     },
     /// `node set vnfs X` (or a group/default) naming an image the store lacks.
-    #[error("no VNFS image named '{0}' in the store (see `vnfs image list`)")]
+    #[error("no VNFS image named '{0}' in the store")]
     UnknownVnfs(String),
     /// Adding a MAC address that is already a node.
     #[error("node {mac} already exists (hostname {hostname})")]

@@ -320,13 +320,11 @@ impl Init {
                 config::render_defaults(&self.defaults),
             ),
         ];
-        if !force {
-            if let Some((p, _)) = files.iter().find(|(p, _)| p.exists()) {
-                return Err(Error::Config(format!(
-                    "{} already exists; pass --force to overwrite it",
-                    p.display()
-                )));
-            }
+        if !force && let Some((p, _)) = files.iter().find(|(p, _)| p.exists()) {
+            return Err(Error::Config(format!(
+                "{} already exists; pass --force to overwrite it",
+                p.display()
+            )));
         }
         for (p, text) in &files {
             crate::fsutil::write_atomic(p, text.as_bytes())?;

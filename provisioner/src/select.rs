@@ -113,10 +113,8 @@ impl Selector {
 }
 
 fn check(strict: bool, hit: &[bool], name: impl Fn(usize) -> String) -> Result<()> {
-    if strict {
-        if let Some(i) = hit.iter().position(|h| !h) {
-            return Err(Error::NoMatch(name(i)));
-        }
+    if strict && let Some(i) = hit.iter().position(|h| !h) {
+        return Err(Error::NoMatch(name(i)));
     }
     Ok(())
 }
