@@ -223,6 +223,7 @@ impl Module {
         let label = dir.display().to_string();
         let files = read_tree(dir, &label)?;
         Module::from_files(&label, files, Origin::Imported(dir.to_path_buf()))
+            .map_err(|e| name_file(e, &label))
     }
 
     /// The module's name.
@@ -400,6 +401,18 @@ pub fn read_pmod(path: &Path) -> Result<Module> {
         }
     }
     Module::from_files(&label, files, Origin::Imported(path.to_path_buf()))
+        .map_err(|e| name_file(e, &label))
+}
+
+/// Adds the archive's file name to errors that only name the module.
+fn name_file(e: Error, label: &str) -> Error {
+    match e {
+        Error::Module { module, reason } if module != label => Error::Module {
+            module: format!("{module} ({label})"),
+            reason,
+        },
+        e => e,
+    }
 }
 
 /// The module collection: built-in modules plus those imported into

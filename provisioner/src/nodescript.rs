@@ -1,7 +1,8 @@
 //! Nodescripts: the shell script the daemon sends a node that checks in at a
 //! provisionary state. It sets the node's variables, then runs each module
 //! activated for that node and state, in (order, name) order, each in its
-//! own subshell with `set -e`, stopping at the first module that fails.
+//! own subshell with `set -e`, stopping at the first module that fails
+//! (exit status 1).
 //!
 //! Variables every module sees: `NODE_ID`, `NODE_HOSTNAME`, `NODE_GROUP`,
 //! `NODE_VNFS`, `NODE_VNFS_COMMIT`, `NODE_ENABLED`, `NODE_DEBUG`,
@@ -243,6 +244,9 @@ pub fn render(ctx: &ScriptContext<'_>, node: &Node, state: &str) -> Result<Strin
     for (m, why) in chosen {
         let _ = writeln!(s);
         let _ = writeln!(s, "# ---- module {} ({}) ----", m.name(), why.join(", "));
+        // errexit is ignored inside a subshell whose status is tested (as
+        // with `( ... ) || x`), so the status is read afterwards instead.
+        let _ = writeln!(s, "set +e");
         let _ = writeln!(s, "(");
         let _ = writeln!(s, "set -e");
         for p in &m.manifest.payload {
@@ -254,9 +258,12 @@ pub fn render(ctx: &ScriptContext<'_>, node: &Node, state: &str) -> Result<Strin
         if !body.ends_with('\n') {
             s.push('\n');
         }
+        let _ = writeln!(s, ")");
+        let _ = writeln!(s, "vnfs_rc=$?");
+        let _ = writeln!(s, "set -e");
         let _ = writeln!(
             s,
-            ") || {{ echo \"vnfs: module {} failed at state {state}\" >&2; exit 1; }}",
+            "[ \"$vnfs_rc\" -eq 0 ] || {{ echo \"vnfs: module {} failed at state {state} (status $vnfs_rc)\" >&2; exit 1; }}",
             m.name()
         );
     }
