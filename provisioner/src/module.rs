@@ -502,7 +502,12 @@ impl ModuleStore {
             std::fs::rename(&dest, &old).map_err(io(&dest))?;
         }
         let staged = staging.keep();
-        std::fs::rename(&staged, &dest).map_err(io(&dest))?;
+        if let Err(e) = std::fs::rename(&staged, &dest) {
+            // Put the previous version back rather than leave none.
+            let _ = std::fs::rename(&old, &dest);
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(io(&dest)(e));
+        }
         let _ = std::fs::remove_dir_all(&old);
         let cfg = self.config_of(&name);
         for (rel, bytes) in &module.config {
