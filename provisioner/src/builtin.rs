@@ -117,6 +117,37 @@ pub fn modules() -> Result<Vec<Module>> {
 
 #[cfg(test)]
 mod tests {
+    /// Every file under provisioner/modules is compiled in (the list above
+    /// is written by hand).
+    #[test]
+    fn every_shipped_file_is_listed() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("modules");
+        let mut on_disk = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    on_disk.push(
+                        p.strip_prefix(&root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+        on_disk.sort();
+        let mut listed: Vec<String> = super::FILES
+            .iter()
+            .map(|(m, rel, _)| format!("{m}/{rel}"))
+            .collect();
+        listed.sort();
+        assert_eq!(listed, on_disk);
+    }
+
     #[test]
     fn all_shipped_modules_parse() {
         let names: Vec<String> = super::modules()
