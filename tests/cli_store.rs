@@ -12,8 +12,7 @@ fn vnfs(home: &Path) -> Command {
 }
 
 fn run(home: &Path, args: &[&str]) -> Output {
-    let out = vnfs(home).args(args).output().unwrap();
-    out
+    vnfs(home).args(args).output().unwrap()
 }
 
 fn ok(home: &Path, args: &[&str]) -> String {
