@@ -30,11 +30,14 @@ ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
 mib() { echo "scale=1; $1 / 1048576" | bc -l | sed 's/^\./0./'; }
 
 # debian_tree DIR PACKAGES: an mmdebstrap minbase bookworm root (cached).
+# Built reproducibly (fixed SOURCE_DATE_EPOCH), as vnfs builds are: else
+# every run regenerates the initramfs with new timestamps and a version
+# pair differs in 36 MB of freshly compressed bytes that no tool can share.
 debian_tree() {
   local dir=$1 pkgs=$2
-  if [ -f "$dir/.complete" ]; then return 0; fi
+  if [ "$(cat "$dir/.complete" 2>/dev/null)" = 1700000000 ]; then return 0; fi
   rm -rf "$dir"; mkdir -p "$(dirname "$dir")"
-  mmdebstrap --quiet --variant=minbase --mode=root --include="$pkgs" \
+  SOURCE_DATE_EPOCH=1700000000 mmdebstrap --quiet --variant=minbase --mode=root --include="$pkgs" \
     bookworm "$dir" "deb $(apt_mirror) bookworm main" >&2
-  touch "$dir/.complete"
+  echo 1700000000 > "$dir/.complete"
 }

@@ -86,10 +86,12 @@ impl Store {
             })
             .sum();
         progress.phase("checking out", Some(total), true);
-        items
-            .par_iter()
-            .filter(|i| matches!(i.entry.kind, EntryKind::File { .. }))
-            .try_for_each(|it| self.write_file(&path_of(&it.rel), &it.entry, &stats, progress))?;
+        crate::pool::install(|| {
+            items
+                .par_iter()
+                .filter(|i| matches!(i.entry.kind, EntryKind::File { .. }))
+                .try_for_each(|it| self.write_file(&path_of(&it.rel), &it.entry, &stats, progress))
+        })?;
 
         let mut files: HashMap<&[u8], ()> = HashMap::new();
         for it in &items {

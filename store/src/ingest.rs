@@ -175,24 +175,27 @@ impl Store {
         let total: u64 = files.iter().map(|f| f.key.size).sum();
         progress.phase("ingesting", Some(total), true);
         let start = now();
-        let results: Vec<(Vec<Extent>, bool)> = files
-            .par_iter()
-            .map(|job| {
-                if let Some((key, size, extents)) = cache.files.get(&job.rel)
-                    && *key == job.key
-                    && *size == job.key.size
-                    && extents.iter().all(|x| match x {
-                        Extent::Data { id, .. } => writer.has(id),
-                        Extent::Hole { .. } => true,
-                    })
-                {
-                    progress.advance(job.key.size);
-                    return Ok((extents.clone(), true));
-                }
-                let extents = store_file(writer, &job.path, job.key.size, job.blocks, progress)?;
-                Ok((extents, false))
-            })
-            .collect::<Result<_>>()?;
+        let results: Vec<(Vec<Extent>, bool)> = crate::pool::install(|| {
+            files
+                .par_iter()
+                .map(|job| {
+                    if let Some((key, size, extents)) = cache.files.get(&job.rel)
+                        && *key == job.key
+                        && *size == job.key.size
+                        && extents.iter().all(|x| match x {
+                            Extent::Data { id, .. } => writer.has(id),
+                            Extent::Hole { .. } => true,
+                        })
+                    {
+                        progress.advance(job.key.size);
+                        return Ok((extents.clone(), true));
+                    }
+                    let extents =
+                        store_file(writer, &job.path, job.key.size, job.blocks, progress)?;
+                    Ok((extents, false))
+                })
+                .collect::<Result<_>>()
+        })?;
 
         let mut new_cache = StatCache {
             dir: dir.as_os_str().as_bytes().to_vec(),
