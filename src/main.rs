@@ -22,6 +22,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Build an image from a recipe.
+    Build(cmd::build::Build),
     /// Print shell completions or the man page, generated from this definition.
     #[command(subcommand)]
     Generate(cmd::generate::Generate),
@@ -31,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let ctx = Context::new(&cli.global);
     let result = match cli.command {
+        Command::Build(b) => cmd::build::run(b, &ctx),
         Command::Generate(g) => cmd::generate::run(g, &mut Cli::command()),
     };
     context::finish(result)

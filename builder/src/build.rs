@@ -203,6 +203,11 @@ fn build_into(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Built, BuildError> {
+    // Anything modified after this instant was made by the build, not
+    // shipped by a package: its timestamp is set to SOURCE_DATE_EPOCH.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64 - 1);
     let mut built = Built {
         name: recipe.image.full_name(),
         root: root.to_path_buf(),
@@ -271,8 +276,10 @@ fn build_into(
     check(cancel)?;
     progress.begin(Stage::Commit, None);
     progress.message(Stage::Commit, "normalising");
+    let t0 = std::time::Instant::now();
     normalize::clean(root)?;
-    normalize::clamp_mtimes(root, built.source_date_epoch)?;
+    normalize::clamp_mtimes(root, built.source_date_epoch, started)?;
+    tracing::info!("normalised in {:.2?}", t0.elapsed());
     built.metadata = metadata(recipe, &built);
     progress.end(Stage::Commit);
     Ok(built)
@@ -391,6 +398,7 @@ fn build_debian(
     } else {
         Lock::read(&lock_path)?
     };
+    let t0 = std::time::Instant::now();
     progress.begin(Stage::Resolve, None);
     let lock = match &existing {
         Some(l) if l.inputs == inputs => l.clone(),
@@ -458,8 +466,15 @@ fn build_debian(
             size: p.size,
         })
         .collect();
+    tracing::info!(
+        "resolved {} packages in {:.2?}",
+        lock.packages.len(),
+        t0.elapsed()
+    );
+    let t0 = std::time::Instant::now();
     let cache = Cache::new(&opts.home);
     let paths = cache.ensure(&fetcher, &wanted, progress, cancel)?;
+    tracing::info!("downloads done in {:.2?}", t0.elapsed());
     check(cancel)?;
     let debs: Vec<DebFile> = lock
         .packages

@@ -119,18 +119,31 @@ pub fn clean(root: &Path) -> Result<(), NormalizeError> {
     Ok(())
 }
 
-/// Sets every timestamp newer than `epoch` to `epoch` (symlinks included,
-/// never followed).
-pub fn clamp_mtimes(root: &Path, epoch: i64) -> Result<(), NormalizeError> {
+/// Sets every timestamp newer than `epoch`, or made at or after
+/// `build_started` (the clock may be behind the archive's date), to
+/// `epoch`. Symlinks included, never followed.
+pub fn clamp_mtimes(root: &Path, epoch: i64, build_started: i64) -> Result<(), NormalizeError> {
+    use std::os::unix::fs::MetadataExt;
+    let target = |m: &std::fs::Metadata| {
+        if m.mtime() > epoch || m.mtime() >= build_started {
+            epoch
+        } else {
+            m.mtime()
+        }
+    };
+    let set = |p: &Path, t: i64| {
+        let ts = Timespec {
+            tv_sec: t,
+            tv_nsec: 0,
+        };
+        let ts = Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        };
+        rustix::fs::utimensat(rustix::fs::CWD, p, &ts, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| err(p)(e.into()))
+    };
     let mut stack = vec![root.to_path_buf()];
-    let t = Timespec {
-        tv_sec: epoch,
-        tv_nsec: 0,
-    };
-    let ts = Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
     let mut dirs = Vec::new();
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).map_err(err(&dir))? {
@@ -139,48 +152,20 @@ pub fn clamp_mtimes(root: &Path, epoch: i64) -> Result<(), NormalizeError> {
             let m = std::fs::symlink_metadata(&p).map_err(err(&p))?;
             if m.is_dir() {
                 stack.push(p.clone());
-                dirs.push((p, m));
+                dirs.push((p, target(&m)));
                 continue;
             }
-            use std::os::unix::fs::MetadataExt;
-            if m.mtime() > epoch || m.atime() != m.mtime().min(epoch) {
-                let mt = m.mtime().min(epoch);
-                let ts = Timestamps {
-                    last_access: Timespec {
-                        tv_sec: mt,
-                        tv_nsec: 0,
-                    },
-                    last_modification: Timespec {
-                        tv_sec: mt,
-                        tv_nsec: 0,
-                    },
-                };
-                rustix::fs::utimensat(rustix::fs::CWD, &p, &ts, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| err(&p)(e.into()))?;
+            let t = target(&m);
+            if t != m.mtime() || m.mtime_nsec() != 0 || m.atime() != t || m.atime_nsec() != 0 {
+                set(&p, t)?;
             }
         }
     }
     // Directories last: changing entries above touched their mtimes.
-    dirs.push((
-        root.to_path_buf(),
-        std::fs::symlink_metadata(root).map_err(err(root))?,
-    ));
-    for (p, m) in dirs {
-        use std::os::unix::fs::MetadataExt;
-        let mt = m.mtime().min(epoch);
-        let ts2 = Timestamps {
-            last_access: Timespec {
-                tv_sec: mt,
-                tv_nsec: 0,
-            },
-            last_modification: Timespec {
-                tv_sec: mt,
-                tv_nsec: 0,
-            },
-        };
-        let _ = ts;
-        rustix::fs::utimensat(rustix::fs::CWD, &p, &ts2, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| err(&p)(e.into()))?;
+    let rm = std::fs::symlink_metadata(root).map_err(err(root))?;
+    dirs.push((root.to_path_buf(), target(&rm)));
+    for (p, t) in dirs {
+        set(&p, t)?;
     }
     Ok(())
 }

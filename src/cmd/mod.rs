@@ -1,4 +1,5 @@
 //! One module per command group. Each exposes clap argument types and a
 //! `run` function; none holds logic a library user would need.
 
+pub mod build;
 pub mod generate;

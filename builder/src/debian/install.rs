@@ -112,6 +112,7 @@ pub fn install(
 ) -> Result<(), InstallError> {
     let root = Root::open(root_path).map_err(io_err(root_path))?;
     skeleton(root_path, arch)?;
+    let t0 = std::time::Instant::now();
     progress.begin(Stage::Unpack, Some(debs.len() as u64));
     let claims = Claims::default();
     let mut unpacked: Vec<Unpacked> = debs
@@ -130,6 +131,8 @@ pub fn install(
     )?;
     write_database(root_path, &unpacked)?;
     progress.end(Stage::Unpack);
+    tracing::info!("unpacked {} packages in {:.2?}", debs.len(), t0.elapsed());
+    let t0 = std::time::Instant::now();
 
     progress.begin(Stage::Configure, None);
     let policy = root_path.join("usr/sbin/policy-rc.d");
@@ -172,6 +175,7 @@ pub fn install(
         None,
         false,
     )?;
+    tracing::info!("dpkg --configure -a in {:.2?}", t0.elapsed());
     std::fs::remove_file(&policy).map_err(io_err(&policy))?;
     progress.end(Stage::Configure);
     Ok(())
