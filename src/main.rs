@@ -3,6 +3,7 @@
 
 mod cmd;
 mod context;
+mod progress;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use context::{Context, GlobalArgs};
@@ -24,9 +25,44 @@ pub struct Cli {
 enum Command {
     /// Build an image from a recipe.
     Build(cmd::build::Build),
+    /// Ingest a root directory as a new version of an image; prints the commit id
+    Commit(cmd::image::CommitArgs),
+    /// Materialise a version of an image into a directory, exactly
+    Checkout(cmd::image::CheckoutArgs),
+    /// List images and their newest version
+    List,
+    /// Show an image's history, newest first
+    Log(cmd::image::LogArgs),
+    /// Show a version: files, logical size, chunks, bytes unique to it, metadata
+    Show(cmd::image::ShowArgs),
+    /// Delete images (their space is freed by `vnfs store gc`)
+    Delete(cmd::image::DeleteArgs),
+    /// Move an image back to an earlier version (recorded in its history)
+    Rollback(cmd::image::RollbackArgs),
+    /// Paths added, removed, modified between two versions, and bytes needed
+    Diff(cmd::image::DiffArgs),
+    /// Store maintenance: stats, fsck, gc
+    #[command(subcommand)]
+    Store(cmd::store::StoreCmd),
     /// Print shell completions or the man page, generated from this definition.
     #[command(subcommand)]
     Generate(cmd::generate::Generate),
+    /// Write vnfs.conf and defaults.conf, asking Perceus's first-run questions
+    Init(Box<cmd::init::InitArgs>),
+    /// Add, set, delete, replace, list and import nodes
+    #[command(subcommand)]
+    Node(cmd::node::NodeCmd),
+    /// Set and show groups of nodes
+    #[command(subcommand)]
+    Group(cmd::group::GroupCmd),
+    /// Import, activate and list provisioning modules
+    #[command(subcommand)]
+    Module(cmd::module::ModuleCmd),
+    /// Print the script the daemon sends a node at a provisionary state
+    Nodescript(cmd::nodescript::NodescriptArgs),
+    /// Write configuration for the services vnfs uses (dnsmasq)
+    #[command(subcommand)]
+    Configure(cmd::configure::ConfigureCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,7 +70,22 @@ fn main() -> std::process::ExitCode {
     let ctx = Context::new(&cli.global);
     let result = match cli.command {
         Command::Build(b) => cmd::build::run(b, &ctx),
+        Command::Commit(a) => cmd::image::commit(a, &ctx),
+        Command::Checkout(a) => cmd::image::checkout(a, &ctx),
+        Command::List => cmd::image::list(&ctx),
+        Command::Log(a) => cmd::image::log(a, &ctx),
+        Command::Show(a) => cmd::image::show(a, &ctx),
+        Command::Delete(a) => cmd::image::delete(a, &ctx),
+        Command::Rollback(a) => cmd::image::rollback(a, &ctx),
+        Command::Diff(a) => cmd::image::diff(a, &ctx),
+        Command::Store(c) => cmd::store::run(c, &ctx),
         Command::Generate(g) => cmd::generate::run(g, &mut Cli::command()),
+        Command::Init(a) => cmd::init::run(&ctx, *a),
+        Command::Node(c) => cmd::node::run(&ctx, c),
+        Command::Group(c) => cmd::group::run(&ctx, c),
+        Command::Module(c) => cmd::module::run(&ctx, c),
+        Command::Nodescript(a) => cmd::nodescript::run(&ctx, a),
+        Command::Configure(c) => cmd::configure::run(&ctx, c),
     };
     context::finish(result)
 }

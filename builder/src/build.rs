@@ -32,6 +32,8 @@ pub struct BuildOptions {
     pub update: bool,
     /// Where the machine's apt configuration lives (`/etc/apt`).
     pub etc_apt: PathBuf,
+    /// Commit the result to the store under `<home>/store`.
+    pub commit: bool,
 }
 
 impl BuildOptions {
@@ -42,6 +44,7 @@ impl BuildOptions {
             output_dir: None,
             update: false,
             etc_apt: PathBuf::from("/etc/apt"),
+            commit: true,
         }
     }
 }
@@ -112,6 +115,9 @@ pub enum BuildError {
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// Committing to the store failed (no ref was moved).
+    #[error("committing to the store: {0}")]
+    Store(#[from] vnfs_store::StoreError),
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BuildError + '_ {
@@ -141,6 +147,8 @@ pub struct Built {
     pub lock_written: bool,
     /// Commit metadata: packages, vnfs.config, recipe, lock, image.*.
     pub metadata: BTreeMap<String, String>,
+    /// The commit, when the build was committed.
+    pub commit: Option<vnfs_store::ObjectId>,
 }
 
 /// Builds `recipe` into a root directory.
@@ -217,6 +225,7 @@ fn build_into(
         lock_text: None,
         lock_written: false,
         metadata: BTreeMap::new(),
+        commit: None,
     };
     match &recipe.source {
         Source::Debian(d) => build_debian(recipe, d, opts, root, progress, cancel, &mut built)?,
@@ -281,8 +290,40 @@ fn build_into(
     normalize::clamp_mtimes(root, built.source_date_epoch, started)?;
     tracing::info!("normalised in {:.2?}", t0.elapsed());
     built.metadata = metadata(recipe, &built);
+    check(cancel)?;
+    if opts.commit {
+        let t0 = std::time::Instant::now();
+        progress.message(Stage::Commit, "committing");
+        let store = vnfs_store::Store::open_or_create(&opts.home.join("store"))?;
+        let out = store.commit_dir(
+            root,
+            &vnfs_store::CommitOptions {
+                name: built.name.clone(),
+                message: format!("vnfs build {}", recipe.path.display()),
+                timestamp: Some(built.source_date_epoch),
+                metadata: built.metadata.clone(),
+                parent: None,
+            },
+            &StoreProgress(progress),
+        )?;
+        tracing::info!("committed {} in {:.2?}", out.id, t0.elapsed());
+        built.commit = Some(out.id);
+    }
     progress.end(Stage::Commit);
     Ok(built)
+}
+
+/// Forwards the store's progress to the build's Commit stage.
+struct StoreProgress<'a>(&'a dyn Progress);
+
+impl vnfs_store::Progress for StoreProgress<'_> {
+    fn phase(&self, name: &str, total: Option<u64>, _bytes: bool) {
+        self.0.begin(Stage::Commit, total);
+        self.0.message(Stage::Commit, name);
+    }
+    fn advance(&self, n: u64) {
+        self.0.advance(Stage::Commit, n);
+    }
 }
 
 fn env_epoch() -> Option<i64> {

@@ -23,6 +23,9 @@ pub struct Build {
     /// Build into this directory (empty or absent) and keep it
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// Do not commit the result to the store (use with --output-dir)
+    #[arg(long, requires = "output_dir")]
+    pub no_commit: bool,
 }
 
 /// Set by SIGINT/SIGTERM; the builder checks it between phases.
@@ -125,6 +128,7 @@ pub fn run(args: Build, ctx: &Context) -> anyhow::Result<()> {
     let mut opts = vnfs_builder::build::BuildOptions::new(&ctx.home);
     opts.update = args.update;
     opts.output_dir = args.output_dir.clone();
+    opts.commit = !args.no_commit;
     let bars = Arc::new(Bars::new(ctx.quiet));
     let start = std::time::Instant::now();
     let built = vnfs_builder::build::build(&recipe, &opts, bars.as_ref(), &CANCEL)
@@ -138,7 +142,7 @@ pub fn run(args: Build, ctx: &Context) -> anyhow::Result<()> {
             "source_date_epoch": built.source_date_epoch,
             "lock_written": built.lock_written,
             "seconds": secs,
-            "commit": serde_json::Value::Null,
+            "commit": built.commit.map(|c| c.to_string()),
         });
         println!("{out}");
     } else if !ctx.quiet {
@@ -148,6 +152,9 @@ pub fn run(args: Build, ctx: &Context) -> anyhow::Result<()> {
             built.packages.len(),
             secs
         );
+        if let Some(c) = &built.commit {
+            println!("commit {c}");
+        }
         if built.lock_written {
             println!("wrote {}", recipe.lock_path().display());
         }
