@@ -299,7 +299,7 @@ fn build_into(
             root,
             &vnfs_store::CommitOptions {
                 name: built.name.clone(),
-                message: format!("vnfs build {}", recipe.path.display()),
+                message: format!("vnfs build: {}", built.name),
                 timestamp: Some(built.source_date_epoch),
                 metadata: built.metadata.clone(),
                 parent: None,
