@@ -23,6 +23,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Build an image from a recipe.
+    Build(cmd::build::Build),
     /// Ingest a root directory as a new version of an image; prints the commit id
     Commit(cmd::image::CommitArgs),
     /// Materialise a version of an image into a directory, exactly
@@ -67,6 +69,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let ctx = Context::new(&cli.global);
     let result = match cli.command {
+        Command::Build(b) => cmd::build::run(b, &ctx),
         Command::Commit(a) => cmd::image::commit(a, &ctx),
         Command::Checkout(a) => cmd::image::checkout(a, &ctx),
         Command::List => cmd::image::list(&ctx),

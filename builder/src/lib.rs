@@ -1,1 +1,16 @@
-//! Recipes to commits: package sources, resolver, fetch cache, chroot steps, normalisation and image rendering.
+//! Recipes to commits: package sources (Debian first; tarballs and
+//! directories), dependency resolution, a shared package cache, chroot
+//! steps and normalisation. The `vnfs build` command is a thin shell over
+//! [`build::build`].
+
+pub mod build;
+pub mod cache;
+pub mod chroot;
+pub mod debian;
+pub mod http;
+pub mod lock;
+pub mod normalize;
+pub mod progress;
+pub mod recipe;
+pub mod steps;
+pub mod unpack;

@@ -1,0 +1,120 @@
+//! The package cache: files named by their sha256 under
+//! `<home>/cache/packages/`, shared by every build and recipe. A file is
+//! only ever placed there after its hash was checked.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use crate::http::{Expect, FetchError, Fetcher};
+use crate::progress::{Progress, Stage};
+
+/// Parallel downloads (network-bound, so more than the CPU count).
+const PARALLEL_DOWNLOADS: usize = 8;
+
+/// One file to have in the cache.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    /// Where to get it.
+    pub url: String,
+    /// Its sha256 (lower-case hex).
+    pub sha256: String,
+    /// Its size.
+    pub size: u64,
+}
+
+/// Cache failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Download failed or did not match.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// Local filesystem error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The build was interrupted.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A directory of files keyed by sha256.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// The cache under a vnfs home directory.
+    pub fn new(home: &Path) -> Cache {
+        Cache {
+            dir: home.join("cache").join("packages"),
+        }
+    }
+
+    /// Where the file with this hash lives.
+    pub fn path_for(&self, sha256: &str) -> PathBuf {
+        let prefix = sha256.get(..2).unwrap_or("xx");
+        self.dir.join(prefix).join(sha256)
+    }
+
+    /// Makes sure every wanted file is cached, downloading missing ones in
+    /// parallel. Returns their paths in the same order.
+    pub fn ensure(
+        &self,
+        fetcher: &Fetcher,
+        wanted: &[Wanted],
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<PathBuf>, CacheError> {
+        let missing: Vec<&Wanted> = wanted
+            .iter()
+            .filter(|w| {
+                std::fs::metadata(self.path_for(&w.sha256)).map_or(true, |m| m.len() != w.size)
+            })
+            .collect();
+        let total: u64 = missing.iter().map(|w| w.size).sum();
+        progress.begin(Stage::Download, Some(total));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(PARALLEL_DOWNLOADS)
+            .build()
+            .map_err(|e| CacheError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        pool.install(|| {
+            missing.par_iter().try_for_each(|w| {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(CacheError::Interrupted);
+                }
+                let dest = self.path_for(&w.sha256);
+                let dir = dest.parent().unwrap_or(&self.dir);
+                std::fs::create_dir_all(dir).map_err(|source| CacheError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                let tmp = dir.join(format!(".{}.{}.part", w.sha256, std::process::id()));
+                fetcher.download(
+                    &w.url,
+                    &tmp,
+                    Expect {
+                        sha256: &w.sha256,
+                        size: Some(w.size),
+                    },
+                    &|n| progress.advance(Stage::Download, n),
+                )?;
+                std::fs::rename(&tmp, &dest).map_err(|source| CacheError::Io {
+                    path: dest.clone(),
+                    source,
+                })
+            })
+        })?;
+        progress.end(Stage::Download);
+        Ok(wanted.iter().map(|w| self.path_for(&w.sha256)).collect())
+    }
+}
