@@ -32,7 +32,7 @@ fn chunk(seed: u64) -> Vec<u8> {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let n = 16 + (s >> 58) as usize;
-        if v.len() > 256 && (s >> 40) % 3 != 0 {
+        if v.len() > 256 && !(s >> 40).is_multiple_of(3) {
             let from = (s >> 20) as usize % (v.len() - n.min(v.len()));
             let piece: Vec<u8> = v[from..from + n.min(v.len() - from)].to_vec();
             v.extend_from_slice(&piece);
