@@ -55,7 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("delta", &delta, None, &commit_only),
     ];
     for (name, manifest, signer, recs) in cases {
-        let out = write_capsule(Vec::new(), manifest, signer, recs.iter().cloned().map(Ok::<_, String>))?;
+        let out = write_capsule(
+            Vec::new(),
+            manifest,
+            signer,
+            recs.iter().cloned().map(Ok::<_, String>),
+        )?;
         std::fs::write(format!("{dir}/{name}.vnfs"), out.inner)?;
     }
     Ok(())

@@ -316,55 +316,7 @@ impl<R: Read> CapsuleReader<R> {
         if !verify {
             return Ok(());
         }
-        let raw: &[u8] =
-            match h.compression {
-                Compression::Raw => &self.stored,
-                Compression::Zstd => {
-                    let d = match &mut self.zstd {
-                        Some(d) => d,
-                        None => self
-                            .zstd
-                            .insert(zstd::bulk::Decompressor::new().map_err(|e| {
-                                CapsuleError::Io {
-                                    offset: at,
-                                    source: e,
-                                }
-                            })?),
-                    };
-                    self.raw.clear();
-                    // Capacity is the declared raw length, already capped by the
-                    // limits; zstd refuses to write past it.
-                    self.raw.reserve(h.raw_len as usize);
-                    if let Err(e) = d.decompress_to_buffer(&self.stored[..], &mut self.raw) {
-                        return Err(self.bad(at, h, format!(
-                        "zstd data is corrupt or larger than the declared raw length {}: {e}",
-                        h.raw_len
-                    )));
-                    }
-                    if self.raw.len() != h.raw_len as usize {
-                        return Err(self.bad(
-                            at,
-                            h,
-                            format!(
-                                "decompresses to {} bytes, but the record declares {}",
-                                self.raw.len(),
-                                h.raw_len
-                            ),
-                        ));
-                    }
-                    &self.raw
-                }
-            };
-        let actual = h.kind.id_of(raw);
-        if actual != h.id {
-            return Err(CapsuleError::IdMismatch {
-                offset: at,
-                kind: h.kind,
-                id: h.id,
-                actual,
-            });
-        }
-        Ok(())
+        verify_record(&mut self.zstd, at, h, &self.stored, &mut self.raw)
     }
 
     /// The next object, verified; `None` after the last one.
@@ -392,26 +344,84 @@ impl<R: Read> CapsuleReader<R> {
     }
 
     /// Reads every remaining object, handing each verified object the sink
-    /// wants to it. Returns the number of objects handed over.
+    /// wants to it, in file order. Returns the number of objects handed over.
+    ///
+    /// Records are read in batches (a few MiB) on this thread, which also
+    /// computes the file checksum; each batch is decompressed and hashed on
+    /// all cores, then handed to the sink in order. The first failing record
+    /// in file order stops the read; records before it have been handed over.
     pub fn read_objects(&mut self, sink: &mut dyn ObjectSink) -> Result<u64> {
+        use rayon::prelude::*;
+        let mut batch: Vec<Pending> = Vec::new();
         let mut put = 0;
-        while let Some((at, h)) = self.next_header()? {
-            let sink_err = |source| CapsuleError::Sink {
-                offset: at,
-                kind: h.kind,
-                id: h.id,
-                source,
-            };
-            let wanted = sink.wants(h.kind, &h.id).map_err(sink_err)?;
-            self.body(at, &h, wanted)?;
-            if wanted {
-                sink.put(&self.verified(at, &h)).map_err(sink_err)?;
+        loop {
+            let (mut n, mut stored, mut raw, mut ended) = (0, 0usize, 0usize, false);
+            while n < BATCH_RECORDS && stored < BATCH_STORED && raw < BATCH_RAW {
+                let Some((at, h)) = self.next_header()? else {
+                    ended = true;
+                    break;
+                };
+                let wanted = sink
+                    .wants(h.kind, &h.id)
+                    .map_err(|source| CapsuleError::Sink {
+                        offset: at,
+                        kind: h.kind,
+                        id: h.id,
+                        source,
+                    })?;
+                if n == batch.len() {
+                    batch.push(Pending::default());
+                }
+                let p = &mut batch[n];
+                self.src
+                    .exact_vec(&mut p.stored, h.stored_len as usize, "object record", at)?;
+                (p.at, p.header, p.wanted) = (at, Some(h), wanted);
+                n += 1;
+                stored += h.stored_len as usize;
+                if wanted {
+                    raw += h.raw_len as usize;
+                }
+            }
+            let results: Vec<Result<()>> = batch[..n]
+                .par_iter_mut()
+                .map_init(
+                    || None,
+                    |d, p| match p.header {
+                        Some(h) if p.wanted => verify_record(d, p.at, &h, &p.stored, &mut p.raw),
+                        _ => Ok(()),
+                    },
+                )
+                .collect();
+            for (p, r) in batch[..n].iter().zip(results) {
+                r?;
+                let Some(h) = p.header else { continue };
+                if !p.wanted {
+                    self.skipped += 1;
+                    continue;
+                }
+                let object = VerifiedObject {
+                    kind: h.kind,
+                    id: h.id,
+                    compression: h.compression,
+                    offset: p.at,
+                    stored: &p.stored,
+                    raw: match h.compression {
+                        Compression::Raw => &p.stored,
+                        Compression::Zstd => &p.raw,
+                    },
+                };
+                sink.put(&object).map_err(|source| CapsuleError::Sink {
+                    offset: p.at,
+                    kind: h.kind,
+                    id: h.id,
+                    source,
+                })?;
                 put += 1;
-            } else {
-                self.skipped += 1;
+            }
+            if ended {
+                return Ok(put);
             }
         }
-        Ok(put)
     }
 
     /// Finishes: verifies any objects not yet read (discarding them), then
@@ -468,8 +478,8 @@ impl<R: Read> CapsuleReader<R> {
         let mut tb = [0u8; TRAILER_LEN];
         self.src
             .exact(&mut tb[..TRAILER_HASHED_LEN], "trailer", trailer_at)?;
-        let computed = *self.src.hasher.finalize().as_bytes();
-        self.src.hashing = false;
+        let computed = self.src.hash_so_far();
+        self.src.stop_hashing();
         self.src
             .exact(&mut tb[TRAILER_HASHED_LEN..], "trailer", trailer_at)?;
         let trailer = Trailer::decode(&tb).map_err(|e| CapsuleError::Layout {
@@ -542,6 +552,79 @@ impl<R: Read> CapsuleReader<R> {
         })
     }
 }
+
+/// Checks one record's content against its id: decompresses zstd data into
+/// `raw` (capacity capped at the declared raw length, so zstd cannot write
+/// past it), compares the length, hashes with the kind's context.
+fn verify_record(
+    zstd: &mut Option<zstd::bulk::Decompressor<'static>>,
+    at: u64,
+    h: &RecordHeader,
+    stored: &[u8],
+    raw: &mut Vec<u8>,
+) -> Result<()> {
+    let bad = |reason: String| CapsuleError::BadRecord {
+        offset: at,
+        kind: h.kind,
+        id: h.id,
+        reason,
+    };
+    let content: &[u8] = match h.compression {
+        Compression::Raw => stored,
+        Compression::Zstd => {
+            let d = match zstd {
+                Some(d) => d,
+                None => zstd.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|source| CapsuleError::Io { offset: at, source })?,
+                ),
+            };
+            raw.clear();
+            raw.reserve(h.raw_len as usize);
+            if let Err(e) = d.decompress_to_buffer(stored, raw) {
+                return Err(bad(format!(
+                    "zstd data is corrupt or larger than the declared raw length {}: {e}",
+                    h.raw_len
+                )));
+            }
+            if raw.len() != h.raw_len as usize {
+                return Err(bad(format!(
+                    "decompresses to {} bytes, but the record declares {}",
+                    raw.len(),
+                    h.raw_len
+                )));
+            }
+            raw
+        }
+    };
+    let actual = h.kind.id_of(content);
+    if actual != h.id {
+        return Err(CapsuleError::IdMismatch {
+            offset: at,
+            kind: h.kind,
+            id: h.id,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// One record read ahead for parallel verification; buffers are reused.
+#[derive(Default)]
+struct Pending {
+    at: u64,
+    header: Option<RecordHeader>,
+    wanted: bool,
+    stored: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+/// A batch is verified on all cores once it holds this much stored data...
+const BATCH_STORED: usize = 4 << 20;
+/// ...or this much raw data to produce...
+const BATCH_RAW: usize = 16 << 20;
+/// ...or this many records.
+const BATCH_RECORDS: usize = 512;
 
 /// Reads and verifies a whole capsule, handing verified objects to `sink`,
 /// and returns the verified manifest once everything checked out.
