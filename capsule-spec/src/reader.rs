@@ -418,6 +418,17 @@ impl<R: Read> CapsuleReader<R> {
                 })?;
                 put += 1;
             }
+            // Keep small buffers for reuse but free large ones: otherwise
+            // each of up to BATCH_RECORDS slots could keep the largest
+            // object it ever held, and a capsule of many highly compressible
+            // big objects would pin gigabytes.
+            for p in &mut batch[..n] {
+                for b in [&mut p.stored, &mut p.raw] {
+                    if b.capacity() > KEEP_CAPACITY {
+                        *b = Vec::new();
+                    }
+                }
+            }
             if ended {
                 return Ok(put);
             }
@@ -625,6 +636,8 @@ const BATCH_STORED: usize = 4 << 20;
 const BATCH_RAW: usize = 16 << 20;
 /// ...or this many records.
 const BATCH_RECORDS: usize = 512;
+/// Per-slot buffers larger than this are freed after each batch.
+const KEEP_CAPACITY: usize = 1 << 20;
 
 /// Reads and verifies a whole capsule, handing verified objects to `sink`,
 /// and returns the verified manifest once everything checked out.
