@@ -33,6 +33,32 @@ pub struct Context {
 }
 
 impl Context {
+    /// The store directory inside the home.
+    pub fn store_dir(&self) -> PathBuf {
+        self.home.join("store")
+    }
+
+    /// Opens the existing store.
+    pub fn store(&self) -> anyhow::Result<vnfs_store::Store> {
+        Ok(vnfs_store::Store::open(&self.store_dir())?)
+    }
+
+    /// Opens the store, creating it on first use.
+    pub fn store_or_create(&self) -> anyhow::Result<vnfs_store::Store> {
+        Ok(vnfs_store::Store::open_or_create(&self.store_dir())?)
+    }
+
+    /// A progress bar honouring `--quiet` and terminal detection.
+    pub fn progress(&self) -> crate::progress::Bar {
+        crate::progress::Bar::new(self.quiet)
+    }
+
+    /// Prints a value as pretty JSON.
+    pub fn print_json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+
     /// Resolves the home directory and sets up logging.
     pub fn new(args: &GlobalArgs) -> Context {
         let level = match (args.quiet, args.verbose) {

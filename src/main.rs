@@ -3,6 +3,7 @@
 
 mod cmd;
 mod context;
+mod progress;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use context::{Context, GlobalArgs};
@@ -22,6 +23,25 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Ingest a root directory as a new version of an image; prints the commit id
+    Commit(cmd::image::CommitArgs),
+    /// Materialise a version of an image into a directory, exactly
+    Checkout(cmd::image::CheckoutArgs),
+    /// List images and their newest version
+    List,
+    /// Show an image's history, newest first
+    Log(cmd::image::LogArgs),
+    /// Show a version: files, logical size, chunks, bytes unique to it, metadata
+    Show(cmd::image::ShowArgs),
+    /// Delete images (their space is freed by `vnfs store gc`)
+    Delete(cmd::image::DeleteArgs),
+    /// Move an image back to an earlier version (recorded in its history)
+    Rollback(cmd::image::RollbackArgs),
+    /// Paths added, removed, modified between two versions, and bytes needed
+    Diff(cmd::image::DiffArgs),
+    /// Store maintenance: stats, fsck, gc
+    #[command(subcommand)]
+    Store(cmd::store::StoreCmd),
     /// Print shell completions or the man page, generated from this definition.
     #[command(subcommand)]
     Generate(cmd::generate::Generate),
@@ -31,6 +51,15 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let ctx = Context::new(&cli.global);
     let result = match cli.command {
+        Command::Commit(a) => cmd::image::commit(a, &ctx),
+        Command::Checkout(a) => cmd::image::checkout(a, &ctx),
+        Command::List => cmd::image::list(&ctx),
+        Command::Log(a) => cmd::image::log(a, &ctx),
+        Command::Show(a) => cmd::image::show(a, &ctx),
+        Command::Delete(a) => cmd::image::delete(a, &ctx),
+        Command::Rollback(a) => cmd::image::rollback(a, &ctx),
+        Command::Diff(a) => cmd::image::diff(a, &ctx),
+        Command::Store(c) => cmd::store::run(c, &ctx),
         Command::Generate(g) => cmd::generate::run(g, &mut Cli::command()),
     };
     context::finish(result)

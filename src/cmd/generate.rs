@@ -28,8 +28,7 @@ pub fn run(what: Generate, cmd: &mut clap::Command) -> anyhow::Result<()> {
             clap_complete::generate(shell, cmd, "vnfs", &mut std::io::stdout());
         }
         Generate::Man { dir } => {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             clap_mangen::generate_to(cmd.clone(), &dir)
                 .with_context(|| format!("writing man pages into {}", dir.display()))?;
         }

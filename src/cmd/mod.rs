@@ -2,3 +2,5 @@
 //! `run` function; none holds logic a library user would need.
 
 pub mod generate;
+pub mod image;
+pub mod store;

@@ -1,0 +1,328 @@
+//! Image commands over the store: commit, checkout, list, log, show,
+//! delete, rollback, diff.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use vnfs_store::diff::Change;
+
+use crate::context::Context;
+use crate::progress::bytes;
+
+/// `vnfs commit`
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Root directory of the image to ingest
+    pub dir: PathBuf,
+    /// Image name to record the new version under
+    #[arg(long, short = 'n')]
+    pub name: String,
+    /// Commit message
+    #[arg(long, short = 'm', default_value = "")]
+    pub message: String,
+    /// Commit time in seconds since the epoch (default: now); give it to
+    /// get the same commit id for the same content
+    #[arg(long, value_name = "UNIX")]
+    pub timestamp: Option<i64>,
+}
+
+/// Ingests a directory as a new version of an image.
+pub fn commit(a: CommitArgs, ctx: &Context) -> anyhow::Result<()> {
+    if !a.dir.is_dir() {
+        bail!("{} is not a directory", a.dir.display());
+    }
+    let store = ctx.store_or_create()?;
+    let bar = ctx.progress();
+    let opts = vnfs_store::CommitOptions {
+        name: a.name.clone(),
+        message: a.message,
+        timestamp: a.timestamp,
+        ..Default::default()
+    };
+    let out = store
+        .commit_dir(&a.dir, &opts, &bar)
+        .with_context(|| format!("committing {} as {}", a.dir.display(), a.name))?;
+    if ctx.json {
+        return ctx.print_json(&out);
+    }
+    println!("{}", out.id);
+    if !ctx.quiet {
+        let s = &out.stats;
+        eprintln!(
+            "{}: {} files, {} dirs, {} other; {} ({} unchanged files skipped); wrote {} objects, {} stored",
+            a.name,
+            s.files,
+            s.dirs,
+            s.others,
+            bytes(s.bytes),
+            s.unchanged_files,
+            s.written.objects,
+            bytes(s.written.stored_bytes)
+        );
+    }
+    Ok(())
+}
+
+/// `vnfs checkout`
+#[derive(Args, Debug)]
+pub struct CheckoutArgs {
+    /// NAME, NAME@COMMIT or a commit id
+    pub image: String,
+    /// Directory to create (must be absent or empty)
+    pub dir: PathBuf,
+}
+
+/// Materialises a version of an image into a directory.
+pub fn checkout(a: CheckoutArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let (_, id) = store.resolve(&a.image)?;
+    let bar = ctx.progress();
+    let s = store
+        .checkout(&id, &a.dir, &bar)
+        .with_context(|| format!("checking out {} into {}", a.image, a.dir.display()))?;
+    if ctx.json {
+        return ctx.print_json(&s);
+    }
+    if s.owners_skipped > 0 || s.devices_skipped > 0 {
+        eprintln!(
+            "warning: not root: {} owners and {} device nodes could not be restored",
+            s.owners_skipped, s.devices_skipped
+        );
+    }
+    if !ctx.quiet {
+        eprintln!(
+            "{} files, {} dirs, {} other, {} written to {}",
+            s.files,
+            s.dirs,
+            s.others,
+            bytes(s.bytes),
+            a.dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn date(ts: i64) -> String {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm):
+    // avoids a date crate for one line of output.
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Lists images with their newest commit.
+pub fn list(ctx: &Context) -> anyhow::Result<()> {
+    let store = match ctx.store() {
+        Ok(s) => s,
+        Err(_) if !ctx.store_dir().exists() => {
+            if ctx.json {
+                println!("[]");
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut rows = Vec::new();
+    for (name, id) in store.list_refs()? {
+        let c = store.read_commit(&id)?;
+        rows.push(serde_json::json!({
+            "name": name, "commit": id.to_hex(), "timestamp": c.timestamp, "message": c.message,
+        }));
+        if !ctx.json {
+            println!(
+                "{:<40} {}  {}  {}",
+                name,
+                id.short(),
+                date(c.timestamp),
+                c.message
+            );
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&rows)?;
+    }
+    Ok(())
+}
+
+/// `vnfs log`
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Image name (or NAME@COMMIT to start from an older version)
+    pub image: String,
+}
+
+/// Prints an image's history, newest first.
+pub fn log(a: LogArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let (_, id) = store.resolve(&a.image)?;
+    let mut rows = Vec::new();
+    for (id, c) in store.history(id)? {
+        if ctx.json {
+            rows.push(serde_json::json!({
+                "commit": id.to_hex(), "parents": c.parents.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+                "timestamp": c.timestamp, "message": c.message, "metadata": c.metadata,
+            }));
+        } else {
+            println!(
+                "commit {id}\nDate:   {}\n\n    {}\n",
+                date(c.timestamp),
+                c.message
+            );
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&rows)?;
+    }
+    Ok(())
+}
+
+/// `vnfs show`
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// NAME, NAME@COMMIT or a commit id
+    pub image: String,
+}
+
+/// Prints figures and metadata of one version.
+pub fn show(a: ShowArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let (name, id) = store.resolve(&a.image)?;
+    let c = store.read_commit(&id)?;
+    let s = store.summarize(&id)?;
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "name": name, "commit": id.to_hex(), "parents": c.parents.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+            "timestamp": c.timestamp, "message": c.message, "metadata": c.metadata, "summary": s,
+        }));
+    }
+    if let Some(n) = name {
+        println!("image:         {n}");
+    }
+    println!("commit:        {id}");
+    for p in &c.parents {
+        println!("parent:        {p}");
+    }
+    println!("date:          {}", date(c.timestamp));
+    println!("message:       {}", c.message);
+    println!(
+        "files:         {} ({} dirs, {} other)",
+        s.files, s.dirs, s.others
+    );
+    println!("logical size:  {}", bytes(s.logical_bytes));
+    println!("chunks:        {}", s.chunks);
+    println!("stored:        {}", bytes(s.stored_bytes));
+    println!(
+        "unique:        {} (not shared with any other image or version)",
+        bytes(s.unique_bytes)
+    );
+    for (k, v) in &c.metadata {
+        if v.contains('\n') || v.len() > 100 {
+            println!("{k}: ({} bytes; see --json)", v.len());
+        } else {
+            println!("{k}: {v}");
+        }
+    }
+    Ok(())
+}
+
+/// `vnfs delete`
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// Image names to delete (space is given back by `vnfs store gc`)
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Removes image names.
+pub fn delete(a: DeleteArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    for n in &a.names {
+        let id = store.delete_ref(n)?;
+        if !ctx.quiet {
+            eprintln!(
+                "deleted {n} (was {}); run `vnfs store gc` to free its space",
+                id.short()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `vnfs rollback`
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Image name
+    pub name: String,
+    /// Version to go back to (commit id or prefix; default: the previous one)
+    pub commit: Option<String>,
+}
+
+/// Moves an image back to an earlier version, recorded as a new commit.
+pub fn rollback(a: RollbackArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let target = match &a.commit {
+        Some(c) => Some(store.resolve(&format!("{}@{c}", a.name))?.1),
+        None => None,
+    };
+    let id = store.rollback(&a.name, target)?;
+    println!("{id}");
+    Ok(())
+}
+
+/// `vnfs diff`
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Old version: NAME, NAME@COMMIT or a commit id
+    pub a: String,
+    /// New version
+    pub b: String,
+}
+
+/// Prints what changed between two versions.
+pub fn diff(a: DiffArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let (_, ia) = store.resolve(&a.a)?;
+    let (_, ib) = store.resolve(&a.b)?;
+    let d = store.diff(&ia, &ib)?;
+    if ctx.json {
+        return ctx.print_json(&d);
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for e in &d.entries {
+        let path = String::from_utf8_lossy(&e.path_bytes);
+        let path = if path.starts_with('/') {
+            path.into_owned()
+        } else {
+            format!("/{path}")
+        };
+        writeln!(out, "{} {:<8} {}", e.change.letter(), e.kind, path)?;
+    }
+    let count = |c: Change| d.entries.iter().filter(|e| e.change == c).count();
+    writeln!(
+        out,
+        "{} added, {} removed, {} modified, {} metadata-only; {} in {} chunks needed by B that A lacks",
+        count(Change::Added),
+        count(Change::Removed),
+        count(Change::Modified),
+        count(Change::Metadata),
+        bytes(d.new_bytes),
+        d.new_chunks
+    )?;
+    Ok(())
+}

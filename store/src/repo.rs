@@ -1,0 +1,463 @@
+//! The store on disk: directory layout, the in-memory index over all packs,
+//! object reads, write transactions and the writer/gc lock.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use rustix::fs::{FlockOperation, flock};
+
+use crate::commit::Commit;
+use crate::error::{IoContext, Result, StoreError};
+use crate::id::{IdMap, IdSet, ObjectId, ObjectKind};
+use crate::pack::{self, IndexEntry, PackWriter, StoredObject};
+use crate::tree::Tree;
+
+const VERSION_FILE: &str = "VERSION";
+const VERSION_LINE: &str = "vnfs-store 1";
+/// Packs are closed at this size so gc can rewrite them piecewise.
+const PACK_TARGET: u64 = 256 << 20;
+
+/// Where an object is: which pack, and its index entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Location {
+    pub pack: u32,
+    pub entry: IndexEntry,
+}
+
+/// One pack known to the index.
+pub(crate) struct PackHandle {
+    pub name: String,
+    pub path: PathBuf,
+    pub file: File,
+    pub entries: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Index {
+    pub packs: Vec<PackHandle>,
+    pub objects: IdMap<Location>,
+    /// Index files that failed to load; fsck reports them.
+    pub damaged: Vec<StoreError>,
+}
+
+/// A content-addressed store rooted at one directory.
+pub struct Store {
+    root: PathBuf,
+    pub(crate) index: RwLock<Index>,
+}
+
+impl Store {
+    /// Opens an existing store.
+    pub fn open(root: &Path) -> Result<Store> {
+        let version = root.join(VERSION_FILE);
+        match fs::read_to_string(&version) {
+            Ok(v) if v.trim() == VERSION_LINE => {}
+            Ok(v) => {
+                return Err(StoreError::NotAStore {
+                    path: root.into(),
+                    why: format!("unsupported store format '{}'", v.trim()),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotAStore {
+                    path: root.into(),
+                    why: "no vnfs store here (it is created by the first commit or build)".into(),
+                });
+            }
+            Err(e) => return Err(e).at(version),
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+            index: RwLock::new(Index::default()),
+        };
+        store.reload_index()?;
+        Ok(store)
+    }
+
+    /// Opens the store, creating an empty one first if `root` has none.
+    pub fn open_or_create(root: &Path) -> Result<Store> {
+        if !root.join(VERSION_FILE).exists() {
+            for d in ["packs", "refs", "tmp", "cache/stat"] {
+                let p = root.join(d);
+                fs::create_dir_all(&p).at(&p)?;
+            }
+            let tmp = root
+                .join("tmp")
+                .join(format!("VERSION.{}", pack::unique_suffix()));
+            pack::write_synced(&tmp, format!("{VERSION_LINE}\n").as_bytes())?;
+            let version = root.join(VERSION_FILE);
+            fs::rename(&tmp, &version).at(&version)?;
+        }
+        Store::open(root)
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn packs_dir(&self) -> PathBuf {
+        self.root.join("packs")
+    }
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Re-reads every pack index. Called at open and at the start of each
+    /// transaction, so a writer never trusts objects a gc removed since.
+    pub fn reload_index(&self) -> Result<()> {
+        let mut idx = Index::default();
+        for (path, name) in list_index_files(&self.packs_dir())? {
+            match load_pack(&path, &name) {
+                Ok((handle, entries)) => {
+                    let pack = idx.packs.len() as u32;
+                    for entry in entries {
+                        idx.objects.insert(entry.id, Location { pack, entry });
+                    }
+                    idx.packs.push(handle);
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; its objects are unavailable (run `vnfs store fsck`)");
+                    idx.damaged.push(e);
+                }
+            }
+        }
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
+        Ok(())
+    }
+
+    /// True if the object is in the store.
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.read_index().objects.contains_key(id)
+    }
+
+    pub(crate) fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stored (possibly compressed) form of an object, unverified.
+    pub fn read_stored(&self, id: &ObjectId, kind: ObjectKind) -> Result<StoredObject> {
+        let idx = self.read_index();
+        let loc = idx
+            .objects
+            .get(id)
+            .ok_or(StoreError::Missing { id: *id, kind })?;
+        let p = &idx.packs[loc.pack as usize];
+        let obj = pack::read_record(&p.file, &p.path, &loc.entry)?;
+        if obj.kind != kind {
+            return Err(StoreError::Corrupt {
+                id: *id,
+                kind,
+                where_: p.path.clone(),
+                why: format!("stored as a {}, expected a {kind}", obj.kind),
+            });
+        }
+        Ok(obj)
+    }
+
+    /// The raw bytes of an object, verified against its id.
+    pub fn read_raw(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
+        let obj = self.read_stored(id, kind)?;
+        let path = self.pack_path_of(id).unwrap_or_default();
+        obj.decode(&path)
+    }
+
+    pub(crate) fn pack_path_of(&self, id: &ObjectId) -> Option<PathBuf> {
+        let idx = self.read_index();
+        let loc = idx.objects.get(id)?;
+        Some(idx.packs[loc.pack as usize].path.clone())
+    }
+
+    /// Reads and decodes a tree.
+    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let raw = self.read_raw(id, ObjectKind::Tree)?;
+        Tree::decode(&raw).map_err(|source| StoreError::Decode {
+            id: *id,
+            kind: ObjectKind::Tree,
+            source,
+        })
+    }
+
+    /// Reads and decodes a commit.
+    pub fn read_commit(&self, id: &ObjectId) -> Result<Commit> {
+        let raw = self.read_raw(id, ObjectKind::Commit)?;
+        Commit::decode(&raw).map_err(|source| StoreError::Decode {
+            id: *id,
+            kind: ObjectKind::Commit,
+            source,
+        })
+    }
+
+    /// Starts a write transaction: holds the shared store lock (so gc waits
+    /// for it) and refreshes the index.
+    pub fn writer(&self) -> Result<Writer<'_>> {
+        let lock = StoreLock::shared(&self.root)?;
+        self.reload_index()?;
+        Ok(Writer {
+            store: self,
+            _lock: lock,
+            pack: Mutex::new(None),
+            pending: Mutex::new(IdSet::default()),
+            written: Mutex::new(WriteStats::default()),
+        })
+    }
+
+    /// All commit ids in the store (for resolving abbreviated ids).
+    pub fn commit_ids(&self) -> Vec<ObjectId> {
+        let idx = self.read_index();
+        let mut v: Vec<ObjectId> = idx
+            .objects
+            .values()
+            .filter(|l| l.entry.kind == ObjectKind::Commit)
+            .map(|l| l.entry.id)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Object counts and stored bytes per kind.
+    pub fn object_counts(&self) -> BTreeMap<ObjectKind, (u64, u64)> {
+        let idx = self.read_index();
+        let mut m: BTreeMap<ObjectKind, (u64, u64)> = BTreeMap::new();
+        for l in idx.objects.values() {
+            let e = m.entry(l.entry.kind).or_default();
+            e.0 += 1;
+            e.1 += u64::from(l.entry.stored_len);
+        }
+        m
+    }
+
+    /// Total size of all pack and index files.
+    pub fn disk_usage(&self) -> Result<u64> {
+        let mut total = 0;
+        for (idx_path, _) in list_index_files(&self.packs_dir())? {
+            total += fs::metadata(&idx_path).at(&idx_path)?.len();
+            let pack = idx_path.with_extension("pack");
+            total += fs::metadata(&pack).map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(total)
+    }
+}
+
+/// `.idx` files under `packs/`, sorted by name.
+pub(crate) fn list_index_files(packs: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(packs) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).at(packs),
+    };
+    for sub in rd {
+        let sub = sub.at(packs)?;
+        if !sub.file_type().at(sub.path())?.is_dir() {
+            continue;
+        }
+        for f in fs::read_dir(sub.path()).at(sub.path())? {
+            let f = f.at(sub.path())?;
+            let path = f.path();
+            if path.extension().is_some_and(|e| e == "idx") {
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                out.push((path, name));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn load_pack(idx_path: &Path, name: &str) -> Result<(PackHandle, Vec<IndexEntry>)> {
+    let (entries, _hash) = pack::read_index(idx_path)?;
+    let path = idx_path.with_extension("pack");
+    let file = File::open(&path).at(&path)?;
+    let len = file.metadata().at(&path)?.len();
+    if let Some(last) = entries
+        .iter()
+        .map(|e| e.offset + pack::RECORD_HEADER as u64 + u64::from(e.stored_len))
+        .max()
+        && last > len
+    {
+        return Err(StoreError::BadPack {
+            path,
+            why: format!("pack is truncated: index needs {last} bytes, file has {len}"),
+        });
+    }
+    Ok((
+        PackHandle {
+            name: name.to_string(),
+            path,
+            file,
+            entries: entries.len(),
+        },
+        entries,
+    ))
+}
+
+/// An advisory lock on the store: shared for writers, exclusive for gc.
+pub(crate) struct StoreLock {
+    _file: File,
+}
+
+impl StoreLock {
+    fn open(root: &Path) -> Result<File> {
+        let path = root.join("lock");
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)
+    }
+
+    pub(crate) fn shared(root: &Path) -> Result<StoreLock> {
+        let file = Self::open(root)?;
+        if flock(&file, FlockOperation::NonBlockingLockShared).is_err() {
+            tracing::warn!("waiting for `vnfs store gc` to finish");
+            flock(&file, FlockOperation::LockShared)
+                .map_err(std::io::Error::from)
+                .at(root.join("lock"))?;
+        }
+        Ok(StoreLock { _file: file })
+    }
+
+    pub(crate) fn exclusive(root: &Path) -> Result<StoreLock> {
+        let file = Self::open(root)?;
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            tracing::warn!("waiting for running commits and imports to finish");
+            flock(&file, FlockOperation::LockExclusive)
+                .map_err(std::io::Error::from)
+                .at(root.join("lock"))?;
+        }
+        Ok(StoreLock { _file: file })
+    }
+}
+
+/// Counts of what a transaction wrote.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct WriteStats {
+    /// Objects newly written.
+    pub objects: u64,
+    /// Their uncompressed bytes.
+    pub raw_bytes: u64,
+    /// Their stored bytes.
+    pub stored_bytes: u64,
+}
+
+/// A write transaction. Objects become visible when `finish` (or a pack
+/// rotation) renames a pack into place; dropping it unfinished discards
+/// the current pack.
+pub struct Writer<'s> {
+    store: &'s Store,
+    _lock: StoreLock,
+    pack: Mutex<Option<PackWriter>>,
+    pending: Mutex<IdSet>,
+    written: Mutex<WriteStats>,
+}
+
+impl Writer<'_> {
+    /// The store this writes into.
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// True if the object is stored or already written in this transaction.
+    pub fn has(&self, id: &ObjectId) -> bool {
+        self.store.contains(id) || lock(&self.pending).contains(id)
+    }
+
+    /// Stores raw bytes as an object (compressing them) unless present.
+    /// Returns the id.
+    pub fn put(&self, kind: ObjectKind, raw: &[u8]) -> Result<ObjectId> {
+        let id = ObjectId::of(kind, raw);
+        if self.claim(&id) {
+            let obj = StoredObject::compress(kind, id, raw)?;
+            self.append(&obj)?;
+        }
+        Ok(id)
+    }
+
+    /// Adds an object in stored form (already verified by the caller)
+    /// unless present. Returns true if it was written.
+    pub fn put_stored(&self, obj: &StoredObject) -> Result<bool> {
+        if !self.claim(&obj.id) {
+            return Ok(false);
+        }
+        self.append(obj)?;
+        Ok(true)
+    }
+
+    /// Reserves an id for writing; false if it is stored or reserved already.
+    fn claim(&self, id: &ObjectId) -> bool {
+        if self.store.contains(id) {
+            return false;
+        }
+        lock(&self.pending).insert(*id)
+    }
+
+    fn append(&self, obj: &StoredObject) -> Result<()> {
+        let mut slot = lock(&self.pack);
+        if slot.is_none() {
+            *slot = Some(PackWriter::create(&self.store.tmp_dir())?);
+        }
+        let Some(w) = slot.as_mut() else {
+            unreachable!("pack writer created above")
+        };
+        w.add(obj)?;
+        {
+            let mut s = lock(&self.written);
+            s.objects += 1;
+            s.raw_bytes += u64::from(obj.raw_len);
+            s.stored_bytes += obj.data.len() as u64;
+        }
+        if w.len() >= PACK_TARGET
+            && let Some(full) = slot.take()
+        {
+            self.seal(full)?;
+        }
+        Ok(())
+    }
+
+    fn seal(&self, w: PackWriter) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        let (name, entries) = w.finish(&self.store.packs_dir())?;
+        let idx_path = self
+            .store
+            .packs_dir()
+            .join(&name[..2])
+            .join(format!("{name}.idx"));
+        let (handle, _) = load_pack(&idx_path, &name)?;
+        let mut idx = self.store.index.write().unwrap_or_else(|p| p.into_inner());
+        let pack = idx.packs.len() as u32;
+        idx.packs.push(handle);
+        for entry in entries {
+            idx.objects.insert(entry.id, Location { pack, entry });
+        }
+        Ok(())
+    }
+
+    /// Makes everything written durable and visible. Call before moving refs.
+    pub fn flush(&self) -> Result<()> {
+        let current = lock(&self.pack).take();
+        if let Some(w) = current {
+            self.seal(w)?;
+        }
+        Ok(())
+    }
+
+    /// What this transaction has written so far.
+    pub fn stats(&self) -> WriteStats {
+        *lock(&self.written)
+    }
+}
+
+/// Locks a mutex, recovering from poisoning (a panicked worker thread must
+/// not turn every later call into a second panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
