@@ -9,19 +9,23 @@
 //! - [`reader`]: a streaming verifying reader whose API only yields the
 //!   manifest once the whole file is verified;
 //! - [`inspect`]: a seekable inspection without importing;
-//! - [`keys`] and [`trust`]: ed25519 key files, trust list, signature policy.
+//! - [`keys`] and [`trust`]: ed25519 key files, trust list, signature policy;
+//! - [`metadata`]: where the VNFS metadata lives in a store commit;
+//! - [`exchange`]: export from and import into a `vnfs_store::Store`.
 //!
 //! The format is specified in `capsule-spec/SPEC.md`; [`format`] is its
 //! executable form. Objects are identified as the store identifies them
 //! ([`id`]), so records pass between store and capsule without translation.
 
 pub mod error;
+pub mod exchange;
 pub mod format;
 pub mod id;
 pub mod inspect;
 pub mod keys;
 pub mod limits;
 pub mod manifest;
+pub mod metadata;
 pub mod naming;
 pub mod reader;
 mod source;
