@@ -81,7 +81,7 @@ where
 }
 
 /// Per-kind totals of the records in a capsule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KindStats {
     /// Records of this kind.
     pub count: u64,
@@ -92,7 +92,7 @@ pub struct KindStats {
 }
 
 /// Totals of a capsule's records, by kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Chunks.
     pub chunks: KindStats,
