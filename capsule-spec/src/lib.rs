@@ -8,12 +8,12 @@
 //! - [`writer`]: a streaming writer (works into a pipe, deterministic);
 //! - [`reader`]: a streaming verifying reader whose API only yields the
 //!   manifest once the whole file is verified;
-//! - [`inspect`]: a seekable inspection without importing;
+//! - [`mod@inspect`]: a seekable inspection without importing;
 //! - [`keys`] and [`trust`]: ed25519 key files, trust list, signature policy;
 //! - [`metadata`]: where the VNFS metadata lives in a store commit;
 //! - [`exchange`]: export from and import into a `vnfs_store::Store`.
 //!
-//! The format is specified in `capsule-spec/SPEC.md`; [`format`] is its
+//! The format is specified in `capsule-spec/SPEC.md`; [`mod@format`] is its
 //! executable form. Objects are identified as the store identifies them
 //! ([`id`]), so records pass between store and capsule without translation.
 
