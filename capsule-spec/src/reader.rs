@@ -384,13 +384,12 @@ impl<R: Read> CapsuleReader<R> {
             }
             let results: Vec<Result<()>> = batch[..n]
                 .par_iter_mut()
-                .map_init(
-                    || None,
-                    |d, p| match p.header {
-                        Some(h) if p.wanted => verify_record(d, p.at, &h, &p.stored, &mut p.raw),
-                        _ => Ok(()),
-                    },
-                )
+                .map(|p| match p.header {
+                    Some(h) if p.wanted => DECOMPRESSOR.with(|d| {
+                        verify_record(&mut d.borrow_mut(), p.at, &h, &p.stored, &mut p.raw)
+                    }),
+                    _ => Ok(()),
+                })
                 .collect();
             for (p, r) in batch[..n].iter().zip(results) {
                 r?;
@@ -618,6 +617,14 @@ fn verify_record(
         });
     }
     Ok(())
+}
+
+thread_local! {
+    /// One zstd context per worker thread, kept across batches and capsules:
+    /// creating a context per record or per rayon split costs more than
+    /// decompressing a small chunk.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// One record read ahead for parallel verification; buffers are reused.
