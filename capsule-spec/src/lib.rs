@@ -17,6 +17,8 @@
 //! executable form. Objects are identified as the store identifies them
 //! ([`id`]), so records pass between store and capsule without translation.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod exchange;
 pub mod format;
