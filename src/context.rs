@@ -19,6 +19,15 @@ pub struct GlobalArgs {
     /// Machine-readable JSON output where the output is data
     #[arg(long, global = true)]
     pub json: bool,
+    /// Configuration directory (vnfs.conf, defaults.conf, module settings)
+    /// [default: --home when given, else /etc/vnfs as root,
+    /// $XDG_CONFIG_HOME/vnfs otherwise]
+    #[arg(long, global = true, env = "VNFS_CONFIG", value_name = "DIR")]
+    pub config: Option<PathBuf>,
+    /// Name nodes by NodeID (MAC address) instead of hostname, as
+    /// `perceus -i node ...` did
+    #[arg(short = 'i', long = "nodeid", global = true)]
+    pub nodeid: bool,
 }
 
 /// What every command needs to know about the invocation.
@@ -30,6 +39,10 @@ pub struct Context {
     pub json: bool,
     /// Suppress everything but errors.
     pub quiet: bool,
+    /// The configuration directory.
+    pub confdir: PathBuf,
+    /// Node arguments are NodeIDs (MAC addresses), not hostnames.
+    pub nodeid: bool,
 }
 
 impl Context {
@@ -80,6 +93,8 @@ impl Context {
             home: args.home.clone().unwrap_or_else(default_home),
             json: args.json,
             quiet: args.quiet,
+            confdir: config_dir(args),
+            nodeid: args.nodeid,
         }
     }
 }
@@ -95,6 +110,27 @@ fn default_home() -> PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
     PathBuf::from(home).join(".local/share/vnfs")
+}
+
+/// The configuration directory: `--config`, else the `--home` directory
+/// when one was given (a self-contained installation), else `/etc/vnfs` for
+/// root and the XDG configuration directory for everyone else.
+fn config_dir(args: &GlobalArgs) -> PathBuf {
+    if let Some(c) = &args.config {
+        return c.clone();
+    }
+    if let Some(h) = &args.home {
+        return h.clone();
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/etc/vnfs");
+    }
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("vnfs");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".config/vnfs")
 }
 
 /// An error that carries its own exit status (e.g. fsck finding damage = 1).

@@ -55,6 +55,22 @@ enum Command {
     /// Print shell completions or the man page, generated from this definition.
     #[command(subcommand)]
     Generate(cmd::generate::Generate),
+    /// Write vnfs.conf and defaults.conf, asking Perceus's first-run questions
+    Init(Box<cmd::init::InitArgs>),
+    /// Add, set, delete, replace, list and import nodes
+    #[command(subcommand)]
+    Node(cmd::node::NodeCmd),
+    /// Set and show groups of nodes
+    #[command(subcommand)]
+    Group(cmd::group::GroupCmd),
+    /// Import, activate and list provisioning modules
+    #[command(subcommand)]
+    Module(cmd::module::ModuleCmd),
+    /// Print the script the daemon sends a node at a provisionary state
+    Nodescript(cmd::nodescript::NodescriptArgs),
+    /// Write configuration for the services vnfs uses (dnsmasq)
+    #[command(subcommand)]
+    Configure(cmd::configure::ConfigureCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +91,12 @@ fn main() -> std::process::ExitCode {
         Command::Capsule(c) => cmd::capsule::capsule(c, &ctx),
         Command::Key(c) => cmd::capsule::key(c, &ctx),
         Command::Generate(g) => cmd::generate::run(g, &mut Cli::command()),
+        Command::Init(a) => cmd::init::run(&ctx, *a),
+        Command::Node(c) => cmd::node::run(&ctx, c),
+        Command::Group(c) => cmd::group::run(&ctx, c),
+        Command::Module(c) => cmd::module::run(&ctx, c),
+        Command::Nodescript(a) => cmd::nodescript::run(&ctx, a),
+        Command::Configure(c) => cmd::configure::run(&ctx, c),
     };
     context::finish(result)
 }

@@ -1,1 +1,113 @@
-//! Node database, range operators, modules, nodescripts, provisioning daemon and node agent.
+//! Node database, range operators, modules, nodescripts, provisioning daemon
+//! and node agent.
+//!
+//! This crate owns Perceus's management model: nodes keyed by MAC address in
+//! a SQLite database ([`db`]), named from `defaults.conf` ([`naming`]) and
+//! addressed with bracket ranges and globs ([`pattern`], [`select`]); groups
+//! derived from the nodes; modules activated per provisionary state
+//! ([`module`], [`activation`], [`state`]) and assembled into nodescripts
+//! ([`nodescript`]); importers ([`import`]); the first-run questions
+//! ([`init`]) and the dnsmasq configuration ([`dhcp`]).
+//!
+//! It never opens the image store: callers pass the known images in as
+//! [`Images`].
+
+pub mod activation;
+pub mod builtin;
+pub mod config;
+pub mod db;
+pub mod dhcp;
+pub mod error;
+mod fsutil;
+pub mod images;
+pub mod import;
+pub mod init;
+pub mod ipaddr;
+pub mod mac;
+pub mod module;
+pub mod naming;
+pub mod netif;
+pub mod node;
+pub mod nodescript;
+pub mod pattern;
+pub mod schema;
+pub mod select;
+pub mod state;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+
+pub use db::NodeDb;
+pub use error::{Error, Result};
+pub use images::Images;
+pub use mac::Mac;
+pub use node::Node;
+pub use select::Selector;
+
+/// A vnfs installation: its home (database, imported modules) and its
+/// configuration directory (vnfs.conf, defaults.conf, module configuration).
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// The vnfs home directory.
+    pub home: PathBuf,
+    /// The configuration directory.
+    pub confdir: PathBuf,
+    /// vnfs.conf, or built-in values when it does not exist yet.
+    pub conf: config::VnfsConf,
+    /// Whether vnfs.conf exists.
+    pub initialised: bool,
+    /// defaults.conf, or built-in values when it does not exist.
+    pub defaults: config::Defaults,
+    /// Warnings from reading the configuration.
+    pub warnings: Vec<String>,
+}
+
+impl Site {
+    /// Reads the configuration of the installation at `home`/`confdir`.
+    pub fn load(home: &Path, confdir: &Path) -> Result<Site> {
+        let mut warnings = Vec::new();
+        let (conf, initialised) = match config::load_vnfs_conf(confdir)? {
+            Some((c, w)) => {
+                warnings.extend(w);
+                (c, true)
+            }
+            None => (config::VnfsConf::default(), false),
+        };
+        let (defaults, w) = config::load_defaults(confdir)?;
+        warnings.extend(w);
+        Ok(Site {
+            home: home.to_path_buf(),
+            confdir: confdir.to_path_buf(),
+            conf,
+            initialised,
+            defaults,
+            warnings,
+        })
+    }
+
+    /// The node database file (vnfs.conf `database`, relative to home).
+    pub fn db_path(&self) -> PathBuf {
+        self.home.join(&self.conf.database)
+    }
+
+    /// Opens the node database.
+    pub fn open_db(&self) -> Result<NodeDb> {
+        NodeDb::open(&self.db_path())
+    }
+
+    /// The module store.
+    pub fn modules(&self) -> module::ModuleStore {
+        module::ModuleStore::new(&self.home, &self.confdir)
+    }
+
+    /// Fails unless `vnfs init` has written vnfs.conf.
+    pub fn require_init(&self) -> Result<&config::VnfsConf> {
+        if !self.initialised {
+            return Err(Error::Config(format!(
+                "{} does not exist: run `vnfs init` first",
+                self.confdir.join(config::VNFS_CONF).display()
+            )));
+        }
+        Ok(&self.conf)
+    }
+}

@@ -2,9 +2,10 @@
 //! `vnfs key generate|trust`. The work is in `vnfs_capsule::exchange`; this
 //! module parses arguments, picks files and prints.
 //!
-//! Configuration: the trust list is `<home>/trusted-keys` (public key
-//! lines, see capsule-spec/SPEC.md §8); the unsigned-capsule policy is
-//! `--unsigned` or `VNFS_UNSIGNED` (accept, warn, reject; default warn).
+//! Configuration: the trust list is `trusted-keys` in the configuration
+//! directory (`--config`, default /etc/vnfs as root; public key lines, see
+//! capsule-spec/SPEC.md §8); the unsigned-capsule policy is `--unsigned` or
+//! `VNFS_UNSIGNED` (accept, warn, reject; default warn).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -89,7 +90,8 @@ pub enum KeyCmd {
         #[arg(long, short = 'c', default_value = "")]
         comment: String,
     },
-    /// Add a public key file to this site's trust list (<home>/trusted-keys)
+    /// Add a public key file to this site's trust list (trusted-keys in the
+    /// configuration directory)
     Trust {
         /// Public key file (PREFIX.pub)
         file: PathBuf,
@@ -97,7 +99,7 @@ pub enum KeyCmd {
 }
 
 fn trust_path(ctx: &Context) -> PathBuf {
-    ctx.home.join("trusted-keys")
+    ctx.confdir.join("trusted-keys")
 }
 
 fn resolve(store: &vnfs_store::Store, spec: &str) -> anyhow::Result<(Option<String>, ObjectId)> {
@@ -345,7 +347,7 @@ pub fn key(c: KeyCmd, ctx: &Context) -> anyhow::Result<()> {
             if list.is_empty() {
                 bail!("{} holds no public key line", file.display());
             }
-            std::fs::create_dir_all(&ctx.home)?;
+            std::fs::create_dir_all(&ctx.confdir)?;
             let path = trust_path(ctx);
             let current = TrustList::load(&path)?;
             let mut f = std::fs::OpenOptions::new()

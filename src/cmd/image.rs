@@ -84,10 +84,10 @@ pub fn checkout(a: CheckoutArgs, ctx: &Context) -> anyhow::Result<()> {
     if ctx.json {
         return ctx.print_json(&s);
     }
-    if s.owners_skipped > 0 || s.devices_skipped > 0 {
+    if s.owners_skipped > 0 || s.devices_skipped > 0 || s.xattrs_skipped > 0 {
         eprintln!(
-            "warning: not root: {} owners and {} device nodes could not be restored",
-            s.owners_skipped, s.devices_skipped
+            "warning: not root: {} owners, {} device nodes and {} privileged xattrs could not be restored",
+            s.owners_skipped, s.devices_skipped, s.xattrs_skipped
         );
     }
     if !ctx.quiet {

@@ -38,6 +38,8 @@ pub struct CheckoutStats {
     pub owners_skipped: u64,
     /// Device nodes that could not be created (not root).
     pub devices_skipped: u64,
+    /// Privileged xattrs (trusted.*, security.*) that could not be set (not root).
+    pub xattrs_skipped: u64,
 }
 
 struct Item {
@@ -210,6 +212,7 @@ struct Stats {
     bytes: AtomicU64,
     owners_skipped: AtomicU64,
     devices_skipped: AtomicU64,
+    xattrs_skipped: AtomicU64,
 }
 
 impl Stats {
@@ -221,6 +224,7 @@ impl Stats {
             bytes: self.bytes.into_inner(),
             owners_skipped: self.owners_skipped.into_inner(),
             devices_skipped: self.devices_skipped.into_inner(),
+            xattrs_skipped: self.xattrs_skipped.into_inner(),
         }
     }
 }
@@ -268,8 +272,8 @@ fn apply_fd_meta(f: &File, p: &Path, meta: &Meta, stats: &Stats) -> Result<()> {
     f.set_permissions(fs::Permissions::from_mode(meta.mode))
         .at(p)?;
     for (k, v) in &meta.xattrs {
-        f.set_xattr(OsStr::from_bytes(k), v)
-            .map_err(|e| xattr_error(p, k, e))?;
+        let r = f.set_xattr(OsStr::from_bytes(k), v);
+        xattr_result(r, p, k, stats)?;
     }
     rustix::fs::futimens(f.as_fd(), &times(meta))
         .map_err(std::io::Error::from)
@@ -288,11 +292,27 @@ fn apply_path_meta(p: &Path, meta: &Meta, symlink: bool, stats: &Stats) -> Resul
         fs::set_permissions(p, fs::Permissions::from_mode(meta.mode)).at(p)?;
     }
     for (k, v) in &meta.xattrs {
-        xattr::set(p, OsStr::from_bytes(k), v).map_err(|e| xattr_error(p, k, e))?;
+        let r = xattr::set(p, OsStr::from_bytes(k), v);
+        xattr_result(r, p, k, stats)?;
     }
     rustix::fs::utimensat(CWD, p, &times(meta), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(std::io::Error::from)
         .at(p)
+}
+
+/// Privileged namespaces fail with EPERM for ordinary users: count those
+/// (the caller warns once); anything else is an error naming the file.
+fn xattr_result(r: std::io::Result<()>, p: &Path, k: &[u8], stats: &Stats) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EPERM) && !rustix::process::geteuid().is_root() =>
+        {
+            stats.xattrs_skipped.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => Err(xattr_error(p, k, e)),
+    }
 }
 
 fn xattr_error(p: &Path, k: &[u8], e: std::io::Error) -> StoreError {

@@ -127,7 +127,8 @@ impl Store {
         root: Entry,
         opts: &CommitOptions,
     ) -> Result<ObjectId> {
-        writer.flush()?;
+        // Everything goes into one pack with the commit object; the flush
+        // inside the closure makes it durable before the ref moves.
         let timestamp = opts.timestamp.unwrap_or_else(now);
         self.update_ref(&opts.name, |current| {
             let commit = Commit {
