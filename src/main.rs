@@ -44,6 +44,16 @@ enum Command {
     /// Store maintenance: stats, fsck, gc
     #[command(subcommand)]
     Store(cmd::store::StoreCmd),
+    /// Write an image (or the difference from a base) as a .vnfs capsule
+    Export(cmd::capsule::ExportArgs),
+    /// Check a .vnfs capsule completely, add its objects, then set the image
+    Import(cmd::capsule::ImportArgs),
+    /// Look into capsule files
+    #[command(subcommand)]
+    Capsule(cmd::capsule::CapsuleCmd),
+    /// Signing keys for capsules
+    #[command(subcommand)]
+    Key(cmd::capsule::KeyCmd),
     /// Print shell completions or the man page, generated from this definition.
     #[command(subcommand)]
     Generate(cmd::generate::Generate),
@@ -79,6 +89,10 @@ fn main() -> std::process::ExitCode {
         Command::Rollback(a) => cmd::image::rollback(a, &ctx),
         Command::Diff(a) => cmd::image::diff(a, &ctx),
         Command::Store(c) => cmd::store::run(c, &ctx),
+        Command::Export(a) => cmd::capsule::export(a, &ctx),
+        Command::Import(a) => cmd::capsule::import(a, &ctx),
+        Command::Capsule(c) => cmd::capsule::capsule(c, &ctx),
+        Command::Key(c) => cmd::capsule::key(c, &ctx),
         Command::Generate(g) => cmd::generate::run(g, &mut Cli::command()),
         Command::Init(a) => cmd::init::run(&ctx, *a),
         Command::Node(c) => cmd::node::run(&ctx, c),

@@ -335,43 +335,52 @@ fn mtime_of(p: &Path) -> i64 {
     std::fs::metadata(p).map(|m| m.mtime()).unwrap_or(0)
 }
 
-/// The commit metadata for a build.
+/// The commit metadata for a build: the VNFS keys capsules and the
+/// provisioner read (`vnfs_capsule::metadata`), plus the image name and
+/// the SOURCE_DATE_EPOCH used.
 fn metadata(recipe: &Recipe, built: &Built) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    let pkgs: Vec<serde_json::Value> = built
+    use vnfs_capsule::manifest::{Package, VnfsConfig};
+    use vnfs_capsule::metadata::ImageMetadata;
+    use vnfs_capsule::naming::Naming;
+    let i = &recipe.image;
+    let state = serde_json::to_value(i.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut packages: Vec<Package> = built
         .packages
         .iter()
-        .map(|p| {
-            serde_json::json!({"name": p.name, "version": p.version, "arch": p.arch, "sha256": p.sha256})
+        .map(|p| Package {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            arch: p.arch.clone(),
+            sha256: Some(p.sha256.clone()),
         })
         .collect();
+    packages.sort();
+    let meta = ImageMetadata {
+        naming: Naming {
+            os: i.os.clone(),
+            version: i.version.clone(),
+            release: i.release.clone(),
+            state,
+            arch: i.arch.clone(),
+        },
+        config: VnfsConfig {
+            kernel_args: recipe.vnfs.kernel_args.clone(),
+            hybridize: recipe.vnfs.hybridize.clone(),
+            livesync_skip: recipe.vnfs.livesync_skip.clone(),
+            nodescripts: recipe.vnfs.nodescripts.clone(),
+        },
+        packages,
+        recipe: Some(recipe.text.clone()),
+        lock: built.lock_text.clone(),
+    };
+    let mut m = BTreeMap::new();
+    meta.to_commit(&mut m);
+    m.insert("vnfs.image".into(), i.full_name());
     m.insert(
-        "packages".into(),
-        serde_json::Value::Array(pkgs).to_string(),
-    );
-    m.insert(
-        "vnfs.config".into(),
-        serde_json::to_string(&recipe.vnfs).unwrap_or_default(),
-    );
-    m.insert("recipe".into(), recipe.text.clone());
-    if let Some(l) = &built.lock_text {
-        m.insert("lock".into(), l.clone());
-    }
-    let i = &recipe.image;
-    m.insert("image.name".into(), i.full_name());
-    m.insert("image.os".into(), i.os.clone());
-    m.insert("image.version".into(), i.version.clone());
-    m.insert("image.release".into(), i.release.clone());
-    m.insert(
-        "image.state".into(),
-        serde_json::to_value(i.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-    );
-    m.insert("image.arch".into(), i.arch.clone());
-    m.insert(
-        "source_date_epoch".into(),
+        "vnfs.source_date_epoch".into(),
         built.source_date_epoch.to_string(),
     );
     m

@@ -90,8 +90,8 @@ fn minimal_build_is_clean_and_reproducible() {
         assert!(built.lock_written && recipe.lock_path().exists());
         assert!(built.packages.iter().any(|p| p.name == "apt"));
         let meta = &built.metadata;
-        assert!(meta["packages"].contains("\"name\":\"dpkg\""));
-        assert_eq!(meta["image.name"], "test-minimal");
+        assert!(meta["vnfs.packages"].contains("\"name\":\"dpkg\""));
+        assert_eq!(meta["vnfs.image"], "test-minimal");
         ids.push(built.commit.expect("committed").to_string());
     }
     assert_eq!(

@@ -196,6 +196,9 @@ pub fn log(a: LogArgs, ctx: &Context) -> anyhow::Result<()> {
 pub struct ShowArgs {
     /// NAME, NAME@COMMIT or a commit id
     pub image: String,
+    /// List the installed packages (name, version, architecture)
+    #[arg(long)]
+    pub packages: bool,
 }
 
 /// Prints figures and metadata of one version.
@@ -210,7 +213,7 @@ pub fn show(a: ShowArgs, ctx: &Context) -> anyhow::Result<()> {
             "timestamp": c.timestamp, "message": c.message, "metadata": c.metadata, "summary": s,
         }));
     }
-    if let Some(n) = name {
+    if let Some(n) = &name {
         println!("image:         {n}");
     }
     println!("commit:        {id}");
@@ -230,7 +233,32 @@ pub fn show(a: ShowArgs, ctx: &Context) -> anyhow::Result<()> {
         "unique:        {} (not shared with any other image or version)",
         bytes(s.unique_bytes)
     );
+    let packages = vnfs_capsule::metadata::ImageMetadata::from_commit(
+        &c.metadata,
+        name.as_deref().unwrap_or(""),
+    )
+    .map(|m| m.packages)
+    .unwrap_or_default();
+    if !packages.is_empty() {
+        println!(
+            "packages:      {}{}",
+            packages.len(),
+            if a.packages {
+                ""
+            } else {
+                " (--packages lists them)"
+            }
+        );
+    }
+    if a.packages {
+        for p in &packages {
+            println!("  {:<36} {:<32} {}", p.name, p.version, p.arch);
+        }
+    }
     for (k, v) in &c.metadata {
+        if k == vnfs_capsule::metadata::PACKAGES {
+            continue;
+        }
         if v.contains('\n') || v.len() > 100 {
             println!("{k}: ({} bytes; see --json)", v.len());
         } else {

@@ -2,6 +2,7 @@
 //! `run` function; none holds logic a library user would need.
 
 pub mod build;
+pub mod capsule;
 pub mod configure;
 pub mod generate;
 pub mod group;

@@ -1,0 +1,198 @@
+//! Site A exports, site B imports: full capsules, deltas, re-import,
+//! refusals, all against real stores in temporary directories.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use vnfs_capsule::exchange::{ExchangeError, export, import};
+use vnfs_capsule::metadata::ImageMetadata;
+use vnfs_capsule::*;
+use vnfs_store::{CommitOptions, NoProgress, Store};
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn tree(dir: &Path, version: u64) {
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::create_dir_all(dir.join("usr/lib")).unwrap();
+    std::fs::write(dir.join("etc/hostname"), format!("node v{version}\n")).unwrap();
+    // Two large files: one the same in every version, one that changes.
+    std::fs::write(dir.join("usr/lib/libbig.so"), noise(1, 3 << 20)).unwrap();
+    std::fs::write(
+        dir.join("usr/lib/libchanging.so"),
+        noise(100 + version, 1 << 20),
+    )
+    .unwrap();
+}
+
+fn commit(store: &Store, dir: &Path, version: u64) -> ObjectId {
+    tree(dir, version);
+    let mut metadata = BTreeMap::new();
+    ImageMetadata {
+        naming: Naming::parse_file_name(&format!("debian-node-12-{version}.stateless.x86_64"))
+            .unwrap(),
+        config: VnfsConfig {
+            kernel_args: "quiet".into(),
+            ..VnfsConfig::default()
+        },
+        packages: vec![],
+        recipe: None,
+        lock: None,
+    }
+    .to_commit(&mut metadata);
+    let out = store
+        .commit_dir(
+            dir,
+            &CommitOptions {
+                name: "debian-node".into(),
+                message: format!("version {version}"),
+                timestamp: Some(1_700_000_000 + version as i64),
+                metadata,
+                parent: None,
+            },
+            &NoProgress,
+        )
+        .unwrap();
+    ObjectId::from_bytes(out.id.0)
+}
+
+fn sid(id: &ObjectId) -> vnfs_store::ObjectId {
+    vnfs_store::ObjectId(*id.as_bytes())
+}
+
+#[test]
+fn site_a_to_site_b_full_then_delta() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let b = Store::open_or_create(&tmp.path().join("b")).unwrap();
+    let src = tmp.path().join("src");
+    let v1 = commit(&a, &src, 1);
+
+    // Full capsule, twice: byte-identical.
+    let (r1, full) = export(&a, "debian-node", v1, None, None, Vec::new()).unwrap();
+    let (_, again) = export(&a, "debian-node", v1, None, None, Vec::new()).unwrap();
+    assert_eq!(full, again);
+    assert_eq!(r1.file_name, "debian-node-12-1.stateless.x86_64.vnfs");
+    assert_eq!(r1.manifest.config.kernel_args, "quiet");
+
+    let rep = import(&b, &full[..], None, ReadOptions::default()).unwrap();
+    assert!(rep.moved && rep.added > 0 && rep.present == 0);
+    assert_eq!(rep.signature, "unsigned");
+    assert!(rep.warning.is_some());
+    assert_eq!(b.get_ref("debian-node").unwrap(), Some(sid(&v1)));
+
+    // Checkout on B equals checkout on A (content of every file).
+    let (ca, cb) = (tmp.path().join("ca"), tmp.path().join("cb"));
+    a.checkout(&sid(&v1), &ca, &NoProgress).unwrap();
+    b.checkout(&sid(&v1), &cb, &NoProgress).unwrap();
+    for f in [
+        "etc/hostname",
+        "usr/lib/libbig.so",
+        "usr/lib/libchanging.so",
+    ] {
+        assert_eq!(
+            std::fs::read(ca.join(f)).unwrap(),
+            std::fs::read(cb.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    // Importing twice changes nothing.
+    let rep = import(&b, &full[..], None, ReadOptions::default()).unwrap();
+    assert!(!rep.moved);
+    assert_eq!(rep.added, 0);
+
+    // Version 2 as a delta over version 1: about the changed chunks only.
+    let v2 = commit(&a, &src, 2);
+    let (r2, delta) = export(&a, "debian-node", v2, Some(v1), None, Vec::new()).unwrap();
+    assert!(
+        delta.len() < full.len() / 2,
+        "delta {} bytes vs full {}",
+        delta.len(),
+        full.len()
+    );
+    assert_eq!(r2.manifest.base, Some(v1));
+    assert_eq!(r2.manifest.history.len(), 1);
+
+    // A store without the base refuses the delta, naming the base, and is
+    // left without any ref.
+    let c = Store::open_or_create(&tmp.path().join("c")).unwrap();
+    let e = import(&c, &delta[..], None, ReadOptions::default()).unwrap_err();
+    assert!(matches!(e, ExchangeError::MissingBase(b) if b == v1), "{e}");
+    assert!(e.to_string().contains(&v1.to_hex()));
+    assert!(c.list_refs().unwrap().is_empty());
+
+    // B takes the delta on top of the base.
+    let rep = import(&b, &delta[..], None, ReadOptions::default()).unwrap();
+    assert!(rep.moved);
+    assert_eq!(b.get_ref("debian-node").unwrap(), Some(sid(&v2)));
+    let cb2 = tmp.path().join("cb2");
+    b.checkout(&sid(&v2), &cb2, &NoProgress).unwrap();
+    assert_eq!(
+        std::fs::read(cb2.join("usr/lib/libchanging.so")).unwrap(),
+        noise(102, 1 << 20)
+    );
+    assert_eq!(b.history(sid(&v2)).unwrap().len(), 2);
+}
+
+#[test]
+fn bad_capsules_leave_refs_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let b = Store::open_or_create(&tmp.path().join("b")).unwrap();
+    let v1 = commit(&a, &tmp.path().join("src"), 1);
+    let key = SecretKey::from_seed([4; 32], "site-a");
+    let (_, full) = export(&a, "debian-node", v1, None, Some(&key), Vec::new()).unwrap();
+
+    // Cut short, flipped in the middle, flipped in the trailer.
+    let mut bad = vec![
+        full[..full.len() - 1].to_vec(),
+        full[..full.len() / 2].to_vec(),
+    ];
+    for at in [full.len() / 2, full.len() - 150] {
+        let mut f = full.clone();
+        f[at] ^= 0x40;
+        bad.push(f);
+    }
+    for f in &bad {
+        let mut o = ReadOptions::default();
+        o.trust.add(key.public());
+        assert!(import(&b, &f[..], None, o).is_err());
+        assert!(
+            b.list_refs().unwrap().is_empty(),
+            "a bad capsule moved a ref"
+        );
+    }
+
+    // Signed by a key B does not trust: refused; trusted: accepted.
+    let e = import(&b, &full[..], None, ReadOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("not in the trust list"), "{e}");
+    assert!(b.list_refs().unwrap().is_empty());
+    let mut o = ReadOptions::default();
+    o.trust.add(key.public());
+    let rep = import(&b, &full[..], Some("renamed"), o).unwrap();
+    assert_eq!(rep.signature, "trusted");
+    assert_eq!(b.get_ref("renamed").unwrap(), Some(sid(&v1)));
+}
+
+#[test]
+fn diverged_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let b = Store::open_or_create(&tmp.path().join("b")).unwrap();
+    let va = commit(&a, &tmp.path().join("sa"), 1);
+    let vb = commit(&b, &tmp.path().join("sb"), 7);
+    let (_, full) = export(&a, "debian-node", va, None, None, Vec::new()).unwrap();
+    let e = import(&b, &full[..], None, ReadOptions::default()).unwrap_err();
+    assert!(matches!(e, ExchangeError::Diverged { .. }), "{e}");
+    assert_eq!(b.get_ref("debian-node").unwrap(), Some(sid(&vb)));
+}

@@ -1,0 +1,373 @@
+//! Capsule commands: `vnfs export`, `vnfs import`, `vnfs capsule inspect`,
+//! `vnfs key generate|trust`. The work is in `vnfs_capsule::exchange`; this
+//! module parses arguments, picks files and prints.
+//!
+//! Configuration: the trust list is `trusted-keys` in the configuration
+//! directory (`--config`, default /etc/vnfs as root; public key lines, see
+//! capsule-spec/SPEC.md §8); the unsigned-capsule policy is `--unsigned` or
+//! `VNFS_UNSIGNED` (accept, warn, reject; default warn).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use vnfs_capsule::exchange;
+use vnfs_capsule::{
+    Limits, ObjectId, ReadOptions, SecretKey, SignaturePolicy, SignatureStatus, TrustList,
+    UnsignedPolicy,
+};
+
+use crate::context::Context;
+use crate::progress::bytes;
+
+/// `vnfs export`
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Image to export: NAME or NAME@COMMIT
+    pub image: String,
+    /// Output: a file, a directory (the file is named
+    /// <os>-<version>-<release>.<state>.<arch>.vnfs), or - for stdout
+    pub output: String,
+    /// Make a delta holding only what this image or commit lacks
+    #[arg(long, value_name = "NAME|COMMIT")]
+    pub base: Option<String>,
+    /// Sign with this secret key file (see `vnfs key generate`)
+    #[arg(long, value_name = "KEYFILE")]
+    pub sign: Option<PathBuf>,
+}
+
+/// What to do with an unsigned capsule.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Unsigned {
+    /// Import silently
+    Accept,
+    /// Import with a warning
+    Warn,
+    /// Refuse
+    Reject,
+}
+
+/// `vnfs import`
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Capsule file, or - for stdin
+    pub input: String,
+    /// Image name to import under (default: the capsule's)
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    /// Policy for unsigned capsules
+    #[arg(long, env = "VNFS_UNSIGNED", value_enum, default_value_t = Unsigned::Warn)]
+    pub unsigned: Unsigned,
+    /// Accept capsules with a valid signature by a key not in the trust list
+    #[arg(long)]
+    pub allow_untrusted: bool,
+}
+
+/// `vnfs capsule ...`
+#[derive(Subcommand, Debug)]
+pub enum CapsuleCmd {
+    /// Show a capsule's manifest, sizes, base and signature status without
+    /// importing it
+    Inspect {
+        /// Capsule file
+        file: PathBuf,
+        /// Also decompress and verify every object id
+        #[arg(long)]
+        deep: bool,
+    },
+}
+
+/// `vnfs key ...`
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create an ed25519 signing key: PREFIX.key (secret, mode 0600) and
+    /// PREFIX.pub (public key line)
+    Generate {
+        /// Path prefix of the two files
+        prefix: PathBuf,
+        /// Comment stored with the key (who it belongs to)
+        #[arg(long, short = 'c', default_value = "")]
+        comment: String,
+    },
+    /// Add a public key file to this site's trust list (trusted-keys in the
+    /// configuration directory)
+    Trust {
+        /// Public key file (PREFIX.pub)
+        file: PathBuf,
+    },
+}
+
+fn trust_path(ctx: &Context) -> PathBuf {
+    ctx.confdir.join("trusted-keys")
+}
+
+fn resolve(store: &vnfs_store::Store, spec: &str) -> anyhow::Result<(Option<String>, ObjectId)> {
+    let (name, id) = store.resolve(spec)?;
+    Ok((name, ObjectId::from_bytes(id.0)))
+}
+
+/// Writes a capsule of an image.
+pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let (name, head) = resolve(&store, &a.image)?;
+    let name = name.unwrap_or_else(|| a.image.clone());
+    let base = a
+        .base
+        .as_deref()
+        .map(|b| resolve(&store, b).map(|(_, id)| id))
+        .transpose()
+        .context("resolving --base")?;
+    let key = a.sign.as_deref().map(SecretKey::load).transpose()?;
+    let report = if a.output == "-" {
+        let out = std::io::stdout().lock();
+        let (r, mut out) = exchange::export(&store, &name, head, base, key.as_ref(), out)?;
+        out.flush()?;
+        r
+    } else {
+        let target = PathBuf::from(&a.output);
+        let dir_target = a.output.ends_with('/') || target.is_dir();
+        let dir = if dir_target {
+            target.clone()
+        } else {
+            target
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
+        // Written to a temporary name in the same directory, then renamed:
+        // a failed export leaves no half-written capsule.
+        let tmp = tempfile_in(&dir)?;
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let result = exchange::export(
+            &store,
+            &name,
+            head,
+            base,
+            key.as_ref(),
+            std::io::BufWriter::new(file),
+        );
+        let (r, out) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let dest = if dir_target {
+            dir.join(&r.file_name)
+        } else {
+            target
+        };
+        std::fs::rename(&tmp, &dest).with_context(|| format!("renaming to {}", dest.display()))?;
+        if !ctx.quiet && !ctx.json {
+            eprintln!("wrote {}", dest.display());
+        }
+        r
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    if !ctx.quiet {
+        eprintln!(
+            "{}{}: {} objects, {} stored ({} raw), capsule {}{}",
+            name,
+            base.map(|b| format!(" (delta over {})", &b.to_hex()[..12]))
+                .unwrap_or_default(),
+            report.objects,
+            bytes(report.stored_bytes),
+            bytes(report.raw_bytes),
+            bytes(report.capsule_bytes),
+            report
+                .signed_by
+                .as_deref()
+                .map(|k| format!(", signed by {k}"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+fn tempfile_in(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    Ok(dir.join(format!(".vnfs-export-{}.tmp", std::process::id())))
+}
+
+/// Imports a capsule.
+pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store_or_create()?;
+    let opts = ReadOptions {
+        limits: Limits::default(),
+        trust: TrustList::load(&trust_path(ctx))?,
+        policy: SignaturePolicy {
+            unsigned: match a.unsigned {
+                Unsigned::Accept => UnsignedPolicy::Accept,
+                Unsigned::Warn => UnsignedPolicy::Warn,
+                Unsigned::Reject => UnsignedPolicy::Reject,
+            },
+            allow_untrusted: a.allow_untrusted,
+        },
+    };
+    let report = if a.input == "-" {
+        exchange::import(&store, std::io::stdin().lock(), a.name.as_deref(), opts)?
+    } else {
+        let f = std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input))?;
+        exchange::import(&store, f, a.name.as_deref(), opts)
+            .with_context(|| format!("importing {}", a.input))?
+    };
+    if let Some(w) = &report.warning {
+        eprintln!("warning: {w}");
+    }
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    println!("{}", report.head);
+    if !ctx.quiet {
+        eprintln!(
+            "{}: {} objects added, {} already present; {}",
+            report.name,
+            report.added,
+            report.present,
+            if report.moved {
+                "image updated"
+            } else {
+                "image unchanged"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `vnfs capsule ...`
+pub fn capsule(c: CapsuleCmd, ctx: &Context) -> anyhow::Result<()> {
+    match c {
+        CapsuleCmd::Inspect { file, deep } => {
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let trust = TrustList::load(&trust_path(ctx))?;
+            let i =
+                vnfs_capsule::inspect(std::io::BufReader::new(f), Limits::default(), &trust, deep)
+                    .with_context(|| format!("inspecting {}", file.display()))?;
+            let signer = match &i.signature {
+                SignatureStatus::Unsigned => None,
+                SignatureStatus::Trusted { key }
+                | SignatureStatus::Untrusted { key }
+                | SignatureStatus::Broken { key, .. } => Some(key.to_string()),
+            };
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({
+                    "file": file,
+                    "format": format!("{}.{}", i.header.major, i.header.minor),
+                    "bytes": i.file_len,
+                    "objects": i.stats,
+                    "signature": i.signature.name(),
+                    "signer": signer,
+                    "verified_objects": i.deep,
+                    "file_hash": hex_of(&i.trailer.file_hash),
+                    "manifest": i.manifest,
+                }));
+            }
+            let m = &i.manifest;
+            println!("file:       {} ({})", file.display(), bytes(i.file_len));
+            println!("format:     {}.{}", i.header.major, i.header.minor);
+            println!("image:      {} ({})", m.name, m.naming.label());
+            println!("head:       {}", m.head);
+            match m.base {
+                Some(b) => println!("base:       {b} (delta)"),
+                None => println!("base:       none (full capsule)"),
+            }
+            for (what, k) in [
+                ("chunks", i.stats.chunks),
+                ("trees", i.stats.trees),
+                ("commits", i.stats.commits),
+            ] {
+                println!(
+                    "{what:<11} {:>8}  {} stored, {} raw",
+                    k.count,
+                    bytes(k.stored),
+                    bytes(k.raw)
+                );
+            }
+            println!("signature:  {}", i.signature);
+            println!(
+                "verified:   checksum{}",
+                if i.deep {
+                    " and every object id"
+                } else {
+                    " (--deep also checks every object id)"
+                }
+            );
+            if !m.config.kernel_args.is_empty() {
+                println!("kernel args: {}", m.config.kernel_args);
+            }
+            println!("packages:   {}", m.packages.len());
+            for c in m.history.iter().take(10) {
+                println!(
+                    "  {} {} {}",
+                    &c.id.to_hex()[..12],
+                    c.timestamp,
+                    c.message.lines().next().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `vnfs key ...`
+pub fn key(c: KeyCmd, ctx: &Context) -> anyhow::Result<()> {
+    match c {
+        KeyCmd::Generate { prefix, comment } => {
+            let k = SecretKey::generate(comment)?;
+            let (sk, pk) = (prefix.with_extension("key"), prefix.with_extension("pub"));
+            k.save(&sk, &pk)?;
+            if !ctx.quiet {
+                eprintln!(
+                    "secret key: {} (keep private)\npublic key: {}",
+                    sk.display(),
+                    pk.display()
+                );
+            }
+            println!("{}", k.public().to_line());
+            Ok(())
+        }
+        KeyCmd::Trust { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let list = TrustList::parse(&text, &file.display().to_string())?;
+            if list.is_empty() {
+                bail!("{} holds no public key line", file.display());
+            }
+            std::fs::create_dir_all(&ctx.confdir)?;
+            let path = trust_path(ctx);
+            let current = TrustList::load(&path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            for line in text.lines().filter(|l| {
+                l.trim_start()
+                    .starts_with(vnfs_capsule::keys::PUBLIC_KEYWORD)
+            }) {
+                let k = vnfs_capsule::PublicKey::parse_line(line).map_err(anyhow::Error::msg)?;
+                if current.get(k.as_bytes()).is_none() {
+                    writeln!(f, "{}", k.to_line())?;
+                    if !ctx.quiet {
+                        eprintln!("trusting {k}");
+                    }
+                }
+            }
+            f.sync_all()?;
+            Ok(())
+        }
+    }
+}

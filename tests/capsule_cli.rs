@@ -1,0 +1,86 @@
+//! `vnfs export` / `import` / `capsule inspect` / `key` through the binary:
+//! the naming convention for directory targets, stdout output equal to the
+//! file, signature refusal until the key is trusted, idempotent re-import.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vnfs(home: &Path, args: &[&str], stdin: Option<&Path>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vnfs"));
+    c.arg("--home").arg(home).args(args);
+    if let Some(f) = stdin {
+        c.stdin(std::fs::File::open(f).unwrap());
+    }
+    c.output().unwrap()
+}
+
+fn ok_bytes(o: Output) -> Vec<u8> {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+fn ok(o: Output) -> String {
+    String::from_utf8(ok_bytes(o)).unwrap()
+}
+
+#[test]
+fn export_import_inspect_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/hostname"), "node\n").unwrap();
+    std::fs::write(src.join("data"), vec![7u8; 300_000]).unwrap();
+    let name = "centos-5.1-1.stateless.x86_64";
+    let src_s = src.to_str().unwrap();
+    let head = ok(vnfs(
+        &a,
+        &["commit", src_s, "-n", name, "--timestamp", "1"],
+        None,
+    ));
+    let key = t.path().join("site");
+    ok(vnfs(
+        &a,
+        &["key", "generate", key.to_str().unwrap(), "-c", "site A"],
+        None,
+    ));
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let keyfile = t.path().join("site.key");
+    let keyfile = keyfile.to_str().unwrap();
+    ok(vnfs(
+        &a,
+        &["export", name, out.to_str().unwrap(), "--sign", keyfile],
+        None,
+    ));
+    let file = out.join(format!("{name}.vnfs"));
+    assert!(
+        file.is_file(),
+        "directory target uses the naming convention"
+    );
+    let piped = ok_bytes(vnfs(&a, &["export", name, "-", "--sign", keyfile], None));
+    assert_eq!(
+        piped,
+        std::fs::read(&file).unwrap(),
+        "same inputs, same bytes"
+    );
+
+    let file_s = file.to_str().unwrap();
+    let inspect = ok(vnfs(&b, &["--json", "capsule", "inspect", file_s], None));
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v["signature"], "untrusted");
+    assert_eq!(v["manifest"]["head"], head.trim());
+
+    let refused = vnfs(&b, &["import", file_s], None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not in the trust list"));
+    let public = t.path().join("site.pub");
+    ok(vnfs(&b, &["key", "trust", public.to_str().unwrap()], None));
+    assert_eq!(
+        ok(vnfs(&b, &["import", "-"], Some(&file))).trim(),
+        head.trim()
+    );
+    let again = vnfs(&b, &["import", file_s], None);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("image unchanged"));
+    assert!(ok(vnfs(&b, &["list"], None)).contains(name));
+}
