@@ -165,11 +165,11 @@ impl Overlay {
         self.t.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn node<'a>(t: &'a Tables, ino: u64) -> R<&'a Node> {
+    fn node(t: &Tables, ino: u64) -> R<&Node> {
         t.nodes.get(&ino).ok_or(libc::ENOENT)
     }
 
-    fn node_mut<'a>(t: &'a mut Tables, ino: u64) -> R<&'a mut Node> {
+    fn node_mut(t: &mut Tables, ino: u64) -> R<&mut Node> {
         t.nodes.get_mut(&ino).ok_or(libc::ENOENT)
     }
 
@@ -310,9 +310,9 @@ impl Overlay {
             // layer; a name met here was not reachable then (moved by a
             // directory rename) and gets its own inode.
             if n.lower.is_some() {
-                if !(n.parent == parent && n.name == name)
-                    && !n.more_names.iter().any(|(p, m)| *p == parent && m == name)
-                {
+                let known = (n.parent == parent && n.name == name)
+                    || n.more_names.iter().any(|(p, m)| *p == parent && m == name);
+                if !known {
                     n.more_names.push((parent, name.to_vec()));
                 }
                 return Ok(ino);
@@ -438,7 +438,7 @@ impl Overlay {
             .and_then(|c| c.get(name).copied()))
     }
 
-    fn children_mut<'a>(t: &'a mut Tables, dir: u64) -> R<&'a mut BTreeMap<Vec<u8>, u64>> {
+    fn children_mut(t: &mut Tables, dir: u64) -> R<&mut BTreeMap<Vec<u8>, u64>> {
         Self::node_mut(t, dir)?
             .dir
             .as_mut()
