@@ -116,7 +116,7 @@ fn dpkg_install_in_a_chroot_of_the_mount_commits_the_package() {
         .args(["dpkg", "-i", "/tmp/hello.deb"])
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
     fs::remove_file(mnt.join("tmp/hello.deb")).expect("rm deb");
-    run(vnfs(&["umount", "deb", "-m", "install hello-vnfs"]));
+    run(&mut vnfs(&["umount", "deb", "-m", "install hello-vnfs"]));
 
     let co = tmp.path().join("co");
     run(vnfs(&["checkout", "deb"]).arg(&co));
