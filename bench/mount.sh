@@ -34,18 +34,22 @@ if [ -n "${1:-}" ]; then
     TREE=$1
 else
     TREE=$W/tree
-    mkdir -p $TREE/usr/lib
-    cp -a /usr/bin /usr/sbin /usr/share $TREE/usr/
-    # Fill up to ~700 MB with libraries.
-    budget=$(( 700 * 1024 - $(du -sk $TREE | cut -f1) ))
-    for d in /usr/lib/x86_64-linux-gnu/*; do
-        [ $budget -gt 0 ] || break
-        s=$(du -sk "$d" | cut -f1)
-        [ $s -le $budget ] || continue
-        mkdir -p $TREE/usr/lib/x86_64-linux-gnu
-        cp -a "$d" $TREE/usr/lib/x86_64-linux-gnu/
-        budget=$((budget - s))
-    done
+    mkdir -p $TREE/usr/lib/x86_64-linux-gnu $TREE/usr/share
+    cp -a /usr/bin /usr/sbin $TREE/usr/
+    # Fill with many small files (share) up to ~400 MB, then libraries up
+    # to ~700 MB: roughly the shape of a node image.
+    fill() { # FROM-DIR TO-DIR LIMIT-KB
+        local budget=$(( $3 - $(du -sk $TREE | cut -f1) )) d s
+        for d in "$1"/*; do
+            [ $budget -gt 0 ] || break
+            s=$(du -sk "$d" | cut -f1)
+            [ $s -le $budget ] || continue
+            cp -a "$d" "$2"/
+            budget=$((budget - s))
+        done
+    }
+    fill /usr/share $TREE/usr/share $((400 * 1024))
+    fill /usr/lib/x86_64-linux-gnu $TREE/usr/lib/x86_64-linux-gnu $((700 * 1024))
 fi
 echo "tree: $TREE, $(du -sh $TREE | cut -f1), $(find $TREE | wc -l) entries"
 
@@ -98,8 +102,9 @@ done
 
 # Commit after editing one file in the image.
 "$VNFS" -q mount bench $W/m-vnfs
-f=$(cd $W/m-vnfs && find . -type f -size +100k | head -1)
+f=$(cd $W/m-vnfs && find . -type f -size +100k -print -quit)
 echo "edited" >> "$W/m-vnfs/$f"
-t=$(timeit "$VNFS" -q umount bench -m "bench edit")
+commit_edit() { "$VNFS" -q umount bench -m "bench edit" > /dev/null; }
+t=$(timeit commit_edit)
 echo
 echo "commit after editing one file ($f): ${t}s"
