@@ -312,6 +312,18 @@ pub fn finish(
         }
         return Ok((st, Finished::Unmounted));
     }
+    if let Ok((_, head)) = store.resolve(&st.name)
+        && head != commit
+    {
+        // The new version's parent is the mounted commit; the head it
+        // replaces stays in the store until gc, reachable by its id only.
+        tracing::warn!(
+            "'{}' moved to {} while {} was mounted; the new version replaces it as the head",
+            st.name,
+            head.short(),
+            commit.short()
+        );
+    }
     let summary = commit_upper(store, &layout, &commit, &st.name, message)?;
     drop_state(&layout)?;
     Ok((st, Finished::Committed { summary }))
