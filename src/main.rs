@@ -41,6 +41,15 @@ enum Command {
     Rollback(cmd::image::RollbackArgs),
     /// Paths added, removed, modified between two versions, and bytes needed
     Diff(cmd::image::DiffArgs),
+    /// Mount an image read-write through FUSE; `vnfs umount` commits the edits
+    Mount(cmd::mount::MountArgs),
+    /// Unmount an image and commit its edits as a new version (or --discard)
+    Umount(cmd::mount::UmountArgs),
+    /// List mounted images and their pending changes
+    Mounts,
+    /// Serve a mount (started by `vnfs mount`)
+    #[command(hide = true)]
+    MountServer(cmd::mount::ServerArgs),
     /// Store maintenance: stats, fsck, gc
     #[command(subcommand)]
     Store(cmd::store::StoreCmd),
@@ -88,6 +97,10 @@ fn main() -> std::process::ExitCode {
         Command::Delete(a) => cmd::image::delete(a, &ctx),
         Command::Rollback(a) => cmd::image::rollback(a, &ctx),
         Command::Diff(a) => cmd::image::diff(a, &ctx),
+        Command::Mount(a) => cmd::mount::mount(a, &ctx),
+        Command::Umount(a) => cmd::mount::umount(a, &ctx),
+        Command::Mounts => cmd::mount::mounts(&ctx),
+        Command::MountServer(a) => cmd::mount::server(a, &ctx),
         Command::Store(c) => cmd::store::run(c, &ctx),
         Command::Export(a) => cmd::capsule::export(a, &ctx),
         Command::Import(a) => cmd::capsule::import(a, &ctx),

@@ -9,6 +9,7 @@ pub mod group;
 pub mod image;
 pub mod init;
 pub mod module;
+pub mod mount;
 pub mod node;
 pub mod nodescript;
 pub mod store;

@@ -1,0 +1,242 @@
+//! Unmount makes a new version: the lower commit's trees, with every upper
+//! directory merged over its lower source. Only upper files are read and
+//! re-chunked; a directory with no upper counterpart keeps its tree id, so
+//! the work follows the size of the change, not of the image.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use vnfs_store::{
+    CommitOptions, Entry, EntryKind, NoProgress, ObjectId, ObjectKind, Store, Tree, Writer,
+};
+
+use crate::error::{IoContext, Result};
+use crate::lower::find;
+use crate::sys;
+use crate::upper::{self, Layout};
+
+/// What a commit of the upper layer did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CommitSummary {
+    /// The new commit; `None` when the view equals the mounted commit.
+    pub id: Option<ObjectId>,
+    /// Regular files read and chunked.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Names deleted (whiteouts).
+    pub deleted: u64,
+    /// Upper entries skipped (sockets cannot be stored).
+    pub skipped: Vec<String>,
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    writer: &'a Writer<'a>,
+    root: Entry,
+    links: HashMap<(u64, u64), Vec<u8>>,
+    sum: CommitSummary,
+}
+
+fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    [a, b"/", b].concat()
+}
+
+impl Builder<'_> {
+    fn lower_dir(&self, path: &[u8]) -> Result<Option<Tree>> {
+        let mut cur = self.root.clone();
+        if !path.is_empty() {
+            for comp in path.split(|&b| b == b'/') {
+                let EntryKind::Dir { tree } = cur.kind else {
+                    return Ok(None);
+                };
+                let t = self.store.read_tree(&tree)?;
+                match find(&t, comp) {
+                    Some(e) => cur = e.clone(),
+                    None => return Ok(None),
+                }
+            }
+        }
+        match cur.kind {
+            EntryKind::Dir { tree } => Ok(Some(self.store.read_tree(&tree)?)),
+            _ => Ok(None),
+        }
+    }
+
+    fn dir(&mut self, path: &Path, rel: &[u8], name: &[u8]) -> Result<Entry> {
+        let st = sys::lstat(path).at(path)?;
+        let meta = upper::read_meta(path, &st).at(path)?;
+        let mut entries: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+        if let Some(src) = upper::redirect_of(path).at(path)?
+            && let Some(tree) = self.lower_dir(&src)?
+        {
+            for e in tree.entries {
+                entries.insert(e.name.clone(), e);
+            }
+        }
+        let mut names: Vec<Vec<u8>> = fs::read_dir(path)
+            .at(path)?
+            .map(|d| d.map(|d| d.file_name().as_bytes().to_vec()))
+            .collect::<std::io::Result<_>>()
+            .at(path)?;
+        names.sort();
+        for n in names {
+            let cp = path.join(OsStr::from_bytes(&n));
+            let st = sys::lstat(&cp).at(&cp)?;
+            if sys::is_whiteout(&st) {
+                if entries.remove(&n).is_some() {
+                    self.sum.deleted += 1;
+                }
+                continue;
+            }
+            let crel = join(rel, &n);
+            let ft = st.st_mode & libc::S_IFMT;
+            let kind = match ft {
+                libc::S_IFDIR => {
+                    let e = self.dir(&cp, &crel, &n)?;
+                    entries.insert(n, e);
+                    continue;
+                }
+                libc::S_IFREG => {
+                    let key = (st.st_dev, st.st_ino);
+                    match self.links.get(&key) {
+                        Some(first) if st.st_nlink > 1 => EntryKind::HardLink {
+                            target: first.clone(),
+                        },
+                        _ => {
+                            if st.st_nlink > 1 {
+                                self.links.insert(key, crel.clone());
+                            }
+                            let size = st.st_size as u64;
+                            let extents = vnfs_store::ingest::store_file(
+                                self.writer,
+                                &cp,
+                                size,
+                                st.st_blocks as u64,
+                                &NoProgress,
+                            )?;
+                            self.sum.files += 1;
+                            self.sum.bytes += size;
+                            EntryKind::File { size, extents }
+                        }
+                    }
+                }
+                libc::S_IFLNK => EntryKind::Symlink {
+                    target: sys::readlink(&cp).at(&cp)?,
+                },
+                libc::S_IFCHR | libc::S_IFBLK => {
+                    let (major, minor) = sys::split_dev(st.st_rdev);
+                    if ft == libc::S_IFCHR {
+                        EntryKind::CharDev { major, minor }
+                    } else {
+                        EntryKind::BlockDev { major, minor }
+                    }
+                }
+                libc::S_IFIFO => EntryKind::Fifo,
+                _ => {
+                    self.sum
+                        .skipped
+                        .push(String::from_utf8_lossy(&crel).into_owned());
+                    continue;
+                }
+            };
+            let meta = upper::read_meta(&cp, &st).at(&cp)?;
+            entries.insert(
+                n.clone(),
+                Entry {
+                    name: n,
+                    kind,
+                    meta,
+                },
+            );
+        }
+        let tree = Tree {
+            entries: entries.into_values().collect(),
+        };
+        let id = self.writer.put(ObjectKind::Tree, &tree.encode())?;
+        Ok(Entry {
+            name: name.to_vec(),
+            kind: EntryKind::Dir { tree: id },
+            meta,
+        })
+    }
+}
+
+/// Commits the upper layer of `layout` over `lower` as a new version of
+/// `name` (parent: `lower`). Makes no commit when nothing differs.
+pub fn commit_upper(
+    store: &Store,
+    layout: &Layout,
+    lower: &ObjectId,
+    name: &str,
+    message: &str,
+) -> Result<CommitSummary> {
+    let commit = store.read_commit(lower)?;
+    let writer = store.writer()?;
+    let mut b = Builder {
+        store,
+        writer: &writer,
+        root: commit.root.clone(),
+        links: HashMap::new(),
+        sum: CommitSummary::default(),
+    };
+    let root = b.dir(&layout.upper(), b"", b"")?;
+    let mut sum = std::mem::take(&mut b.sum);
+    if root == commit.root {
+        return Ok(sum);
+    }
+    let opts = CommitOptions {
+        name: name.to_string(),
+        message: message.to_string(),
+        timestamp: None,
+        metadata: commit.metadata.clone(),
+        parent: Some(*lower),
+    };
+    sum.id = Some(store.commit_root(&writer, root, &opts)?);
+    Ok(sum)
+}
+
+/// Pending edits of an upper layer, for `vnfs mounts`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Pending {
+    /// Non-directory entries written or changed.
+    pub changed: u64,
+    /// Bytes of regular files in the upper layer.
+    pub bytes: u64,
+    /// Deletions (whiteouts).
+    pub deleted: u64,
+}
+
+/// Counts what the upper layer holds.
+pub fn pending(layout: &Layout) -> Result<Pending> {
+    fn walk(p: &Path, out: &mut Pending) -> Result<()> {
+        for d in fs::read_dir(p).at(p)? {
+            let d = d.at(p)?;
+            let cp = d.path();
+            let st = sys::lstat(&cp).at(&cp)?;
+            if sys::is_whiteout(&st) {
+                out.deleted += 1;
+            } else if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                walk(&cp, out)?;
+            } else {
+                out.changed += 1;
+                if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                    out.bytes += st.st_size as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Pending::default();
+    let up = layout.upper();
+    if up.exists() {
+        walk(&up, &mut out)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,225 @@
+//! Test harness: an image built from a scratch tree, mounted in-process.
+//! FUSE tests fail (never skip) when /dev/fuse or root is missing.
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vnfs_fusefs::{CommitSummary, MountRequest, commit_upper, upper::Layout};
+use vnfs_store::{CommitOptions, NoProgress, ObjectId, Store};
+
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub store: Arc<Store>,
+    pub name: String,
+    pub commit: ObjectId,
+    pub mnt: PathBuf,
+    session: Option<fuser::BackgroundSession>,
+}
+
+pub fn c(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("test path without NUL")
+}
+
+fn sh(cmd: &str) {
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .expect("sh");
+    assert!(ok.success(), "{cmd}");
+}
+
+/// A small root with every entry type.
+pub fn build_source(src: &Path) {
+    for d in [
+        "etc",
+        "usr/bin",
+        "usr/lib",
+        "data",
+        "empty",
+        "full/sub",
+        "dev",
+        "var/lib/dpkg",
+    ] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    fs::write(src.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    fs::write(src.join("etc/shadow"), "root:*:1::::::\n").unwrap();
+    fs::set_permissions(src.join("etc/shadow"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(src.join("usr/bin/tool"), b"#!/bin/sh\necho tool\n").unwrap();
+    fs::set_permissions(src.join("usr/bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(src.join("usr/lib/big.so"), &big).unwrap();
+    fs::write(src.join("data/h1"), "linked\n").unwrap();
+    fs::hard_link(src.join("data/h1"), src.join("data/h2")).unwrap();
+    fs::write(src.join("full/a"), "a\n").unwrap();
+    fs::write(src.join("full/sub/b"), "b\n").unwrap();
+    symlink("etc/passwd", src.join("link")).unwrap();
+    sh(&format!(
+        "mknod {0}/dev/null c 1 3 && mkfifo {0}/dev/fifo && chown 1000:1000 {0}/full/a && setfattr -n user.test -v hello {0}/etc/passwd && truncate -s 1M {0}/data/sparse && printf end >> {0}/data/sparse",
+        src.display()
+    ));
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        Self::with_source(build_source)
+    }
+
+    pub fn with_source(make: impl FnOnce(&Path)) -> Fixture {
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "/dev/fuse is missing: FUSE tests cannot run"
+        );
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "FUSE tests must run as root");
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let src = tmp.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        make(&src);
+        let store = Arc::new(Store::open_or_create(&home.join("store")).unwrap());
+        let opts = CommitOptions {
+            name: "img".into(),
+            message: "first".into(),
+            timestamp: Some(1_700_000_000),
+            ..Default::default()
+        };
+        let commit = store.commit_dir(&src, &opts, &NoProgress).unwrap().id;
+        let mnt = tmp.path().join("mnt");
+        let mut f = Fixture {
+            tmp,
+            home,
+            store,
+            name: "img".into(),
+            commit,
+            mnt,
+            session: None,
+        };
+        f.mount();
+        f
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.home, &self.name)
+    }
+
+    pub fn mount(&mut self) {
+        let req = vnfs_fusefs::prepare(&self.store, &self.home, &self.name, Some(&self.mnt), false)
+            .expect("prepare");
+        let req = MountRequest {
+            commit: self.commit,
+            ..req
+        };
+        let s = vnfs_fusefs::session(self.store.clone(), &req).expect("mount");
+        self.session = Some(s.spawn().expect("spawn"));
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn unmount(&mut self) {
+        if let Some(s) = self.session.take() {
+            let c = c(&self.mnt);
+            // SAFETY: NUL-terminated path.
+            let r = unsafe { libc::umount2(c.as_ptr(), 0) };
+            assert_eq!(r, 0, "umount: {}", io::Error::last_os_error());
+            s.join().expect("server thread");
+        }
+    }
+
+    /// Unmounts and commits; the new commit becomes the fixture's commit.
+    pub fn commit(&mut self) -> CommitSummary {
+        self.unmount();
+        let s = commit_upper(
+            &self.store,
+            &self.layout(),
+            &self.commit,
+            &self.name,
+            "test",
+        )
+        .expect("commit");
+        fs::remove_dir_all(&self.layout().dir).unwrap();
+        if let Some(id) = s.id {
+            self.commit = id;
+        }
+        s
+    }
+
+    pub fn checkout(&self) -> PathBuf {
+        let out = self.tmp.path().join(format!("co-{}", self.commit.short()));
+        self.store
+            .checkout(&self.commit, &out, &NoProgress)
+            .expect("checkout");
+        out
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if self.session.is_some() {
+            let c = c(&self.mnt);
+            // SAFETY: NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+pub fn errno<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+    r.expect_err("expected an error")
+        .raw_os_error()
+        .expect("an errno")
+}
+
+/// A description of a tree: path → kind, mode, owner, content or target.
+pub fn snapshot(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|d| d.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let what = if m.is_dir() {
+                "dir".to_string()
+            } else if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_file() {
+                let data = fs::read(&p).unwrap();
+                format!(
+                    "{} bytes {:x}",
+                    data.len(),
+                    data.iter()
+                        .fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(b as u64))
+                )
+            } else {
+                format!("rdev {}", m.rdev())
+            };
+            out.push(format!(
+                "{rel} {:o} {}:{} {what}",
+                m.mode(),
+                m.uid(),
+                m.gid()
+            ));
+            if m.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
