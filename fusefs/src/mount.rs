@@ -110,6 +110,9 @@ pub fn prepare(
     }
     check_mount_point(&dir)?;
     let dir = fs::canonicalize(&dir).at(&dir)?;
+    // The mounted commit must outlive `vnfs delete` + `vnfs store gc`
+    // while it is mounted or has pending edits.
+    store.pin(&pin_label(&name), commit)?;
     let req = MountRequest {
         home: home.to_path_buf(),
         name: name.clone(),
@@ -295,6 +298,7 @@ pub fn finish(
     }
     if discard {
         drop_state(&layout)?;
+        store.unpin(&pin_label(&st.name))?;
         return Ok((st, Finished::Discarded));
     }
     let commit = ObjectId::from_hex(&st.commit).ok_or_else(|| Error::BadState {
@@ -305,6 +309,7 @@ pub fn finish(
         let p = pending(&layout)?;
         if p.changed == 0 && p.deleted == 0 {
             drop_state(&layout)?;
+            store.unpin(&pin_label(&st.name))?;
         } else {
             let mut kept = st.clone();
             kept.pid = 0;
@@ -326,7 +331,13 @@ pub fn finish(
     }
     let summary = commit_upper(store, &layout, &commit, &st.name, message)?;
     drop_state(&layout)?;
+    store.unpin(&pin_label(&st.name))?;
     Ok((st, Finished::Committed { summary }))
+}
+
+/// The store pin that keeps a mounted commit from gc.
+fn pin_label(image: &str) -> String {
+    format!("mount.{image}")
 }
 
 /// Removes a mount's state (first renamed away, so a crash halfway never

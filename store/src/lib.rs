@@ -18,6 +18,7 @@ pub mod gc;
 pub mod id;
 pub mod ingest;
 pub mod pack;
+pub mod pins;
 mod pool;
 pub mod progress;
 pub mod refs;

@@ -73,11 +73,12 @@ impl Store {
         Ok(())
     }
 
-    /// Commits reachable from every name, through all parents.
+    /// Commits reachable from every name and pin, through all parents.
     pub fn reachable_commits(&self) -> Result<Vec<ObjectId>> {
         let mut seen = IdSet::default();
         let mut order = Vec::new();
         let mut stack: Vec<ObjectId> = self.list_refs()?.into_iter().map(|(_, id)| id).collect();
+        stack.extend(self.list_pins()?.into_iter().map(|(_, id)| id));
         while let Some(id) = stack.pop() {
             if seen.insert(id) {
                 order.push(id);

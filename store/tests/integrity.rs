@@ -340,3 +340,19 @@ fn full_disk_fails_cleanly() {
     let leftovers: Vec<_> = fs::read_dir(root.join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
+
+#[test]
+fn pinned_commits_survive_gc() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    small_tree(&src, 42);
+    let store = Store::open_or_create(&t.path().join("s")).unwrap();
+    let id = store.commit_dir(&src, &opts("img", 1), &NoProgress).unwrap().id;
+    store.pin("mount-img", id).unwrap();
+    store.delete_ref("img").unwrap();
+    store.gc(&NoProgress).unwrap();
+    store.checkout(&id, &t.path().join("co"), &NoProgress).unwrap();
+    store.unpin("mount-img").unwrap();
+    store.gc(&NoProgress).unwrap();
+    assert!(!store.contains(&id), "unpinned and unnamed: collected");
+}
