@@ -4,11 +4,14 @@
 pub mod configure;
 pub mod generate;
 pub mod group;
+pub mod hybridize;
 pub mod image;
 pub mod init;
+pub mod livesync;
 pub mod module;
 pub mod node;
 pub mod nodescript;
+pub mod serve;
 pub mod store;
 
 use crate::context::Context;
