@@ -3,6 +3,8 @@
 //! livesync when the master orders one, and reports the result.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::client::Master;
@@ -27,6 +29,8 @@ pub struct Options {
     pub threads: usize,
     /// Whether to run the `ready` nodescripts.
     pub run_scripts: bool,
+    /// Set to stop the loop after the current check-in.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Runs the check-in loop.
@@ -70,12 +74,16 @@ pub fn run(master: &Master, o: &Options) -> Result<()> {
             }
         }
         n += 1;
-        if o.iterations.is_some_and(|max| n >= max) {
+        if o.iterations.is_some_and(|max| n >= max) || o.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         let pause = o
             .interval
             .unwrap_or(Duration::from_secs(reply.interval_secs.max(1)));
-        std::thread::sleep(pause);
+        // Sleep in short steps so a stop request is seen promptly.
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until && !o.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50).min(pause));
+        }
     }
 }

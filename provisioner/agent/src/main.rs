@@ -155,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 iterations,
                 threads: common.threads,
                 run_scripts: !no_scripts,
+                stop: Default::default(),
             };
             daemon::run(&master, &o)?;
             Ok(())
