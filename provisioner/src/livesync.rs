@@ -142,10 +142,14 @@ pub fn plan(
             Some(c) if c == *head => Standing::UpToDate,
             Some(c) if !history.contains(&c) => Standing::Foreign { commit: running },
             Some(c) => {
-                if !memo.contains_key(&c) {
-                    memo.insert(c, changes(store, &c, head, skip)?);
-                }
-                let (paths, skipped, bytes) = memo[&c].clone();
+                let (paths, skipped, bytes) = match memo.get(&c) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = changes(store, &c, head, skip)?;
+                        memo.insert(c, v.clone());
+                        v
+                    }
+                };
                 Standing::Behind {
                     commit: running,
                     paths,

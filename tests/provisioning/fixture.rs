@@ -211,7 +211,7 @@ impl Site {
                 .unwrap();
             assert!(st.success(), "cp -a {from}");
         };
-        cp("/usr/share/zoneinfo", "usr/share/");
+        cp("/usr/share/zoneinfo/Europe", "usr/share/zoneinfo/");
         cp("/usr/lib/python3.11/email", "usr/lib/python3/");
         cp("/usr/lib/x86_64-linux-gnu/perl-base", "usr/lib/");
         cp("/bin/true", "bin/");
@@ -228,7 +228,7 @@ impl Site {
         let mk = |name: &str, ft, dev| {
             rustix::fs::mknodat(
                 rustix::fs::CWD,
-                &root.join(name),
+                root.join(name),
                 ft,
                 rustix::fs::Mode::from_raw_mode(0o620),
                 dev,
@@ -278,7 +278,7 @@ impl Site {
             format!("new in {n}\n"),
         )
         .unwrap();
-        let zi = root.join("usr/share/zoneinfo");
+        let zi = root.join("usr/share/zoneinfo/Europe");
         let victim = std::fs::read_dir(&zi)
             .unwrap()
             .filter_map(|e| e.ok())

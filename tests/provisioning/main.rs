@@ -4,6 +4,8 @@
 //! (daemon killed mid-transfer, a corrupt chunk, unknown, disabled and
 //! image-less nodes, a wrong secret).
 
+// The store's own tree builder and exact tree comparison, shared as is.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[path = "../../store/tests/common/mod.rs"]
 mod common;
 mod fixture;

@@ -195,7 +195,7 @@ impl FrameHeader {
 /// Splits a batch request body into ids; `None` unless it is a whole
 /// number of 32-byte ids, at least one and at most [`MAX_BATCH`].
 pub fn parse_batch(body: &[u8]) -> Option<Vec<ObjectId>> {
-    if body.is_empty() || body.len() % 32 != 0 || body.len() / 32 > MAX_BATCH {
+    if body.is_empty() || !body.len().is_multiple_of(32) || body.len() / 32 > MAX_BATCH {
         return None;
     }
     Some(
