@@ -196,7 +196,7 @@ impl Site {
         for d in [
             "etc",
             "dev",
-            "usr/share",
+            "usr/share/zoneinfo",
             "usr/lib/python3",
             "var/log",
             "bin",

@@ -8,7 +8,9 @@
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[path = "../../store/tests/common/mod.rs"]
 mod common;
+mod faults;
 mod fixture;
+mod hybrid;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
