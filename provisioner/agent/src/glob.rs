@@ -184,7 +184,7 @@ mod tests {
         assert!(g("/usr/share/*").covers("/usr/share/man/man1/ls.1.gz"));
         assert!(!g("/usr/*/man").covers("/usr/a/b/man"));
         assert!(g("/usr/**/man").covers("/usr/a/b/man/x"));
-        assert!(g("/usr/lib/locale/[a-d]*").covers("/usr/lib/locale/C.utf8/x"));
+        assert!(g("/usr/lib/locale/[A-D]*").covers("/usr/lib/locale/C.utf8/x"));
         assert!(!g("/usr/lib/locale/[!C]*").covers("/usr/lib/locale/C.utf8"));
         assert!(g("usr/share/doc").covers("/usr/share/doc/x"));
     }
