@@ -124,7 +124,14 @@ impl Export {
         for (p, meta) in b.dir_meta.iter().rev() {
             vnfs_store::checkout::set_metadata(p, meta, false).map_err(store_err)?;
         }
-        fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        if let Err(e) = fs::rename(&tmp, &dir) {
+            // Another process (the daemon, `vnfs hybridize`) finished the
+            // same version first: its copy is as good as ours.
+            let _ = fs::remove_dir_all(&tmp);
+            if !dir.is_dir() {
+                return Err(io(&dir)(e));
+            }
+        }
         Ok(b.stats)
     }
 
