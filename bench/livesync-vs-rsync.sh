@@ -12,7 +12,7 @@
 source "$(dirname "$0")/lib-serve.sh"
 build
 W="$(mktemp -d /tmp/vnfs-bench-ls.XXXXXX)"
-trap 'kill $SERVE_PID $AGENT_PID 2>/dev/null || true; rm -rf "$W"' EXIT
+trap 'kill ${SERVE_PID:-} ${AGENT_PID:-} 2>/dev/null || true; rm -rf "$W"' EXIT
 PKGS="libssl3 openssl python3.11 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib"
 ver() { apt-cache madison "$1" | awk -v s="$2" '$0 ~ s {print $3; exit}'; }
 mkdir -p "$W/debs" && cd "$W/debs"

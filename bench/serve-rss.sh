@@ -7,13 +7,13 @@ source "$(dirname "$0")/lib-serve.sh"
 NODES="${NODES:-512}"; SECS="${SECS:-20}"
 build
 W="$(mktemp -d /tmp/vnfs-bench-rss.XXXXXX)"
-trap 'kill $SERVE_PID 2>/dev/null || true; rm -rf "$W"' EXIT
+trap 'kill ${SERVE_PID:-} 2>/dev/null || true; rm -rf "$W"' EXIT
 init_home "$W/home" img
 VNFS_HOME="$W/home" "$VNFS" commit -q -n img /usr/lib/python3.11 >/dev/null
 chunk_ids "$W/home/store" > "$W/ids"
 PORT=$(free_port); start_serve "$W/home" "$PORT"
 idle=$(awk '/VmHWM/ {print $2}' "/proc/$SERVE_PID/status")
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SW=$("$TARGET/release/examples/swarm" "http://127.0.0.1:$PORT" "$NODES" "$SECS" "$W/ids")
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$SERVE_PID/status")
 threads=$(awk '/Threads/ {print $2}' "/proc/$SERVE_PID/status")

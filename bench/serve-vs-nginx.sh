@@ -9,10 +9,10 @@ source "$(dirname "$0")/lib-serve.sh"
 DUR="${DUR:-10}"
 build
 W="$(mktemp -d /tmp/vnfs-bench-serve.XXXXXX)"
-trap 'kill $SERVE_PID $NGINX_PID 2>/dev/null || true; rm -rf "$W"' EXIT
+trap 'kill ${SERVE_PID:-} ${NGINX_PID:-} 2>/dev/null || true; rm -rf "$W"' EXIT
 init_home "$W/home" img
 VNFS_HOME="$W/home" "$VNFS" commit -q -n img /usr/bin >/dev/null
-chunk_ids "$W/home/store" | head -2000 > "$W/ids"
+chunk_ids "$W/home/store" > "$W/all-ids"; head -2000 "$W/all-ids" > "$W/ids"
 PORT=$(free_port); NPORT=$(free_port)
 start_serve "$W/home" "$PORT"
 # The static tree: each object's bytes exactly as vnfs serve sends them.

@@ -144,7 +144,15 @@ pub async fn serve(
     d: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = router(d).into_make_service_with_connect_info::<SocketAddr>();
+    // Replies go out as soon as they are written: small objects must not
+    // wait on Nagle's algorithm for the client's delayed ACK.
+    let listener = listener.tap_io(|s| {
+        if let Err(e) = s.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -176,6 +184,10 @@ pub fn run(site: Site, options: Options, addr: SocketAddr, workers: usize) -> Re
     let d = Arc::new(Daemon::open(site, options)?);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
+    // Check-ins queue on one database mutex and batch reads are short: a
+    // few blocking threads do the work; the default (512) would grow a
+    // thread per waiting node under a boot storm and cost memory for nothing.
+    rt.max_blocking_threads(16);
     if workers > 0 {
         rt.worker_threads(workers);
     }
