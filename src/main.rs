@@ -82,6 +82,12 @@ enum Command {
     /// Write configuration for the services vnfs uses (dnsmasq)
     #[command(subcommand)]
     Configure(cmd::configure::ConfigureCmd),
+    /// Run the provisioning daemon: check-ins, objects, boot files
+    Serve(cmd::serve::ServeArgs),
+    /// Move running nodes of an image to its newest version without a reboot
+    Livesync(cmd::livesync::LivesyncArgs),
+    /// Check an image's hybridize list, build its export, report node memory saved
+    Hybridize(cmd::hybridize::HybridizeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -113,6 +119,9 @@ fn main() -> std::process::ExitCode {
         Command::Module(c) => cmd::module::run(&ctx, c),
         Command::Nodescript(a) => cmd::nodescript::run(&ctx, a),
         Command::Configure(c) => cmd::configure::run(&ctx, c),
+        Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Livesync(a) => cmd::livesync::run(&ctx, a),
+        Command::Hybridize(a) => cmd::hybridize::run(&ctx, a),
     };
     context::finish(result)
 }

@@ -24,9 +24,9 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An open node database.
 pub struct NodeDb {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// A node to add, as an importer or `node add` describes it; what is `None`
@@ -146,7 +146,7 @@ impl NodeDb {
         schema::version(&self.conn).map_err(|e| self.err(e))
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
+    pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
         map_err(&self.path, self.timeout, e)
     }
 
@@ -680,7 +680,7 @@ fn one(mut nodes: Vec<Node>, sel: &Selector) -> Result<Node> {
 }
 
 /// Turns SQLite's busy/locked failures into [`Error::Locked`].
-fn map_err(path: &Path, timeout: Duration, e: rusqlite::Error) -> Error {
+pub(crate) fn map_err(path: &Path, timeout: Duration, e: rusqlite::Error) -> Error {
     if let rusqlite::Error::SqliteFailure(f, _) = &e
         && matches!(
             f.code,

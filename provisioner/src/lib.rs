@@ -9,8 +9,11 @@
 //! ([`nodescript`]); importers ([`import`]); the first-run questions
 //! ([`init`]) and the dnsmasq configuration ([`dhcp`]).
 //!
-//! It never opens the image store: callers pass the known images in as
-//! [`Images`].
+//! The node-management parts never open the image store: callers pass the
+//! known images in as [`Images`]. The provisioning daemon ([`serve`]) does:
+//! it serves the store's objects, records what nodes run ([`runtime`]),
+//! plans livesync ([`livesync`]) and keeps the hybridization export
+//! ([`export`]). The node agent is the `vnfs-node` crate beside this one.
 
 pub mod activation;
 pub mod builtin;
@@ -18,11 +21,13 @@ pub mod config;
 pub mod db;
 pub mod dhcp;
 pub mod error;
+pub mod export;
 mod fsutil;
 pub mod images;
 pub mod import;
 pub mod init;
 pub mod ipaddr;
+pub mod livesync;
 pub mod mac;
 pub mod module;
 pub mod naming;
@@ -30,8 +35,10 @@ pub mod netif;
 pub mod node;
 pub mod nodescript;
 pub mod pattern;
+pub mod runtime;
 pub mod schema;
 pub mod select;
+pub mod serve;
 pub mod state;
 pub mod status;
 

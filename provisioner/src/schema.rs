@@ -34,6 +34,23 @@ pub const MIGRATIONS: &[&str] = &[
         state  TEXT NOT NULL,
         PRIMARY KEY (module, state)
      );",
+    // 2: what each node runs (reported at check-in) and livesync requests.
+    "CREATE TABLE running (
+        nodeid    TEXT PRIMARY KEY NOT NULL REFERENCES nodes(nodeid) ON DELETE CASCADE ON UPDATE CASCADE,
+        commit_id TEXT NOT NULL DEFAULT '',
+        detail    TEXT NOT NULL DEFAULT ''
+     );
+     CREATE TABLE livesync (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        nodeid    TEXT NOT NULL REFERENCES nodes(nodeid) ON DELETE CASCADE ON UPDATE CASCADE,
+        image     TEXT NOT NULL,
+        commit_id TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        finished  INTEGER,
+        ok        INTEGER,
+        report    TEXT NOT NULL DEFAULT ''
+     );
+     CREATE INDEX livesync_node ON livesync(nodeid, finished);",
 ];
 
 /// The schema version this build writes.

@@ -6,12 +6,15 @@ pub mod capsule;
 pub mod configure;
 pub mod generate;
 pub mod group;
+pub mod hybridize;
 pub mod image;
 pub mod init;
+pub mod livesync;
 pub mod module;
 pub mod mount;
 pub mod node;
 pub mod nodescript;
+pub mod serve;
 pub mod store;
 
 use crate::context::Context;

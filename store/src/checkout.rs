@@ -317,6 +317,14 @@ fn xattr_result(r: std::io::Result<()>, p: &Path, k: &[u8], stats: &Stats) -> Re
     }
 }
 
+/// Applies `meta` (owner, mode, xattrs, times) to an existing path, the way
+/// checkout does; `symlink` skips the mode, which links do not have.
+/// Livesync uses it for directories whose metadata changed. Xattrs the
+/// path has but `meta` lacks are left in place.
+pub fn set_metadata(p: &Path, meta: &Meta, symlink: bool) -> Result<()> {
+    apply_path_meta(p, meta, symlink, &Stats::default())
+}
+
 fn xattr_error(p: &Path, k: &[u8], e: std::io::Error) -> StoreError {
     StoreError::Io {
         path: PathBuf::from(p),

@@ -21,7 +21,9 @@ impl Store {
         validate_name(label)?;
         let dir = self.pins_dir();
         fs::create_dir_all(&dir).at(&dir)?;
-        let tmp = self.tmp_dir().join(format!("pin-{}", pack::unique_suffix()));
+        let tmp = self
+            .tmp_dir()
+            .join(format!("pin-{}", pack::unique_suffix()));
         pack::write_synced(&tmp, format!("{commit}\n").as_bytes())?;
         let path = dir.join(label);
         fs::rename(&tmp, &path).at(&path)?;

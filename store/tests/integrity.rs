@@ -347,11 +347,16 @@ fn pinned_commits_survive_gc() {
     let src = t.path().join("src");
     small_tree(&src, 42);
     let store = Store::open_or_create(&t.path().join("s")).unwrap();
-    let id = store.commit_dir(&src, &opts("img", 1), &NoProgress).unwrap().id;
+    let id = store
+        .commit_dir(&src, &opts("img", 1), &NoProgress)
+        .unwrap()
+        .id;
     store.pin("mount-img", id).unwrap();
     store.delete_ref("img").unwrap();
     store.gc(&NoProgress).unwrap();
-    store.checkout(&id, &t.path().join("co"), &NoProgress).unwrap();
+    store
+        .checkout(&id, &t.path().join("co"), &NoProgress)
+        .unwrap();
     store.unpin("mount-img").unwrap();
     store.gc(&NoProgress).unwrap();
     assert!(!store.contains(&id), "unpinned and unnamed: collected");
