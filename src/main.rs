@@ -44,6 +44,8 @@ enum Command {
     /// Store maintenance: stats, fsck, gc
     #[command(subcommand)]
     Store(cmd::store::StoreCmd),
+    /// Render a version of an image as squashfs, cpio (initramfs) or tar
+    Image(cmd::render::ImageArgs),
     /// Write an image (or the difference from a base) as a .vnfs capsule
     Export(cmd::capsule::ExportArgs),
     /// Check a .vnfs capsule completely, add its objects, then set the image
@@ -89,6 +91,7 @@ fn main() -> std::process::ExitCode {
         Command::Rollback(a) => cmd::image::rollback(a, &ctx),
         Command::Diff(a) => cmd::image::diff(a, &ctx),
         Command::Store(c) => cmd::store::run(c, &ctx),
+        Command::Image(a) => cmd::render::run(a, &ctx),
         Command::Export(a) => cmd::capsule::export(a, &ctx),
         Command::Import(a) => cmd::capsule::import(a, &ctx),
         Command::Capsule(c) => cmd::capsule::capsule(c, &ctx),

@@ -11,6 +11,7 @@ pub mod init;
 pub mod module;
 pub mod node;
 pub mod nodescript;
+pub mod render;
 pub mod store;
 
 use crate::context::Context;
