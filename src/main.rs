@@ -53,6 +53,8 @@ enum Command {
     /// Store maintenance: stats, fsck, gc
     #[command(subcommand)]
     Store(cmd::store::StoreCmd),
+    /// Render a version of an image as squashfs, cpio (initramfs) or tar
+    Image(cmd::render::ImageArgs),
     /// Write an image (or the difference from a base) as a .vnfs capsule
     Export(cmd::capsule::ExportArgs),
     /// Check a .vnfs capsule completely, add its objects, then set the image
@@ -108,6 +110,7 @@ fn main() -> std::process::ExitCode {
         Command::Mounts => cmd::mount::mounts(&ctx),
         Command::MountServer(a) => cmd::mount::server(a, &ctx),
         Command::Store(c) => cmd::store::run(c, &ctx),
+        Command::Image(a) => cmd::render::run(a, &ctx),
         Command::Export(a) => cmd::capsule::export(a, &ctx),
         Command::Import(a) => cmd::capsule::import(a, &ctx),
         Command::Capsule(c) => cmd::capsule::capsule(c, &ctx),

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod chroot;
 pub mod debian;
 pub mod http;
+pub mod image;
 pub mod lock;
 pub mod normalize;
 pub mod progress;

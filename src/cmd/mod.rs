@@ -14,6 +14,7 @@ pub mod module;
 pub mod mount;
 pub mod node;
 pub mod nodescript;
+pub mod render;
 pub mod serve;
 pub mod store;
 

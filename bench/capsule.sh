@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Capsule and image benchmark on one Debian tree, peers in the same run
+# (method: ../shared/BENCHMARKING.md; alternating A B A B, medians, caches
+# dropped before every timed step on both sides).
+#
+#   bench/capsule.sh [RUNS]      (default 3)
+#
+# Prints, for the node tree v1 (built by bench/lib.sh debian_tree, shared
+# with bench/store.sh under $BENCH_DIR, default /var/tmp/vnfs-bench):
+#   capsule size          vs  tar -c | zstd -3          target <= 1.10x
+#   export throughput     (stored bytes / s)            target >= 1 GB/s
+#   import, fully verified, into an empty store          target >= 300 MB/s
+#   vnfs image --format squashfs (zstd 3) vs mksquashfs -comp zstd -Xcompression-level 3
+#                                                        target <= 1.00x
+# Needs root, squashfs-tools, zstd, mmdebstrap (first run only) and bc.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+RUNS=${1:-3}
+B=${BENCH_DIR:-/var/tmp/vnfs-bench}
+NODE_PKGS="linux-image-amd64,systemd-sysv,openssh-server,nfs-common,iproute2,isc-dhcp-client,less,vim-tiny,procps,kmod"
+
+cargo build --release --quiet -p vnfs
+VNFS=${CARGO_TARGET_DIR:-$PWD/target}/release/vnfs
+debian_tree "$B/v1" "$NODE_PKGS"
+echo "tree v1: $(du -sh --apparent-size "$B/v1" | cut -f1), $(find "$B/v1" | wc -l) entries" >&2
+
+W=$B/work-capsule; rm -rf "$W"; mkdir -p "$W"
+# The source store (not timed here: bench/store.sh measures ingest).
+VNFS_HOME=$W/a "$VNFS" -q commit "$B/v1" -n node --timestamp 1700000000 >/dev/null
+# mksquashfs reads a checkout, as vnfs reads its store: same tree, same bytes.
+VNFS_HOME=$W/a "$VNFS" -q checkout node "$W/co"
+stored=$(du -sb "$W/a/store/packs" | cut -f1)
+
+declare -a t_tar t_exp t_imp t_vsq t_msq
+for run in $(seq "$RUNS"); do
+  rm -rf "$W/b" "$W"/*.vnfs "$W"/*.sqfs "$W"/*.tar.zst
+  drop_caches; timed t sh -c "tar -C '$W/co' -cf - . | zstd -q -3 -T0 > '$W/v1.tar.zst'"; t_tar+=("$t")
+  drop_caches; timed t env VNFS_HOME="$W/a" "$VNFS" -q export node "$W/node.vnfs"; t_exp+=("$t")
+  drop_caches; timed t env VNFS_HOME="$W/b" VNFS_UNSIGNED=accept "$VNFS" -q import "$W/node.vnfs" >/dev/null; t_imp+=("$t")
+  drop_caches; timed t env VNFS_HOME="$W/a" "$VNFS" -q image node --format squashfs --compression zstd --level 3 -o "$W/vnfs.sqfs"; t_vsq+=("$t")
+  drop_caches; timed t mksquashfs "$W/co" "$W/mk.sqfs" -comp zstd -Xcompression-level 3 -quiet -no-progress 2>/dev/null; t_msq+=("$t")
+done
+
+# Warm page cache (the pack files and the capsule read twice, second timed).
+declare -a w_exp w_imp
+for run in $(seq "$RUNS"); do
+  rm -rf "$W/b"
+  find "$W/a/store/packs" -type f -exec cat {} + > /dev/null
+  timed t env VNFS_HOME="$W/a" "$VNFS" -q export node "$W/node.vnfs"; w_exp+=("$t")
+  cat "$W/node.vnfs" > /dev/null
+  timed t env VNFS_HOME="$W/b" VNFS_UNSIGNED=accept "$VNFS" -q import "$W/node.vnfs" >/dev/null; w_imp+=("$t")
+done
+# The squashfs image, loop-mounted, must equal the checkout (ACLs aside:
+# squashfs has no system.* xattrs, mksquashfs drops them too).
+mkdir -p "$W/mnt"; mount -t squashfs -o loop,ro "$W/vnfs.sqfs" "$W/mnt"
+sq_same=$(rsync -naHX --delete --itemize-changes "$W/co/" "$W/mnt/" | wc -l)
+umount "$W/mnt"
+
+# B's checkout must equal A's.
+VNFS_HOME=$W/b "$VNFS" -q checkout node "$W/co-b"
+same=$(rsync -naHAX --delete --itemize-changes "$W/co/" "$W/co-b/" | wc -l)
+capsule=$(stat -c %s "$W/node.vnfs"); tarz=$(stat -c %s "$W/v1.tar.zst")
+vsq=$(stat -c %s "$W/vnfs.sqfs"); msq=$(stat -c %s "$W/mk.sqfs")
+logical=$(du -sb --apparent-size "$W/co" | cut -f1)
+me=$(median "${t_exp[@]}"); mi=$(median "${t_imp[@]}"); mv=$(median "${t_vsq[@]}"); mm=$(median "${t_msq[@]}")
+mt=$(median "${t_tar[@]}")
+mbs() { echo "scale=0; $1 / $2 / 1000000" | bc -l; }
+
+printf '\n%-44s %14s %14s %8s %s\n' "measure (median of $RUNS, caches dropped)" "vnfs" "peer" "ratio" "target"
+printf '%-44s %11s MB %11s MB %8s %s\n' "capsule size vs tar|zstd -3" "$((capsule/1000000))" "$((tarz/1000000))" "$(ratio "$capsule" "$tarz")" "<= 1.10"
+printf '%-44s %12s s %12s s %8s %s\n' "  (time: export vs tar|zstd -3 -T0)" "$me" "$mt" "$(ratio "$me" "$mt")" ""
+printf '%-44s %9s MB/s %14s %8s %s\n' "export throughput (stored $((stored/1000000)) MB)" "$(mbs "$stored" "$me")" "" "" ">= 1000"
+printf '%-44s %9s MB/s %14s %8s %s\n' "  export, warm cache" "$(mbs "$stored" "$(median "${w_exp[@]}")")" "" "" ">= 1000"
+printf '%-44s %9s MB/s %14s %8s %s\n' "import, verified, empty store" "$(mbs "$capsule" "$mi")" "" "" ">= 300"
+printf '%-44s %9s MB/s %14s %8s %s\n' "  import, warm cache" "$(mbs "$capsule" "$(median "${w_imp[@]}")")" "" "" ">= 300"
+printf '%-44s %12s s %12s s %8s %s\n' "squashfs zstd-3 render vs mksquashfs" "$mv" "$mm" "$(ratio "$mv" "$mm")" "<= 1.00"
+printf '%-44s %11s MB %11s MB %8s\n' "  squashfs size" "$((vsq/1000000))" "$((msq/1000000))" "$(ratio "$vsq" "$msq")"
+echo "logical tree $((logical/1000000)) MB; all runs: export ${t_exp[*]}; import ${t_imp[*]}; vnfs sqfs ${t_vsq[*]}; mksquashfs ${t_msq[*]}"
+echo "vnfs squashfs (loop mount) equals the checkout: $([ "$sq_same" = 0 ] && echo yes || echo "NO ($sq_same differences)")"
+echo "site B checkout equals site A's: $([ "$same" = 0 ] && echo yes || echo "NO ($same differences)")"

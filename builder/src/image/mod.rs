@@ -1,0 +1,243 @@
+//! Image rendering: a commit of the store written as a squashfs file
+//! system, a newc cpio archive (an initramfs) or a pax tar archive.
+//!
+//! Every format is rendered straight from the store (file content is
+//! streamed chunk by chunk; nothing is checked out first), in the store's
+//! canonical walk order, with every timestamp taken from the commit, so the
+//! same commit and options always give the same bytes. [`render`] writes
+//! to a temporary name in the output's directory, syncs it and renames it
+//! over the output, so a failed or killed run never leaves a half-written
+//! image under the final name.
+//!
+//! What each format can carry (see also `docs/images.md`):
+//!
+//! | | squashfs | cpio (newc) | tar (pax) |
+//! | --- | --- | --- | --- |
+//! | mtime | seconds (u32) | seconds (u32) | nanoseconds |
+//! | xattrs | `user.`, `trusted.`, `security.` (ACLs in `system.` are dropped, counted) | none (newc has no field) | all, as `SCHILY.xattr.*` |
+//! | holes | zero blocks are stored sparse | written as zeros | written as zeros |
+//! | largest file | unlimited | 4 GiB − 1 | unlimited (pax `size`) |
+
+pub mod compress;
+pub mod cpio;
+pub mod squashfs;
+pub mod tar;
+pub mod walker;
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use vnfs_store::{ObjectId, Progress, Store, StoreError};
+
+/// An image format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A squashfs file system (loop-mountable; `unsquashfs` reads it).
+    Squashfs,
+    /// A newc ("SVR4 with no CRC") cpio archive, usable as an initramfs.
+    Cpio,
+    /// A POSIX pax tar archive with xattrs as `SCHILY.xattr.*` records.
+    Tar,
+}
+
+/// A compressor for the image (squashfs: its block compressor; cpio and
+/// tar: a filter around the whole stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// No compression (cpio and tar only).
+    None,
+    /// zstd (default level 3).
+    Zstd,
+    /// gzip (default level 6).
+    Gzip,
+    /// xz with CRC32 checks, as the kernel's decompressor expects (default level 6).
+    Xz,
+}
+
+impl Compression {
+    /// The level used when none is given.
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 3,
+            Compression::Gzip | Compression::Xz => 6,
+        }
+    }
+
+    /// Accepted levels, inclusive.
+    pub fn level_range(self) -> (i32, i32) {
+        match self {
+            Compression::None => (0, 0),
+            Compression::Zstd => (1, 22),
+            Compression::Gzip | Compression::Xz => (1, 9),
+        }
+    }
+}
+
+/// How to render.
+#[derive(Clone, Debug)]
+pub struct RenderOptions {
+    /// Output format.
+    pub format: Format,
+    /// Compressor.
+    pub compression: Compression,
+    /// Compression level; `None` takes [`Compression::default_level`].
+    pub level: Option<i32>,
+    /// Worker threads for squashfs compression (0: one per core).
+    pub threads: usize,
+}
+
+impl RenderOptions {
+    /// The effective level, checked against the compressor's range.
+    pub fn checked_level(&self) -> Result<i32> {
+        let level = self.level.unwrap_or(self.compression.default_level());
+        let (lo, hi) = self.compression.level_range();
+        if self.level.is_some() && (level < lo || level > hi) {
+            return Err(ImageError::Options(format!(
+                "level {level} is out of range for {:?} ({lo}..={hi})",
+                self.compression
+            )));
+        }
+        Ok(level)
+    }
+}
+
+/// What a render wrote.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RenderStats {
+    /// Entries written (the root included).
+    pub entries: u64,
+    /// Bytes of file content (logical, holes included).
+    pub content_bytes: u64,
+    /// Size of the image file.
+    pub image_bytes: u64,
+    /// Extended attributes the format could not carry (and so left out).
+    pub xattrs_dropped: u64,
+}
+
+/// Errors while rendering an image. Each names the path or object involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Reading the commit, a tree or a chunk failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Writing the output failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The output (or temporary) file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// An entry cannot be represented in the chosen format.
+    #[error("{path}: cannot be written as {format}: {why}")]
+    Unrepresentable {
+        /// The entry's path in the image.
+        path: String,
+        /// The format.
+        format: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// The commit's trees are inconsistent (e.g. a hard link to nothing).
+    #[error("{path}: {why}")]
+    BadTree {
+        /// The entry's path in the image.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The squashfs library failed.
+    #[error("squashfs writer: {0}")]
+    Squashfs(String),
+    /// Invalid options (format and compressor do not fit, bad level).
+    #[error("{0}")]
+    Options(String),
+}
+
+/// Result of image operations.
+pub type Result<T> = std::result::Result<T, ImageError>;
+
+/// Attaches a path to an I/O error.
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Renders `commit` to the file `out` (via a temporary file in the same
+/// directory, synced and renamed into place; mode 0644).
+pub fn render(
+    store: &Store,
+    commit: &ObjectId,
+    opts: &RenderOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<RenderStats> {
+    opts.checked_level()?;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.as_deref().unwrap_or("image")))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io_at(dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let mut stats = match opts.format {
+        Format::Squashfs => squashfs::write(store, commit, opts, &tmp_path, progress)?,
+        Format::Cpio | Format::Tar => {
+            let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+            let s = render_stream(store, commit, opts, &mut w, progress)?;
+            w.flush().map_err(io_at(&tmp_path))?;
+            s
+        }
+    };
+    let file = fs::File::open(&tmp_path).map_err(io_at(&tmp_path))?;
+    file.sync_all().map_err(io_at(&tmp_path))?;
+    stats.image_bytes = file.metadata().map_err(io_at(&tmp_path))?.len();
+    fs::set_permissions(&tmp_path, fs::Permissions::from_mode(0o644)).map_err(io_at(&tmp_path))?;
+    tmp.persist(out).map_err(|e| ImageError::Io {
+        path: out.to_path_buf(),
+        source: e.error,
+    })?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(stats)
+}
+
+/// Renders a cpio or tar image of `commit` into a stream (e.g. stdout).
+/// Squashfs needs a seekable file: use [`render`].
+pub fn render_stream(
+    store: &Store,
+    commit: &ObjectId,
+    opts: &RenderOptions,
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<RenderStats> {
+    let level = opts.checked_level()?;
+    let image = walker::Image::load(store, commit)?;
+    progress.phase("rendering", Some(image.content_bytes()), true);
+    let mut counted = compress::Counting::new(out);
+    let mut enc = compress::Encoder::new(&mut counted, opts.compression, level)
+        .map_err(io_at(Path::new("<output>")))?;
+    let mut stats = match opts.format {
+        Format::Cpio => cpio::write(store, &image, &mut enc, progress)?,
+        Format::Tar => tar::write(store, &image, &mut enc, progress)?,
+        Format::Squashfs => {
+            return Err(ImageError::Options(
+                "squashfs cannot be written to a stream; give an output file".into(),
+            ));
+        }
+    };
+    enc.finish().map_err(io_at(Path::new("<output>")))?;
+    stats.image_bytes = counted.count();
+    progress.finish();
+    Ok(stats)
+}

@@ -1,0 +1,120 @@
+//! `vnfs image NAME[@COMMIT] --format squashfs|cpio|tar -o FILE`: renders
+//! a version of an image as a file system or archive. The work is in
+//! `vnfs_builder::image`; this module parses arguments and prints.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use vnfs_builder::image::{self, Compression, Format, RenderOptions};
+
+use crate::context::Context;
+use crate::progress::bytes;
+
+/// Image formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    /// squashfs file system (loop-mountable; keeps xattrs, devices, hard links)
+    Squashfs,
+    /// newc cpio archive, usable as an initramfs (no xattrs)
+    Cpio,
+    /// pax tar archive with xattrs (SCHILY.xattr.*)
+    Tar,
+}
+
+/// Compressors.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CompressionArg {
+    /// zstd (default level 3)
+    Zstd,
+    /// gzip (default level 6)
+    Gzip,
+    /// xz with CRC32 checks (default level 6)
+    Xz,
+    /// none (cpio and tar only)
+    None,
+}
+
+/// `vnfs image`
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// Image to render: NAME or NAME@COMMIT
+    pub image: String,
+    /// Output format
+    #[arg(long, short = 'f', value_enum)]
+    pub format: FormatArg,
+    /// Compressor [default: zstd for squashfs; for cpio and tar, from the
+    /// output's extension (.gz, .xz, .zst), else none]
+    #[arg(long, short = 'c', value_enum)]
+    pub compression: Option<CompressionArg>,
+    /// Compression level [default: the compressor's, zstd 3]
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Compression threads for squashfs [default: one per core]
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Output file, or - for stdout (cpio and tar)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// Renders the image.
+pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let (_, commit) = store.resolve(&a.image)?;
+    let format = match a.format {
+        FormatArg::Squashfs => Format::Squashfs,
+        FormatArg::Cpio => Format::Cpio,
+        FormatArg::Tar => Format::Tar,
+    };
+    let out_name = a.output.to_string_lossy().into_owned();
+    let compression = match a.compression {
+        Some(CompressionArg::Zstd) => Compression::Zstd,
+        Some(CompressionArg::Gzip) => Compression::Gzip,
+        Some(CompressionArg::Xz) => Compression::Xz,
+        Some(CompressionArg::None) => Compression::None,
+        None if format == Format::Squashfs => Compression::Zstd,
+        None if out_name.ends_with(".gz") || out_name.ends_with(".tgz") => Compression::Gzip,
+        None if out_name.ends_with(".xz") => Compression::Xz,
+        None if out_name.ends_with(".zst") || out_name.ends_with(".zstd") => Compression::Zstd,
+        None => Compression::None,
+    };
+    let opts = RenderOptions {
+        format,
+        compression,
+        level: a.level,
+        threads: a.threads,
+    };
+    let bar = ctx.progress();
+    let stats = if out_name == "-" {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        let s = image::render_stream(&store, &commit, &opts, &mut out, &bar)?;
+        out.flush()?;
+        s
+    } else {
+        image::render(&store, &commit, &opts, &a.output, &bar)?
+    };
+    if ctx.json {
+        return ctx.print_json(&stats);
+    }
+    if !ctx.quiet {
+        eprintln!(
+            "{}: {} entries, {} of content, image {}",
+            if out_name == "-" {
+                "<stdout>"
+            } else {
+                &out_name
+            },
+            stats.entries,
+            bytes(stats.content_bytes),
+            bytes(stats.image_bytes)
+        );
+        if stats.xattrs_dropped > 0 {
+            eprintln!(
+                "warning: {} extended attributes cannot be stored in this format and were left out",
+                stats.xattrs_dropped
+            );
+        }
+    }
+    Ok(())
+}
