@@ -22,5 +22,5 @@ pub mod upper;
 
 pub use commit::{CommitSummary, Pending, commit_upper, pending};
 pub use error::{Error, Result};
-pub use mount::{Finished, MountRequest, finish, prepare, serve, session, unmount};
+pub use mount::{Finished, MountRequest, finish, is_session_end, prepare, serve, session, unmount};
 pub use state::MountState;

@@ -208,9 +208,20 @@ pub fn serve(store: Arc<Store>, req: &MountRequest) -> Result<()> {
         st.pid = std::process::id();
         st.save(&layout)?;
     }
-    session
-        .run()
-        .map_err(|e| Error::Server(format!("{}: {e}", req.dir.display())))
+    match session.run() {
+        Err(e) if !is_session_end(&e) => Err(Error::Server(format!("{}: {e}", req.dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+/// True for the errors a session's reader threads see when the file system
+/// is unmounted: one gets ENODEV, the others may find the connection
+/// already aborted (ECONNABORTED). Both mean a normal end.
+pub fn is_session_end(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENODEV) | Some(libc::ECONNABORTED)
+    )
 }
 
 /// How an unmount ended.

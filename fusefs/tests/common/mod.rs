@@ -131,10 +131,28 @@ impl Fixture {
     pub fn unmount(&mut self) {
         if let Some(s) = self.session.take() {
             let c = c(&self.mnt);
-            // SAFETY: NUL-terminated path.
-            let r = unsafe { libc::umount2(c.as_ptr(), 0) };
-            assert_eq!(r, 0, "umount: {}", io::Error::last_os_error());
-            s.join().expect("server thread");
+            // Tests run on parallel threads: while another test forks a
+            // child, the child holds copies of this test's open files until
+            // it execs, so the mount can be briefly busy. Retry for a while;
+            // a mount that stays busy still fails the test.
+            let mut tries = 0;
+            loop {
+                // SAFETY: NUL-terminated path.
+                let r = unsafe { libc::umount2(c.as_ptr(), 0) };
+                if r == 0 {
+                    break;
+                }
+                let e = io::Error::last_os_error();
+                tries += 1;
+                assert!(
+                    e.raw_os_error() == Some(libc::EBUSY) && tries < 100,
+                    "umount: {e} (after {tries} tries)"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if let Err(e) = s.join() {
+                assert!(vnfs_fusefs::is_session_end(&e), "server thread: {e}");
+            }
         }
     }
 

@@ -214,7 +214,7 @@ pub fn build_full_tree(root: &Path) -> Vec<&'static str> {
     let mk = |name: &str, ft, dev| {
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join(name),
+            root.join(name),
             ft,
             rustix::fs::Mode::from_raw_mode(0o620),
             dev,
