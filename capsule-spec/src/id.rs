@@ -88,12 +88,15 @@ impl ObjectKind {
     pub const ALL: [ObjectKind; 3] = [ObjectKind::Chunk, ObjectKind::Tree, ObjectKind::Commit];
 
     /// The BLAKE3 derive-key context string of this kind.
-    pub const fn derive_key_context(self) -> &'static str {
-        match self {
-            ObjectKind::Chunk => "vnfs 2026 chunk v1",
-            ObjectKind::Tree => "vnfs 2026 tree v1",
-            ObjectKind::Commit => "vnfs 2026 commit v1",
-        }
+    pub fn derive_key_context(self) -> &'static str {
+        // One definition of the contexts: the store's. A second copy here
+        // could drift and make capsule ids disagree with store ids.
+        let store_kind = match self {
+            ObjectKind::Chunk => vnfs_store::ObjectKind::Chunk,
+            ObjectKind::Tree => vnfs_store::ObjectKind::Tree,
+            ObjectKind::Commit => vnfs_store::ObjectKind::Commit,
+        };
+        store_kind.context()
     }
 
     /// A fresh hasher for objects of this kind.
