@@ -52,11 +52,19 @@ fn shell_files() -> Vec<(String, PathBuf)> {
             files.push((p.to_string(), std::fs::canonicalize(p).unwrap()));
         }
     }
-    assert!(files.len() >= 3, "dash should need libc and the loader: {files:?}");
+    assert!(
+        files.len() >= 3,
+        "dash should need libc and the loader: {files:?}"
+    );
     files
 }
 
-fn builder(name: &str, version: &str, arch: &str, compression: rpm::CompressionType) -> rpm::PackageBuilder {
+fn builder(
+    name: &str,
+    version: &str,
+    arch: &str,
+    compression: rpm::CompressionType,
+) -> rpm::PackageBuilder {
     let mut b = rpm::PackageBuilder::new(name, version, "MIT", arch, "vnfs test package");
     b.release("1").using_config(
         rpm::BuildConfig::default()
@@ -121,7 +129,10 @@ fn make_packages(dir: &Path) {
                 .group("daemon"),
         )
         .unwrap()
-        .with_file_contents("suid", FileOptions::new("/usr/bin/tool-suid").permissions(0o4755))
+        .with_file_contents(
+            "suid",
+            FileOptions::new("/usr/bin/tool-suid").permissions(0o4755),
+        )
         .unwrap()
         .with_file_contents(
             "ping",
@@ -146,7 +157,9 @@ fn make_packages(dir: &Path) {
         .unwrap()
         .with_file_contents(
             "x=1\n",
-            FileOptions::new("/etc/tool.conf").user("ghostuser").config(),
+            FileOptions::new("/etc/tool.conf")
+                .user("ghostuser")
+                .config(),
         )
         .unwrap()
         .pre_install_script(
@@ -165,6 +178,18 @@ fn make_packages(dir: &Path) {
     write(b.build().unwrap(), dir);
 }
 
+/// `fakesh` provides `/bin/sh` without shipping it; `needs-sh` has a
+/// `/bin/sh` %post, which cannot run in an image made of the two.
+fn make_shell_less(dir: &Path) {
+    use rpm::{CompressionType as C, Dependency};
+    let mut b = builder("fakesh", "1", "noarch", C::Gzip);
+    b.provides(Dependency::any("/bin/sh"));
+    write(b.build().unwrap(), dir);
+    let mut b = builder("needs-sh", "1", "noarch", C::Gzip);
+    b.post_install_script("echo hi > /post-ran\n");
+    write(b.build().unwrap(), dir);
+}
+
 /// A directory with the test packages and, under `repo/`, a repository
 /// made by createrepo_c with xz-compressed metadata.
 fn fixture() -> tempfile::TempDir {
@@ -178,7 +203,13 @@ fn fixture() -> tempfile::TempDir {
         std::fs::copy(e.path(), pkgs.join(e.file_name())).unwrap();
     }
     let out = Command::new("createrepo_c")
-        .args(["--quiet", "--general-compress-type", "xz", "--revision", "1"])
+        .args([
+            "--quiet",
+            "--general-compress-type",
+            "xz",
+            "--revision",
+            "1",
+        ])
         .arg(&repo)
         .output()
         .expect("createrepo_c must be installed (Debian package createrepo-c; scripts/setup.sh)");
@@ -212,7 +243,13 @@ fn package_names(b: &Built) -> Vec<String> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|p| format!("{}-{}", p["name"].as_str().unwrap(), p["version"].as_str().unwrap()))
+        .map(|p| {
+            format!(
+                "{}-{}",
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -220,14 +257,23 @@ fn package_names(b: &Built) -> Vec<String> {
 fn check_tree(root: &Path) {
     let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
     let tool = meta("usr/bin/tool");
-    assert_eq!((tool.uid(), tool.gid()), (2, 2), "daemon owns /usr/bin/tool");
+    assert_eq!(
+        (tool.uid(), tool.gid()),
+        (2, 2),
+        "daemon owns /usr/bin/tool"
+    );
     assert_eq!(tool.mode() & 0o7777, 0o755);
     assert!(tool.mtime() <= i64::from(DATE));
     assert_eq!(meta("usr/bin/tool-suid").mode() & 0o7777, 0o4755);
     let caps = xattr::get(root.join("usr/bin/tool-ping"), "security.capability")
         .unwrap()
         .expect("tool-ping has a security.capability xattr");
-    assert_eq!(caps, [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        caps,
+        [
+            1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]
+    );
     assert_eq!(
         std::fs::read_link(root.join("usr/bin/tool-link")).unwrap(),
         Path::new("tool")
@@ -238,7 +284,10 @@ fn check_tree(root: &Path) {
     );
     let (a, b) = (meta("usr/share/tool/a"), meta("usr/share/tool/b"));
     assert_eq!(a.ino(), b.ino(), "a and b are one hard-linked file");
-    assert_eq!(std::fs::read(root.join("usr/share/tool/b")).unwrap(), b"same");
+    assert_eq!(
+        std::fs::read(root.join("usr/share/tool/b")).unwrap(),
+        b"same"
+    );
     // The user %pre created owns the directory; %post ran with $1 = 1.
     let d = meta("var/lib/tool");
     assert!(d.is_dir());
@@ -282,7 +331,10 @@ fn builds_from_local_files() {
     let lock = std::fs::read_to_string(fx.path().join("local.toml.lock")).unwrap();
     assert!(lock.contains("source = \"rpm\""), "{lock}");
     assert!(lock.contains("location = \"rpms/tool-3.0-1."), "{lock}");
-    assert!(!lock.contains("repo ="), "local packages have no repo: {lock}");
+    assert!(
+        !lock.contains("repo ="),
+        "local packages have no repo: {lock}"
+    );
 }
 
 #[test]
@@ -316,10 +368,34 @@ fn builds_from_a_repository_reproducibly() {
     let r2 = recipe(
         fx.path(),
         "repo",
-        &format!("packages = [\"tool\"]\n\n[[source.rpm.repo]]\nid = \"test\"\nbaseurl = \"{url}\"\n"),
+        &format!(
+            "packages = [\"tool\"]\n\n[[source.rpm.repo]]\nid = \"test\"\nbaseurl = \"{url}\"\n"
+        ),
     );
     let third = run(&r2, &fx.path().join("home3"), None).unwrap();
-    assert_eq!(first.commit, third.commit);
+    assert!(!third.lock_written, "the lock was used as it is");
+    // The recipe text (stored in the commit) differs, the tree does not.
+    let root_of = |home: &str, b: &Built| {
+        let store = vnfs_store::Store::open(&fx.path().join(home).join("store")).unwrap();
+        store.read_commit(b.commit.as_ref().unwrap()).unwrap().root
+    };
+    assert_eq!(root_of("home1", &first), root_of("home3", &third));
+}
+
+#[test]
+fn scriptlet_without_its_interpreter_is_skipped() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    make_shell_less(&tmp.path().join("rpms"));
+    let r = recipe(tmp.path(), "nosh", "files = [\"rpms/*.rpm\"]\n");
+    let out = tmp.path().join("out");
+    let b = run(&r, &tmp.path().join("home"), Some(&out)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        b.metadata["vnfs.rpm.scriptlets_skipped"],
+        "needs-sh %post: interpreter /bin/sh is not in the image"
+    );
+    assert!(!b.metadata.contains_key("vnfs.rpm.scriptlets_ran"));
+    assert!(!out.join("post-ran").exists());
 }
 
 #[test]
@@ -344,9 +420,16 @@ fn resolution_failures_are_explained() {
         "{e}"
     );
     let e = fail("typo", "[\"toool\"]");
-    assert!(e.contains("no package provides \"toool\" (did you mean tool?)"), "{e}");
+    assert!(
+        e.contains("no package provides \"toool\" (did you mean tool?)"),
+        "{e}"
+    );
     // Asked for alone, the old version is what the resolver picks.
-    let r = recipe(fx.path(), "old", &format!("packages = [\"wants-old\"]\n{repo}"));
+    let r = recipe(
+        fx.path(),
+        "old",
+        &format!("packages = [\"wants-old\"]\n{repo}"),
+    );
     let b = run(&r, &fx.path().join("home"), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(package_names(&b), ["libdep-1.0-1", "wants-old-1-1"]);
 }
@@ -367,7 +450,10 @@ fn tampered_packages_and_metadata_are_refused() {
     std::fs::write(&pkg, &bytes).unwrap();
     let home = fx.path().join("home");
     let e = run(&r, &home, None).unwrap_err();
-    assert!(e.contains("libdep-2.0-1.noarch.rpm: sha256 mismatch"), "{e}");
+    assert!(
+        e.contains("libdep-2.0-1.noarch.rpm: sha256 mismatch"),
+        "{e}"
+    );
     assert!(!home.join("store").exists(), "nothing was committed");
     // A primary index changed after repomd.xml was written.
     let primary = std::fs::read_dir(fx.path().join("repo/repodata"))
@@ -380,7 +466,10 @@ fn tampered_packages_and_metadata_are_refused() {
     std::fs::write(&primary, &bytes).unwrap();
     std::fs::remove_file(fx.path().join("t.toml.lock")).ok();
     let e = run(&r, &home, None).unwrap_err();
-    assert!(e.contains("repo test:") && e.contains("checksum mismatch"), "{e}");
+    assert!(
+        e.contains("repo test:") && e.contains("checksum mismatch"),
+        "{e}"
+    );
     // A local file changed after it was locked.
     let r = recipe(fx.path(), "l", "files = [\"rpms/libdep-1.0-*.rpm\"]\n");
     run(&r, &fx.path().join("home2"), None).unwrap_or_else(|e| panic!("{e}"));
@@ -390,7 +479,10 @@ fn tampered_packages_and_metadata_are_refused() {
     bytes[last] ^= 0xff;
     std::fs::write(&local, &bytes).unwrap();
     let e = run(&r, &fx.path().join("home3"), None).unwrap_err();
-    assert!(e.contains("does not match") && e.contains("package libdep"), "{e}");
+    assert!(
+        e.contains("does not match") && e.contains("package libdep"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -451,7 +543,8 @@ fn repository_signature_is_checked() {
     let e = run(&r("nosig", "repo.asc"), &fx.path().join("h0"), None).unwrap_err();
     assert!(e.contains("repomd.xml.asc: HTTP status 404"), "{e}");
     std::fs::write(fx.path().join("repo/repodata/repomd.xml.asc"), sig).unwrap();
-    let b = run(&r("good", "repo.asc"), &fx.path().join("h1"), None).unwrap_or_else(|e| panic!("{e}"));
+    let b =
+        run(&r("good", "repo.asc"), &fx.path().join("h1"), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(package_names(&b), ["libdep-2.0-1"]);
     let e = run(&r("wrongkey", "other.asc"), &fx.path().join("h2"), None).unwrap_err();
     assert!(e.contains("no valid signature from a key in"), "{e}");

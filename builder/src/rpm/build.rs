@@ -47,7 +47,9 @@ pub enum RpmBuildError {
         path: PathBuf,
     },
     /// The lock names a repository the recipe no longer has.
-    #[error("{path}: package {package} comes from repo {repo:?}, which the recipe does not define; run with --update")]
+    #[error(
+        "{path}: package {package} comes from repo {repo:?}, which the recipe does not define; run with --update"
+    )]
     UnknownRepo {
         /// The lock file.
         path: PathBuf,
@@ -155,11 +157,12 @@ fn resolve_lock(
         check(cancel)?;
         progress.message(Stage::Resolve, &format!("fetching repo {}", r.id));
         let key = r.gpgkey.as_ref().map(|k| recipe.host_path(k));
-        let pk = repomd::load(fetcher, &repo_url(recipe, &r.baseurl), i, key.as_deref())
-            .map_err(|source| RpmBuildError::Repo {
+        let pk = repomd::load(fetcher, &repo_url(recipe, &r.baseurl), i, key.as_deref()).map_err(
+            |source| RpmBuildError::Repo {
                 id: r.id.clone(),
                 source,
-            })?;
+            },
+        )?;
         tracing::info!("repo {}: {} packages", r.id, pk.len());
         all.extend(pk);
     }
@@ -238,7 +241,11 @@ pub fn build(
         None => resolve_lock(recipe, src, &inputs, &fetcher, progress, cancel)?,
     };
     progress.end(Stage::Resolve);
-    tracing::info!("resolved {} RPMs in {:.2?}", lock.packages.len(), t0.elapsed());
+    tracing::info!(
+        "resolved {} RPMs in {:.2?}",
+        lock.packages.len(),
+        t0.elapsed()
+    );
     check(cancel)?;
 
     // Repository packages go through the sha256-keyed cache; local files
@@ -289,7 +296,10 @@ pub fn build(
         metadata.insert("vnfs.rpm.scriptlets_ran".to_string(), join(&report.ran));
     }
     if !report.skipped.is_empty() {
-        metadata.insert("vnfs.rpm.scriptlets_skipped".to_string(), join(&report.skipped));
+        metadata.insert(
+            "vnfs.rpm.scriptlets_skipped".to_string(),
+            join(&report.skipped),
+        );
     }
     if !report.warnings.is_empty() {
         metadata.insert("vnfs.rpm.warnings".to_string(), join(&report.warnings));

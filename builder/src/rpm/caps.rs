@@ -129,7 +129,9 @@ mod tests {
         let x = to_xattr("cap_net_raw=ep").unwrap().unwrap();
         assert_eq!(
             x,
-            [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            [
+                1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            ]
         );
         // Upper word (bpf = 39) and no effective bit.
         let x = to_xattr("cap_bpf,cap_chown+p").unwrap().unwrap();

@@ -197,11 +197,15 @@ mod tests {
         lock.write(&p).unwrap();
         assert_eq!(RpmLock::read(&p).unwrap().unwrap(), lock);
         // A Debian lock is not an RPM lock.
-        let deb = std::fs::read_to_string(&p).unwrap().replace("source = \"rpm\"\n", "");
+        let deb = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("source = \"rpm\"\n", "");
         std::fs::write(&p, deb).unwrap();
         assert!(RpmLock::read(&p).is_err());
         lock.write(&p).unwrap();
-        let bad = std::fs::read_to_string(&p).unwrap().replace("Packages/b", "../b");
+        let bad = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("Packages/b", "../b");
         std::fs::write(&p, bad).unwrap();
         assert!(RpmLock::read(&p).is_err());
         assert!(RpmLock::read(&dir.path().join("none")).unwrap().is_none());

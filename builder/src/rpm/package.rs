@@ -70,7 +70,11 @@ impl RpmPackage {
             name: self.name.clone(),
             range: Some((Op::Eq, self.evr.clone())),
         };
-        if !self.provides.iter().any(|p| p.name == self.name && p.range.is_some()) {
+        if !self
+            .provides
+            .iter()
+            .any(|p| p.name == self.name && p.range.is_some())
+        {
             self.provides.push(me);
         }
     }
@@ -86,9 +90,11 @@ pub struct LocalError {
     pub message: String,
 }
 
-/// Whether a Requires entry is rpm's own business, not a package's.
+/// Whether a Requires entry is rpm's own business, not a package's:
+/// `rpmlib(...)` features, `config(...)` (self-provided), and built-in
+/// scriptlet interpreters such as `<lua>`.
 pub fn is_internal(name: &str) -> bool {
-    name.starts_with("rpmlib(") || name.starts_with("config(")
+    name.starts_with("rpmlib(") || name.starts_with("config(") || name.starts_with('<')
 }
 
 fn deps(list: Vec<::rpm::Dependency>, what: &str) -> Result<Vec<Dep>, String> {
@@ -125,7 +131,8 @@ pub fn from_metadata(
         r.map(str::to_string).map_err(|e| format!("no {what}: {e}"))
     };
     let list = |r: Result<Vec<::rpm::Dependency>, ::rpm::Error>, what: &str| {
-        r.map_err(|e| format!("{what}: {e}")).and_then(|l| deps(l, what))
+        r.map_err(|e| format!("{what}: {e}"))
+            .and_then(|l| deps(l, what))
     };
     let mut p = RpmPackage {
         name: field(m.get_name(), "name")?,

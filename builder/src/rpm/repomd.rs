@@ -144,7 +144,10 @@ fn digest(kind: &str, data: &[u8]) -> Option<String> {
 fn check_sum(url: &str, what: &str, sum: &(String, String), data: &[u8]) -> Result<(), RepoError> {
     let actual = digest(&sum.0, data).ok_or_else(|| RepoError::Parse {
         url: url.to_string(),
-        message: format!("unsupported checksum type {:?} (sha256 and sha512 are)", sum.0),
+        message: format!(
+            "unsupported checksum type {:?} (sha256 and sha512 are)",
+            sum.0
+        ),
     })?;
     if actual != sum.1 {
         return Err(RepoError::Checksum {
@@ -196,7 +199,10 @@ pub fn verify_detached(
         .map(|(s, _)| s)
         .map_err(|e| serr(format!("not an OpenPGP signature: {e}")))?;
     let good = keys.iter().any(|k| {
-        parsed.verify(k, data).is_ok() || k.public_subkeys.iter().any(|s| parsed.verify(s, data).is_ok())
+        parsed.verify(k, data).is_ok()
+            || k.public_subkeys
+                .iter()
+                .any(|s| parsed.verify(s, data).is_ok())
     });
     if good {
         Ok(())
@@ -304,6 +310,11 @@ mod tests {
         let e = check_sum("u", "", &sum, b"y").unwrap_err();
         assert!(matches!(e, RepoError::Checksum { .. }), "{e}");
         let md5 = ("md5".to_string(), String::new());
-        assert!(check_sum("u", "", &md5, b"x").unwrap_err().to_string().contains("md5"));
+        assert!(
+            check_sum("u", "", &md5, b"x")
+                .unwrap_err()
+                .to_string()
+                .contains("md5")
+        );
     }
 }

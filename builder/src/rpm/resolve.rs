@@ -118,10 +118,7 @@ impl<'a> Universe<'a> {
             });
             v.dedup_by(|a, b| std::ptr::eq(*a, *b));
         }
-        Universe {
-            by_name,
-            by_cap,
-        }
+        Universe { by_name, by_cap }
     }
 
     /// Every package version that satisfies `d`, best first: the package
@@ -150,7 +147,11 @@ impl<'a> Universe<'a> {
             .filter(|(d, _)| *d <= (name.len() / 3).max(2))
             .collect();
         scored.sort();
-        scored.into_iter().take(3).map(|(_, k)| k.to_string()).collect()
+        scored
+            .into_iter()
+            .take(3)
+            .map(|(_, k)| k.to_string())
+            .collect()
     }
 }
 
@@ -233,7 +234,11 @@ impl<'a> State<'a> {
 }
 
 /// Resolves `req`; returns the chosen packages sorted by name.
-pub fn resolve<'a>(u: &Universe<'a>, pkgs: &'a [RpmPackage], req: &Request) -> Result<Vec<&'a RpmPackage>, ResolveError> {
+pub fn resolve<'a>(
+    u: &Universe<'a>,
+    pkgs: &'a [RpmPackage],
+    req: &Request,
+) -> Result<Vec<&'a RpmPackage>, ResolveError> {
     if req.local.is_empty() && req.packages.is_empty() {
         return Err(ResolveError::Nothing);
     }
@@ -305,7 +310,11 @@ pub fn resolve<'a>(u: &Universe<'a>, pkgs: &'a [RpmPackage], req: &Request) -> R
 }
 
 /// Walks `p`'s Requires.
-fn requires_of<'a>(u: &Universe<'a>, st: &mut State<'a>, p: &'a RpmPackage) -> Result<(), ResolveError> {
+fn requires_of<'a>(
+    u: &Universe<'a>,
+    st: &mut State<'a>,
+    p: &'a RpmPackage,
+) -> Result<(), ResolveError> {
     for d in &p.requires {
         if d.name.starts_with('(') {
             let r = rich::parse(&d.name)
@@ -317,7 +326,9 @@ fn requires_of<'a>(u: &Universe<'a>, st: &mut State<'a>, p: &'a RpmPackage) -> R
             satisfy(u, st, d, &p.nevra(), &chain)?;
             // Record who pulled the provider in.
             if let Some(s) = st.selected.values().find(|s| s.satisfies(d)) {
-                st.parent.entry(s.name.clone()).or_insert_with(|| p.name.clone());
+                st.parent
+                    .entry(s.name.clone())
+                    .or_insert_with(|| p.name.clone());
             }
         }
     }
@@ -340,7 +351,9 @@ fn rich_require<'a>(
         Rich::Dep(d) => {
             satisfy(u, st, d, &p.nevra(), &chain)?;
             if let Some(s) = st.selected.values().find(|s| s.satisfies(d)) {
-                st.parent.entry(s.name.clone()).or_insert_with(|| p.name.clone());
+                st.parent
+                    .entry(s.name.clone())
+                    .or_insert_with(|| p.name.clone());
             }
             Ok(())
         }
@@ -397,7 +410,11 @@ fn satisfy<'a>(
         match u.by_name.get(d.name.as_str()) {
             Some(v) => {
                 let have: Vec<String> = v.iter().map(|p| p.evr.to_string()).collect();
-                reasons.push(format!("{} is only available as {}", d.name, have.join(", ")));
+                reasons.push(format!(
+                    "{} is only available as {}",
+                    d.name,
+                    have.join(", ")
+                ));
             }
             None => reasons.push(format!("nothing provides {}", d.name)),
         }
@@ -501,7 +518,13 @@ mod tests {
             provides: provides.iter().map(dep).collect(),
             requires: requires
                 .iter()
-                .map(|s| if s.starts_with('(') { Dep::any(s) } else { dep(s) })
+                .map(|s| {
+                    if s.starts_with('(') {
+                        Dep::any(s)
+                    } else {
+                        dep(s)
+                    }
+                })
                 .collect(),
             conflicts: vec![],
             files: vec![],
@@ -527,7 +550,12 @@ mod tests {
         let mut sh = pkg("bash", "5.2-1", &[], &["/bin/sh"]);
         sh.files.push("/usr/bin/bash".into());
         let all = vec![
-            pkg("app", "1.0-1", &["libfoo >= 2", "/usr/bin/bash", "webserver"], &[]),
+            pkg(
+                "app",
+                "1.0-1",
+                &["libfoo >= 2", "/usr/bin/bash", "webserver"],
+                &[],
+            ),
             pkg("libfoo", "1.9-1", &[], &[]),
             pkg("libfoo", "2.1-1", &[], &[]),
             pkg("libfoo", "3.0~rc1-1", &["libbar"], &[]),
@@ -539,15 +567,29 @@ mod tests {
         // backtracking, so the failure is explained instead.
         let e = resolve(&u, &all, &req(&["app"])).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("libfoo-3.0~rc1-1.x86_64's requirement libbar"), "{msg}");
+        assert!(
+            msg.contains("libfoo-3.0~rc1-1.x86_64's requirement libbar"),
+            "{msg}"
+        );
         assert!(msg.contains("nothing provides libbar"), "{msg}");
-        assert!(msg.contains("required by: recipe -> app -> libfoo"), "{msg}");
-        let all: Vec<RpmPackage> = all.into_iter().filter(|p| p.evr.version != "3.0~rc1").collect();
+        assert!(
+            msg.contains("required by: recipe -> app -> libfoo"),
+            "{msg}"
+        );
+        let all: Vec<RpmPackage> = all
+            .into_iter()
+            .filter(|p| p.evr.version != "3.0~rc1")
+            .collect();
         let u = Universe::new(&all, "x86_64");
         let got = resolve(&u, &all, &req(&["app"])).unwrap();
         assert_eq!(
             names(&got),
-            ["app-1.0-1.x86_64", "bash-5.2-1.x86_64", "libfoo-2.1-1.x86_64", "nginx-1.0-1.x86_64"]
+            [
+                "app-1.0-1.x86_64",
+                "bash-5.2-1.x86_64",
+                "libfoo-2.1-1.x86_64",
+                "nginx-1.0-1.x86_64"
+            ]
         );
         let order = install_order(&got);
         assert_eq!(order.last(), Some(&0), "app goes last");
@@ -567,7 +609,10 @@ mod tests {
         let e = resolve(&u, &all, &req(&["c"])).unwrap_err().to_string();
         assert!(e.contains("nothing provides missing-lib"), "{e}");
         let e = resolve(&u, &all, &req(&["bb"])).unwrap_err();
-        assert!(matches!(&e, ResolveError::Unknown { close, .. } if close.contains(&"b".to_string())), "{e}");
+        assert!(
+            matches!(&e, ResolveError::Unknown { close, .. } if close.contains(&"b".to_string())),
+            "{e}"
+        );
         // A version already chosen by the recipe cannot be replaced.
         let all = vec![
             pkg("a", "1-1", &["b < 2"], &[]),
@@ -575,8 +620,13 @@ mod tests {
             pkg("b", "1.0-1", &[], &[]),
         ];
         let u = Universe::new(&all, "x86_64");
-        let e = resolve(&u, &all, &req(&["b", "a"])).unwrap_err().to_string();
-        assert!(e.contains("b-1.0-1.x86_64 would be needed but b-2.0-1.x86_64 is already selected"), "{e}");
+        let e = resolve(&u, &all, &req(&["b", "a"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("b-1.0-1.x86_64 would be needed but b-2.0-1.x86_64 is already selected"),
+            "{e}"
+        );
         let got = resolve(&u, &all, &req(&["a"])).unwrap();
         assert_eq!(names(&got), ["a-1-1.x86_64", "b-1.0-1.x86_64"]);
         // Excluded.
@@ -589,13 +639,26 @@ mod tests {
     #[test]
     fn rich_and_conflicts() {
         let mut x = pkg("x", "1-1", &["(y or z)", "(w if z)"], &[]);
-        x.conflicts.push(Dep { name: "y".into(), range: Some((Op::Lt, Evr::parse("5").unwrap())) });
-        let all = vec![x, pkg("y", "1-1", &[], &[]), pkg("z", "1-1", &[], &[]), pkg("w", "1-1", &[], &[])];
+        x.conflicts.push(Dep {
+            name: "y".into(),
+            range: Some((Op::Lt, Evr::parse("5").unwrap())),
+        });
+        let all = vec![
+            x,
+            pkg("y", "1-1", &[], &[]),
+            pkg("z", "1-1", &[], &[]),
+            pkg("w", "1-1", &[], &[]),
+        ];
         let u = Universe::new(&all, "x86_64");
         // y conflicts with x, so z is chosen, which brings w.
         let got = resolve(&u, &all, &req(&["x"])).unwrap();
-        assert_eq!(names(&got), ["w-1-1.x86_64", "x-1-1.x86_64", "z-1-1.x86_64"]);
-        let e = resolve(&u, &all, &req(&["y", "x"])).unwrap_err().to_string();
+        assert_eq!(
+            names(&got),
+            ["w-1-1.x86_64", "x-1-1.x86_64", "z-1-1.x86_64"]
+        );
+        let e = resolve(&u, &all, &req(&["y", "x"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("conflicts with y-1-1.x86_64"), "{e}");
     }
 }

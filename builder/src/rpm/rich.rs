@@ -137,7 +137,13 @@ mod tests {
         assert_eq!(parse("foo").unwrap(), Rich::Dep(Dep::any("foo")));
         let r = parse("(foo >= 1.2 or (bar and baz))").unwrap();
         let Rich::Or(parts) = r else { panic!("{r:?}") };
-        assert_eq!(parts[0], Rich::Dep(Dep { name: "foo".into(), range: Some((Op::Ge, Evr::parse("1.2").unwrap())) }));
+        assert_eq!(
+            parts[0],
+            Rich::Dep(Dep {
+                name: "foo".into(),
+                range: Some((Op::Ge, Evr::parse("1.2").unwrap()))
+            })
+        );
         assert!(matches!(&parts[1], Rich::And(v) if v.len() == 2));
         let r = parse("(a if b else c)").unwrap();
         assert!(matches!(r, Rich::If(_, _, Some(_))), "{r:?}");

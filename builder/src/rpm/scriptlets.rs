@@ -93,10 +93,10 @@ pub fn run(
             }
             Ok(Outcome::Ran)
         }
-        Err(ChrootError::Spawn { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Ok(Outcome::Skipped(format!("interpreter {interp} is not in the image")))
+        Err(ChrootError::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Outcome::Skipped(format!(
+                "interpreter {interp} is not in the image"
+            )))
         }
         Err(source) => Err(ScriptletError::Failed {
             which: which.to_string(),

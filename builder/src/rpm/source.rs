@@ -50,7 +50,12 @@ impl RpmSource {
         }
         let mut seen = std::collections::BTreeSet::new();
         for r in &self.repos {
-            if r.id.is_empty() || !r.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            if r.id.is_empty()
+                || !r
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
                 return Err(format!(
                     "repo id {:?} must be non-empty letters, digits, '-', '_' or '.'",
                     r.id
@@ -72,7 +77,8 @@ mod tests {
     use crate::recipe::{Recipe, RecipeError, Source};
     use std::path::Path;
 
-    const HEAD: &str = "[image]\nos = \"rocky\"\nversion = \"9\"\nrelease = \"1\"\narch = \"x86_64\"\n\n";
+    const HEAD: &str =
+        "[image]\nos = \"rocky\"\nversion = \"9\"\nrelease = \"1\"\narch = \"x86_64\"\n\n";
 
     fn parse(src: &str) -> Result<Recipe, RecipeError> {
         Recipe::parse(&format!("{HEAD}{src}"), Path::new("r.toml"))
@@ -96,6 +102,9 @@ mod tests {
         assert!(e.contains("r.toml:9:1:") && e.contains("bogus"), "{e}");
         let two = "[source.rpm]\npackages = [\"a\"]\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"u\"\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"v\"\n";
         assert!(msg(two).contains("used twice"));
-        assert!(msg(&two.replace("\"a\"\nbaseurl = \"u\"", "\"a/b\"\nbaseurl = \"u\"")).contains("repo id"));
+        assert!(
+            msg(&two.replace("\"a\"\nbaseurl = \"u\"", "\"a/b\"\nbaseurl = \"u\""))
+                .contains("repo id")
+        );
     }
 }

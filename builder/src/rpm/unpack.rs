@@ -53,7 +53,9 @@ pub enum RpmUnpackError {
         message: String,
     },
     /// A payload member would land outside the root.
-    #[error("package {name}: member {member:?} escapes the root (contains `..` or is not absolute)")]
+    #[error(
+        "package {name}: member {member:?} escapes the root (contains `..` or is not absolute)"
+    )]
     Escape {
         /// The package.
         name: String,
@@ -215,7 +217,10 @@ pub fn unpack(
     };
     let mut reader =
         PackageReader::parse(Cursor::new(bytes)).map_err(|e| corrupt(e.to_string()))?;
-    let hname = reader.metadata.get_name().map_err(|e| corrupt(e.to_string()))?;
+    let hname = reader
+        .metadata
+        .get_name()
+        .map_err(|e| corrupt(e.to_string()))?;
     if hname != name {
         return Err(corrupt(format!("header names package {hname:?}")));
     }
@@ -226,8 +231,12 @@ pub fn unpack(
         .get_file_entries()
         .map_err(|e| corrupt(e.to_string()))?;
     let h = &reader.metadata.header;
-    let devs = h.get_entry_data_as_u32_array(IndexTag::RPMTAG_FILEDEVICES).unwrap_or_default();
-    let inodes = h.get_entry_data_as_u32_array(IndexTag::RPMTAG_FILEINODES).unwrap_or_default();
+    let devs = h
+        .get_entry_data_as_u32_array(IndexTag::RPMTAG_FILEDEVICES)
+        .unwrap_or_default();
+    let inodes = h
+        .get_entry_data_as_u32_array(IndexTag::RPMTAG_FILEINODES)
+        .unwrap_or_default();
     let mut link_id: HashMap<String, (u32, u32)> = HashMap::new();
     let mut set_size: HashMap<(u32, u32), usize> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
@@ -280,11 +289,13 @@ pub fn unpack(
         };
         let (parent, file) = split(&rel);
         let pfd = match &parent_cache {
-            Some((p, fd)) if p == parent => fd.try_clone().map_err(|err| {
-                member("dup", Errno::from_io_error(&err).unwrap_or(Errno::IO))
-            })?,
+            Some((p, fd)) if p == parent => fd
+                .try_clone()
+                .map_err(|err| member("dup", Errno::from_io_error(&err).unwrap_or(Errno::IO)))?,
             _ => {
-                let fd = root.mkdir_all(parent).map_err(|err| member("open parent", err))?;
+                let fd = root
+                    .mkdir_all(parent)
+                    .map_err(|err| member("open parent", err))?;
                 let keep = fd.try_clone().map_err(|err| {
                     member("dup", Errno::from_io_error(&err).unwrap_or(Errno::IO))
                 })?;
@@ -303,7 +314,9 @@ pub fn unpack(
             last_modification: t,
         };
         let ftype = e.file_type();
-        let needs_owner = e.user() != "root" || e.group() != "root" || e.caps().is_some_and(|c| !c.trim().is_empty());
+        let needs_owner = e.user() != "root"
+            || e.group() != "root"
+            || e.caps().is_some_and(|c| !c.trim().is_empty());
         match ftype {
             FileType::Dir => {
                 match rustix::fs::mkdirat(&pfd, file, Mode::from_raw_mode(0o755)) {
@@ -326,7 +339,10 @@ pub fn unpack(
                 });
             }
             FileType::Regular => {
-                let key = e.digest().map(|d| d.as_hex().to_string()).unwrap_or_default();
+                let key = e
+                    .digest()
+                    .map(|d| d.as_hex().to_string())
+                    .unwrap_or_default();
                 claims.claim(&rel, name, format!("f{key}{mode:o}"))?;
                 if !f.has_payload() {
                     if let Some(id) = link_id.get(&full.to_string_lossy().into_owned()) {
@@ -339,13 +355,16 @@ pub fn unpack(
                 }
                 let fd = create_excl(&pfd, file).map_err(|err| member("create", err))?;
                 let mut w = std::fs::File::from(fd);
-                out.bytes += std::io::copy(&mut f, &mut w).map_err(|err| RpmUnpackError::Member {
-                    name: name.to_string(),
-                    member: format!("/{rel}"),
-                    message: format!("write: {err}"),
-                })?;
-                f.finish().map_err(|err| corrupt(format!("payload: {err}")))?;
-                rustix::fs::fchmod(&w, Mode::from_raw_mode(mode)).map_err(|err| member("chmod", err))?;
+                out.bytes +=
+                    std::io::copy(&mut f, &mut w).map_err(|err| RpmUnpackError::Member {
+                        name: name.to_string(),
+                        member: format!("/{rel}"),
+                        message: format!("write: {err}"),
+                    })?;
+                f.finish()
+                    .map_err(|err| corrupt(format!("payload: {err}")))?;
+                rustix::fs::fchmod(&w, Mode::from_raw_mode(mode))
+                    .map_err(|err| member("chmod", err))?;
                 rustix::fs::futimens(&w, &times).map_err(|err| member("utimens", err))?;
                 if let Some(id) = link_id.get(&full.to_string_lossy().into_owned()) {
                     holders.insert(*id, rel.clone());
@@ -358,8 +377,10 @@ pub fn unpack(
                     .ok_or_else(|| member("symlink without target", Errno::INVAL))?
                     .to_string();
                 claims.claim(&rel, name, format!("l{target}"))?;
-                replace(&pfd, file, |fd, n| rustix::fs::symlinkat(target.as_str(), fd, n))
-                    .map_err(|err| member("symlink", err))?;
+                replace(&pfd, file, |fd, n| {
+                    rustix::fs::symlinkat(target.as_str(), fd, n)
+                })
+                .map_err(|err| member("symlink", err))?;
                 rustix::fs::utimensat(&pfd, file, &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|err| member("utimens", err))?;
             }
@@ -382,7 +403,8 @@ pub fn unpack(
             _ => continue,
         }
         if needs_owner {
-            out.owners.push(owner(&e, &rel, mode, ftype == FileType::SymbolicLink));
+            out.owners
+                .push(owner(&e, &rel, mode, ftype == FileType::SymbolicLink));
         }
     }
     for (id, rel) in pending_links {
@@ -398,10 +420,16 @@ pub fn unpack(
         };
         let (tp, tf) = split(target);
         let (lp, lf) = split(&rel);
-        let tfd = root.open_dir(tp).map_err(|err| member("open link target", err))?;
-        let lfd = root.mkdir_all(lp).map_err(|err| member("open parent", err))?;
-        replace(&lfd, lf, |fd, n| rustix::fs::linkat(&tfd, tf, fd, n, AtFlags::empty()))
-            .map_err(|err| member("link", err))?;
+        let tfd = root
+            .open_dir(tp)
+            .map_err(|err| member("open link target", err))?;
+        let lfd = root
+            .mkdir_all(lp)
+            .map_err(|err| member("open parent", err))?;
+        replace(&lfd, lf, |fd, n| {
+            rustix::fs::linkat(&tfd, tf, fd, n, AtFlags::empty())
+        })
+        .map_err(|err| member("link", err))?;
     }
     Ok(out)
 }
@@ -412,7 +440,10 @@ fn owner(e: &::rpm::FileEntry<'_>, rel: &str, mode: u32, symlink: bool) -> Owner
         user: e.user().to_string(),
         group: e.group().to_string(),
         mode,
-        caps: e.caps().map(str::to_string).filter(|c| !c.trim().is_empty()),
+        caps: e
+            .caps()
+            .map(str::to_string)
+            .filter(|c| !c.trim().is_empty()),
         symlink,
     }
 }
@@ -442,7 +473,9 @@ pub fn apply_owners<'a>(
             0
         });
         let (parent, file) = split(&o.path);
-        let pfd = root.open_dir(parent).map_err(|err| member("open parent", err))?;
+        let pfd = root
+            .open_dir(parent)
+            .map_err(|err| member("open parent", err))?;
         if o.symlink {
             rustix::fs::chownat(
                 &pfd,
@@ -486,8 +519,13 @@ pub fn apply_owners<'a>(
                 message: m,
             })?;
             if let Some(v) = value {
-                rustix::fs::fsetxattr(&fd, "security.capability", &v, rustix::fs::XattrFlags::empty())
-                    .map_err(|err| member("set security.capability", err))?;
+                rustix::fs::fsetxattr(
+                    &fd,
+                    "security.capability",
+                    &v,
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(|err| member("set security.capability", err))?;
             }
         }
     }
@@ -520,6 +558,9 @@ mod tests {
         c.claim("usr/share/x", "a", "f1".into()).unwrap();
         c.claim("usr/share/x", "b", "f1".into()).unwrap();
         let e = c.claim("usr/share/x", "c", "f2".into()).unwrap_err();
-        assert!(e.to_string().contains("/usr/share/x is in both a and c"), "{e}");
+        assert!(
+            e.to_string().contains("/usr/share/x is in both a and c"),
+            "{e}"
+        );
     }
 }

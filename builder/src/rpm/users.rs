@@ -46,8 +46,12 @@ impl Ids {
     /// Reads the image's passwd and group files (missing ones are empty).
     pub fn load(root: &Root) -> Ids {
         let mut ids = Ids {
-            users: read_in_root(root, "etc", "passwd").map(|t| parse(&t)).unwrap_or_default(),
-            groups: read_in_root(root, "etc", "group").map(|t| parse(&t)).unwrap_or_default(),
+            users: read_in_root(root, "etc", "passwd")
+                .map(|t| parse(&t))
+                .unwrap_or_default(),
+            groups: read_in_root(root, "etc", "group")
+                .map(|t| parse(&t))
+                .unwrap_or_default(),
         };
         // root is 0 on every system rpm runs on, with or without /etc/passwd.
         ids.users.entry("root".into()).or_insert(0);
@@ -88,6 +92,9 @@ mod tests {
         // No files at all: only root is known.
         let empty = tempfile::tempdir().unwrap();
         let ids = Ids::load(&Root::open(empty.path()).unwrap());
-        assert_eq!((ids.uid("root"), ids.gid("root"), ids.uid("bin")), (Some(0), Some(0), None));
+        assert_eq!(
+            (ids.uid("root"), ids.gid("root"), ids.uid("bin")),
+            (Some(0), Some(0), None)
+        );
     }
 }

@@ -252,7 +252,10 @@ mod tests {
     #[test]
     fn ranges_overlap_like_rpm() {
         let prov = dep("foo", Some(Op::Eq), "1.0-3");
-        assert!(prov.provides(&dep("foo", Some(Op::Eq), "1.0")), "release ignored");
+        assert!(
+            prov.provides(&dep("foo", Some(Op::Eq), "1.0")),
+            "release ignored"
+        );
         assert!(prov.provides(&dep("foo", Some(Op::Ge), "1.0-2")));
         assert!(!prov.provides(&dep("foo", Some(Op::Ge), "1.0-4")));
         assert!(!prov.provides(&dep("foo", Some(Op::Gt), "1.0")));
