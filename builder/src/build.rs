@@ -90,9 +90,9 @@ pub enum BuildError {
     /// Unpacking a tar source failed.
     #[error(transparent)]
     Unpack(#[from] UnpackError),
-    /// The RPM source failed.
+    /// The RPM source failed (boxed: its errors carry whole explanations).
     #[error(transparent)]
-    Rpm(#[from] crate::rpm::build::RpmBuildError),
+    Rpm(Box<crate::rpm::build::RpmBuildError>),
     /// A recipe step failed.
     #[error(transparent)]
     Step(#[from] StepError),
@@ -121,6 +121,12 @@ pub enum BuildError {
     /// Committing to the store failed (no ref was moved).
     #[error("committing to the store: {0}")]
     Store(#[from] vnfs_store::StoreError),
+}
+
+impl From<crate::rpm::build::RpmBuildError> for BuildError {
+    fn from(e: crate::rpm::build::RpmBuildError) -> Self {
+        BuildError::Rpm(Box::new(e))
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BuildError + '_ {

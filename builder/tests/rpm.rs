@@ -102,7 +102,8 @@ fn make_packages(dir: &Path) {
             "root:x:0:\ndaemon:x:2:\n",
             FileOptions::new("/etc/group").permissions(0o644).config(),
         )
-        .unwrap();
+        .unwrap()
+        .post_trans_script("echo posttrans\n");
     write(b.build().unwrap(), dir);
 
     // libdep in two versions; 2.0 has a Lua %post, which is skipped.
@@ -326,6 +327,10 @@ fn builds_from_local_files() {
     assert_eq!(ran, "tool %pre\ntool %post");
     let skipped = &b.metadata["vnfs.rpm.scriptlets_skipped"];
     assert!(skipped.contains("libdep %post: Lua"), "{skipped}");
+    assert!(
+        skipped.contains("base %posttrans: not run (only %pre and %post are)"),
+        "{skipped}"
+    );
     let warn = &b.metadata["vnfs.rpm.warnings"];
     assert!(warn.contains("\"ghostuser\" (package tool)"), "{warn}");
     let lock = std::fs::read_to_string(fx.path().join("local.toml.lock")).unwrap();
@@ -396,6 +401,25 @@ fn scriptlet_without_its_interpreter_is_skipped() {
     );
     assert!(!b.metadata.contains_key("vnfs.rpm.scriptlets_ran"));
     assert!(!out.join("post-ran").exists());
+}
+
+#[test]
+fn members_escaping_the_root_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = builder("evil", "1", "noarch", rpm::CompressionType::Gzip);
+    b.with_file_contents(
+        "x",
+        rpm::FileOptions::new("/usr/../../../../tmp/vnfs-rpm-escape"),
+    )
+    .unwrap();
+    write(b.build().unwrap(), &tmp.path().join("rpms"));
+    let r = recipe(tmp.path(), "evil", "files = [\"rpms/*.rpm\"]\n");
+    let e = run(&r, &tmp.path().join("home"), Some(&tmp.path().join("out"))).unwrap_err();
+    assert!(
+        e.contains("package evil: member") && e.contains("escapes the root"),
+        "{e}"
+    );
+    assert!(!Path::new("/tmp/vnfs-rpm-escape").exists());
 }
 
 #[test]

@@ -131,6 +131,16 @@ pub fn install(
         tracing::warn!("{w}");
     }
     run_all("post", &mut report)?;
+    for &i in order {
+        for what in &unpacked[i].not_run {
+            let line = format!(
+                "{} {what}: not run (only %pre and %post are)",
+                unpacked[i].name
+            );
+            tracing::warn!("{line}");
+            report.skipped.push(line);
+        }
+    }
     progress.end(Stage::Configure);
     tracing::info!("RPM scriptlets and owners in {:.2?}", t0.elapsed());
     Ok(report)

@@ -57,7 +57,7 @@ impl RpmPackage {
 
     /// Whether this package satisfies `req` by a Provides or a file it ships.
     pub fn satisfies(&self, req: &Dep) -> bool {
-        if req.name.starts_with('/') && self.files.iter().any(|f| *f == req.name) {
+        if req.name.starts_with('/') && self.files.contains(&req.name) {
             return true;
         }
         self.provides.iter().any(|p| p.provides(req))

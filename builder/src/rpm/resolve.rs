@@ -111,9 +111,9 @@ impl<'a> Universe<'a> {
         }
         for v in by_name.values_mut().chain(by_cap.values_mut()) {
             v.sort_by(|a, b| {
-                (a.name != b.name)
-                    .then(|| a.name.cmp(&b.name))
-                    .unwrap_or_else(|| b.evr.cmp_full(&a.evr))
+                a.name
+                    .cmp(&b.name)
+                    .then_with(|| b.evr.cmp_full(&a.evr))
                     .then_with(|| a.arch.cmp(&b.arch))
             });
             v.dedup_by(|a, b| std::ptr::eq(*a, *b));
@@ -479,10 +479,10 @@ pub fn install_order(pkgs: &[&RpmPackage]) -> Vec<usize> {
             };
             for n in names {
                 let dep = Dep::any(n);
-                if let Some(j) = pkgs.iter().position(|p| p.satisfies(&dep)) {
-                    if j != i {
-                        visit(j, pkgs, state, out);
-                    }
+                if let Some(j) = pkgs.iter().position(|p| p.satisfies(&dep))
+                    && j != i
+                {
+                    visit(j, pkgs, state, out);
                 }
             }
         }

@@ -125,6 +125,9 @@ pub struct Unpacked {
     pub pre: Option<Script>,
     /// `%post`, when present.
     pub post: Option<Script>,
+    /// Install-time scripts present but never run here (`%pretrans`,
+    /// `%posttrans`, triggers), by name.
+    pub not_run: Vec<&'static str>,
     /// Bytes of file content written.
     pub bytes: u64,
 }
@@ -240,11 +243,12 @@ pub fn unpack(
     let mut link_id: HashMap<String, (u32, u32)> = HashMap::new();
     let mut set_size: HashMap<(u32, u32), usize> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
-        if e.file_type() == FileType::Regular && !e.flags().contains(FileFlags::GHOST) {
-            if let (Some(d), Some(n)) = (devs.get(i), inodes.get(i)) {
-                link_id.insert(e.path().to_string_lossy().into_owned(), (*d, *n));
-                *set_size.entry((*d, *n)).or_default() += 1;
-            }
+        if e.file_type() == FileType::Regular
+            && !e.flags().contains(FileFlags::GHOST)
+            && let (Some(d), Some(n)) = (devs.get(i), inodes.get(i))
+        {
+            link_id.insert(e.path().to_string_lossy().into_owned(), (*d, *n));
+            *set_size.entry((*d, *n)).or_default() += 1;
         }
     }
     link_id.retain(|_, id| set_size.get(id).copied().unwrap_or(0) > 1);
@@ -259,6 +263,22 @@ pub fn unpack(
     .map_err(corrupt)?;
     let pre = script(reader.metadata.get_pre_install_script());
     let post = script(reader.metadata.get_post_install_script());
+    let m = &reader.metadata;
+    let mut not_run = Vec::new();
+    if m.get_pre_trans_script().is_ok() {
+        not_run.push("%pretrans");
+    }
+    if m.get_post_trans_script().is_ok() {
+        not_run.push("%posttrans");
+    }
+    if m.get_triggers().is_ok_and(|t| !t.is_empty()) {
+        not_run.push("triggers");
+    }
+    if m.get_file_triggers().is_ok_and(|t| !t.is_empty())
+        || m.get_trans_file_triggers().is_ok_and(|t| !t.is_empty())
+    {
+        not_run.push("file triggers");
+    }
 
     let mut out = Unpacked {
         name: name.to_string(),
@@ -267,6 +287,7 @@ pub fn unpack(
         owners: Vec::new(),
         pre,
         post,
+        not_run,
         bytes: 0,
     };
     // Content holders of hard-link sets, and members waiting for them.
@@ -344,14 +365,14 @@ pub fn unpack(
                     .map(|d| d.as_hex().to_string())
                     .unwrap_or_default();
                 claims.claim(&rel, name, format!("f{key}{mode:o}"))?;
-                if !f.has_payload() {
-                    if let Some(id) = link_id.get(&full.to_string_lossy().into_owned()) {
-                        pending_links.push((*id, rel.clone()));
-                        if needs_owner {
-                            out.owners.push(owner(&e, &rel, mode, false));
-                        }
-                        continue;
+                if !f.has_payload()
+                    && let Some(id) = link_id.get(&full.to_string_lossy().into_owned())
+                {
+                    pending_links.push((*id, rel.clone()));
+                    if needs_owner {
+                        out.owners.push(owner(&e, &rel, mode, false));
                     }
+                    continue;
                 }
                 let fd = create_excl(&pfd, file).map_err(|err| member("create", err))?;
                 let mut w = std::fs::File::from(fd);
