@@ -167,6 +167,29 @@ pub fn install(
         None,
         false,
     )?;
+    let kernel_side = kernel_dependents(&unpacked);
+    if !kernel_side.is_empty() && kernel_side.len() < unpacked.len() {
+        // Configuring everything but the kernel first lets dpkg settle the
+        // initramfs trigger while no initramfs exists yet (a no-op); the
+        // kernel's own postinst then builds the one initramfs from a fully
+        // configured system. One `dpkg --configure -a` would build it twice:
+        // in the kernel's postinst and again when the trigger fires.
+        let first: Vec<&str> = order
+            .iter()
+            .filter(|i| !kernel_side.contains(i))
+            .map(|&i| unpacked[i].info_name.as_str())
+            .collect();
+        let mut argv = vec!["dpkg", "--configure", "--force-unsafe-io"];
+        argv.extend(first);
+        progress.message(Stage::Configure, "dpkg --configure (all but the kernel)");
+        chroot.run(
+            "dpkg --configure (all but the kernel)",
+            &argv,
+            &[],
+            None,
+            false,
+        )?;
+    }
     progress.message(Stage::Configure, "dpkg --configure -a");
     chroot.run(
         "dpkg --configure -a",
@@ -317,6 +340,41 @@ fn unpack_one(
         provides,
         version,
     })
+}
+
+/// The packages that ship a kernel image (`/boot/vmlinuz-*`) and every
+/// package that depends on one of them, directly or not: the set that must
+/// be configured after the rest for the initramfs to be built once.
+fn kernel_dependents(pkgs: &[Unpacked]) -> BTreeSet<usize> {
+    let mut set: BTreeSet<usize> = pkgs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            p.report
+                .paths
+                .iter()
+                .any(|f| f.starts_with("/boot/vmlinuz-"))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    loop {
+        let names: BTreeSet<&str> = set
+            .iter()
+            .flat_map(|&i| {
+                std::iter::once(pkgs[i].name.as_str())
+                    .chain(pkgs[i].provides.iter().map(String::as_str))
+            })
+            .collect();
+        let before = set.len();
+        for (i, p) in pkgs.iter().enumerate() {
+            if p.deps.iter().flatten().any(|n| names.contains(n.as_str())) {
+                set.insert(i);
+            }
+        }
+        if set.len() == before {
+            return set;
+        }
+    }
 }
 
 /// Dependency order (dependencies first), deterministic; cycles are cut
