@@ -133,6 +133,11 @@ impl Store {
         self.read_index().objects.contains_key(id)
     }
 
+    /// An object's index entry (kind, compression, lengths), if stored.
+    pub fn entry(&self, id: &ObjectId) -> Option<IndexEntry> {
+        self.read_index().objects.get(id).map(|l| l.entry)
+    }
+
     pub(crate) fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
