@@ -486,8 +486,8 @@ impl Master {
         for g in groups {
             let mut h = [0u8; DELTA_HEADER];
             rd.read_exact(&mut h).map_err(cut)?;
-            let dh = DeltaHeader::decode(&h)
-                .ok_or_else(|| protocol("bad delta frame header".into()))?;
+            let dh =
+                DeltaHeader::decode(&h).ok_or_else(|| protocol("bad delta frame header".into()))?;
             if dh.stored_len > vnfs_store::pack::MAX_OBJECT
                 || (dh.status != DeltaStatus::Missing && dh.count as usize != g.targets.len())
             {

@@ -204,7 +204,8 @@ pub fn chunks(
     stats.chunks_needed = needed.len() as u64;
     stats.chunks_cached = needed.keys().filter(|id| cache.contains(id)).count() as u64;
     // With references first, then the rest: groups stay homogeneous.
-    let (mut with, without): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| !j.bases.is_empty());
+    let (mut with, without): (Vec<Job>, Vec<Job>) =
+        jobs.into_iter().partition(|j| !j.bases.is_empty());
     with.extend(without);
     let groups = groups_of(with);
     if groups.is_empty() {
@@ -257,7 +258,8 @@ pub fn chunks(
                                 lengths,
                                 data,
                             } => {
-                                let n = receive(master, cache, &w, g, with_prefix, &lengths, &data)?;
+                                let n =
+                                    receive(master, cache, &w, g, with_prefix, &lengths, &data)?;
                                 fetched.fetch_add(g.targets.len() as u64, Ordering::Relaxed);
                                 bytes.fetch_add(n, Ordering::Relaxed);
                                 Ok(())
@@ -269,7 +271,8 @@ pub fn chunks(
                         Ok(false) => {
                             // An older master: everything by batch below.
                             *lock(&unsupported) = true;
-                            lock(&fallback).extend(req.iter().flat_map(|g| g.targets.iter().copied()));
+                            lock(&fallback)
+                                .extend(req.iter().flat_map(|g| g.targets.iter().copied()));
                         }
                         Err(e) => {
                             lock(&first_error).get_or_insert(e);
@@ -340,7 +343,10 @@ fn receive(
     for p in pieces {
         w.put(ObjectKind::Chunk, p)?;
     }
-    master.counters.objects.fetch_add(g.targets.len() as u64, Ordering::Relaxed);
+    master
+        .counters
+        .objects
+        .fetch_add(g.targets.len() as u64, Ordering::Relaxed);
     Ok(total as u64)
 }
 
@@ -358,7 +364,10 @@ mod tests {
             versionless(b"lib/modules/6.1.0-25-amd64/kernel/fs/ext4.ko"),
             versionless(b"lib/modules/6.1.0-26-amd64/kernel/fs/ext4.ko")
         );
-        assert_eq!(versionless(b"usr/lib/python3.11/os.py"), b"usr/lib/python#.#/os.py");
+        assert_eq!(
+            versionless(b"usr/lib/python3.11/os.py"),
+            b"usr/lib/python#.#/os.py"
+        );
         assert_ne!(versionless(b"usr/bin/a"), versionless(b"usr/bin/b"));
     }
 }

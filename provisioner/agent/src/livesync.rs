@@ -14,13 +14,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use vnfs_store::diff::Change;
-use vnfs_store::{
-    Commit, Entry, EntryKind, Meta, NoProgress, ObjectId, ObjectKind, Store, Tree,
-};
+use vnfs_store::{Commit, Entry, EntryKind, Meta, NoProgress, ObjectId, ObjectKind, Store, Tree};
 
 use crate::client::Master;
-use crate::error::{AgentError, Result, io};
 use crate::deltafetch;
+use crate::error::{AgentError, Result, io};
 use crate::fetch::FetchStats;
 use crate::glob::any_covers;
 use crate::proto::{LivesyncOrder, LivesyncReport};
