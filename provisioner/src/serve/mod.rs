@@ -113,6 +113,20 @@ impl Daemon {
         }
     }
 
+    /// Re-reads the store's pack indexes now: for a commit that a ref
+    /// names, so it must be there (written by `vnfs commit` since the last
+    /// reload), unlike an id a client made up.
+    pub fn reload_store_now(&self) -> bool {
+        *lock(&self.last_reload) = Instant::now();
+        match self.store.reload_index() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("reloading the store index: {e}");
+                false
+            }
+        }
+    }
+
     /// The images in the store, by name with their newest commit.
     pub fn images(&self) -> Result<Images> {
         let refs = self
