@@ -148,7 +148,7 @@ fn fio_and_stress_ng_then_commit_equals_the_final_view() {
         format!(
             "[global]\ndirectory={dir}/fio\nioengine=psync\nsize=4m\nbsrange=4k-64k\n\
              time_based=1\nruntime=15\n\
-             [verify]\nrw=randwrite\nverify=crc32c\nnumjobs=2\n\
+             [verify]\nrw=randwrite\nverify=crc32c\nverify_state_save=0\nnumjobs=2\n\
              [mixed]\nrw=randrw\nfallocate=truncate\nnumjobs=2\n\
              [mmap]\nioengine=mmap\nrw=randrw\nsize=2m\n\
              [lower-read]\nfilename={dir}/usr/lib/big.so\nrw=randread\nsize=3000000\n\
