@@ -100,7 +100,7 @@ fn touch_lower_files(mnt: &Path, seed: u64) {
     for i in 0..300 {
         let p = mnt.join(format!("lower/d{}/f{}", r.next() % 10, r.next() % 30));
         let res = match r.next() % 6 {
-            0 => fs::set_permissions(&p, fs::Permissions::from_mode(0o600 + (i % 64) as u32)),
+            0 => fs::set_permissions(&p, fs::Permissions::from_mode(0o600 + (i % 64))),
             1 => std::os::unix::fs::chown(&p, Some(1000 + i), None),
             2 => fs::OpenOptions::new()
                 .write(true)

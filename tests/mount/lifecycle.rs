@@ -64,7 +64,7 @@ fn refusals_say_why_and_touch_nothing() {
     let full = env.path("full");
     fs::create_dir_all(&full).expect("mkdir");
     fs::write(full.join("keep"), "mine\n").expect("file");
-    let out = fails(&mut env.vnfs(&["mount", "img"]).arg(&full));
+    let out = fails(env.vnfs(&["mount", "img"]).arg(&full));
     assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
     assert_eq!(
         fs::read_to_string(full.join("keep")).expect("kept"),
@@ -90,7 +90,7 @@ fn refusals_say_why_and_touch_nothing() {
     let foreign = env.path("foreign");
     fs::create_dir_all(&foreign).expect("mkdir");
     run(Command::new("squashfuse").arg(&sq).arg(&foreign));
-    let out = fails(&mut env.vnfs(&["mount", "img"]).arg(&foreign));
+    let out = fails(env.vnfs(&["mount", "img"]).arg(&foreign));
     assert!(
         stderr(&out).contains("mounted here already"),
         "{}",
@@ -106,10 +106,10 @@ fn refusals_say_why_and_touch_nothing() {
     let mnt = env.path("mnt");
     env.ok(&["mount", "img"], Some(&mnt));
     let again = env.path("mnt2");
-    let out = fails(&mut env.vnfs(&["mount", "img"]).arg(&again));
+    let out = fails(env.vnfs(&["mount", "img"]).arg(&again));
     assert!(stderr(&out).contains("already mounted"), "{}", stderr(&out));
     assert!(!again.exists(), "no mount point made for a refused mount");
-    let out = fails(&mut env.vnfs(&["mount", "other"]).arg(&mnt));
+    let out = fails(env.vnfs(&["mount", "other"]).arg(&mnt));
     assert!(
         stderr(&out).contains("image 'img' is mounted here"),
         "{}",
