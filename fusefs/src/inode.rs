@@ -99,9 +99,10 @@ impl Node {
     pub fn is_dir(&self) -> bool {
         self.ftype == libc::S_IFDIR
     }
-    /// True for a node kept whatever the kernel's count: a hard link.
+    /// True for a node kept whatever the kernel's count: a hard link that
+    /// still has a name.
     pub fn pinned(&self) -> bool {
-        self.link_key.is_some() || self.upper_linked
+        !self.unlinked && (self.link_key.is_some() || self.upper_linked)
     }
     /// A fresh node with no lookups counted yet.
     pub fn new(parent: u64, name: Vec<u8>, ftype: u32) -> Node {

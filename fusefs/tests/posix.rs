@@ -647,6 +647,22 @@ fn shrinks_to(mnt: &std::path::Path, max: usize) -> usize {
     }
 }
 
+/// The node count once the kernel has forgotten what it can (two equal
+/// readings in a row).
+fn settled_count(mnt: &std::path::Path) -> usize {
+    let mut last = usize::MAX;
+    for _ in 0..50 {
+        drop_kernel_caches();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let n = inode_count(mnt);
+        if n == last {
+            return n;
+        }
+        last = n;
+    }
+    last
+}
+
 #[test]
 fn forgotten_nodes_are_freed_and_come_back_the_same() {
     let mut f = Fixture::with_source(|src| {
@@ -895,4 +911,62 @@ fn metadata_changes_copy_no_data_and_commit_reuses_the_chunks() {
     assert_eq!(fs::read(f.checkout().join(big)).unwrap(), want);
     let report = f.store.fsck(&vnfs_store::NoProgress).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn open_unlinked_and_hard_linked_files_are_kept_then_freed() {
+    let f = Fixture::new();
+    fs::create_dir(f.p("t")).unwrap();
+    let base = settled_count(&f.mnt);
+    // useradd's lock dance, with the file still open at the end.
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let (a, b) = (f.p(&format!("t/a{i}")), f.p(&format!("t/b{i}")));
+        fs::write(&a, format!("file {i}")).unwrap();
+        fs::hard_link(&a, &b).unwrap();
+        assert_eq!(fs::metadata(&a).unwrap().nlink(), 2);
+        let h = OpenOptions::new().read(true).write(true).open(&b).unwrap();
+        fs::remove_file(&a).unwrap();
+        fs::remove_file(&b).unwrap();
+        held.push(h);
+    }
+    for (i, h) in held.iter_mut().enumerate() {
+        let m = h.metadata().unwrap();
+        assert_eq!((m.len(), m.nlink()), (format!("file {i}").len() as u64, 0));
+        h.write_all_at(b"X", 0).unwrap();
+        let mut s = String::new();
+        h.seek(SeekFrom::Start(0)).unwrap();
+        h.read_to_string(&mut s).unwrap();
+        assert_eq!(s, format!("Xile {i}"));
+        fs::set_permissions(
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&*h)),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        assert_eq!(h.metadata().unwrap().mode() & 0o777, 0o600);
+    }
+    let orphans = || fs::read_dir(f.layout().work()).unwrap().count();
+    assert_eq!(orphans(), 20, "kept under work/ while open");
+    drop(held);
+    let after = shrinks_to(&f.mnt, base);
+    assert!(after <= base, "nodes freed after close: {after} > {base}");
+    assert_eq!(orphans(), 0, "orphans removed with their nodes");
+    assert_eq!(fs::read_dir(f.p("t")).unwrap().count(), 0);
+    // Upper inode numbers get reused: new links must not meet old nodes.
+    for i in 0..20 {
+        let (c, d) = (f.p(&format!("t/c{i}")), f.p(&format!("t/d{i}")));
+        fs::write(&c, format!("new {i}")).unwrap();
+        fs::hard_link(&c, &d).unwrap();
+    }
+    drop_kernel_caches();
+    for i in 0..20 {
+        assert_eq!(
+            fs::read_to_string(f.p(&format!("t/d{i}"))).unwrap(),
+            format!("new {i}")
+        );
+        assert_eq!(
+            fs::metadata(f.p(&format!("t/c{i}"))).unwrap().ino(),
+            fs::metadata(f.p(&format!("t/d{i}"))).unwrap().ino()
+        );
+    }
 }

@@ -2,8 +2,8 @@
 //! create, mknod, mkdir, symlink, link, each readdirplus entry but `.` and
 //! `..`) and gives the counts back with `forget` when it drops an inode.
 //! A node whose count is zero is freed unless something still needs it:
-//! the root, a hard link (all names must keep one inode number), or a
-//! directory with nodes below it. Freeing a directory frees the nodes
+//! the root, a hard link that still has a name (all its names must keep
+//! one inode number), or a directory with nodes below it. Freeing a directory frees the nodes
 //! under it that the kernel never counted (made by a listing), and a
 //! freed node may let its parent go too. Open files need no node: a
 //! handle holds its own descriptor or store data, and the kernel only
@@ -93,6 +93,12 @@ impl Overlay {
         if let Some(o) = t.orphans.remove(&ino) {
             // Nothing can reach the unlinked file any more.
             let _ = std::fs::remove_file(o);
+        }
+        if n.upper_linked {
+            t.upper_links.retain(|_, v| *v != ino);
+        }
+        if n.link_key.is_some() {
+            t.link_keys.retain(|_, v| *v != ino);
         }
         for (p, name) in std::iter::once((n.parent, n.name)).chain(n.more_names) {
             if let Some(d) = t.nodes.get_mut(&p).and_then(|pn| pn.dir.as_mut())

@@ -231,6 +231,10 @@ impl Overlay {
             None => sys::lstat(&self.path_of(t, ino)?).map_err(io_err)?,
         };
         let mut attr = inode::upper_attr(ino, &st);
+        if n.unlinked {
+            // Its orphan link under work/ does not count.
+            attr.nlink = 0;
+        }
         if let Some(d) = &n.data {
             // The sparse upper file has no blocks; the content has.
             attr.blocks = d.size.div_ceil(512);
@@ -447,30 +451,41 @@ impl Overlay {
         Ok(r)
     }
 
-    /// Before removing the last name of an upper file the kernel may still
-    /// have open: a second link under `work/` keeps the inode reachable.
-    fn keep_orphan(&self, t: &Tables, ino: u64, path: &std::path::Path) -> R<Option<PathBuf>> {
+    /// Before a name of `ino` at upper `path` is removed: whether the upper
+    /// inode keeps other names, and if not while the kernel still holds
+    /// the node (maybe open), a second link under `work/` that keeps the
+    /// inode reachable.
+    fn removing(&self, t: &Tables, ino: u64, path: &std::path::Path) -> R<Removal> {
         let n = Self::node(t, ino)?;
-        if !n.is_upper() || n.is_dir() || n.nlookup == 0 {
-            return Ok(None);
+        if !n.is_upper() || n.is_dir() {
+            return Ok(Removal::default());
         }
-        match lstat_opt(path)? {
-            Some(st) if st.st_nlink == 1 && !sys::is_whiteout(&st) => {
-                let orphan = self.layout.work().join(format!("orphan-{ino}"));
-                fs::hard_link(path, &orphan).map_err(|e| {
-                    tracing::error!("keeping {} as {}: {e}", path.display(), orphan.display());
-                    io_err(e)
-                })?;
-                Ok(Some(orphan))
-            }
-            _ => Ok(None),
+        let Some(st) = lstat_opt(path)?.filter(|st| !sys::is_whiteout(st)) else {
+            return Ok(Removal::default());
+        };
+        if st.st_nlink > 1 {
+            return Ok(Removal {
+                others: true,
+                orphan: None,
+            });
         }
+        if n.nlookup == 0 {
+            return Ok(Removal::default());
+        }
+        let orphan = self.layout.work().join(format!("orphan-{ino}"));
+        fs::hard_link(path, &orphan).map_err(|e| {
+            tracing::error!("keeping {} as {}: {e}", path.display(), orphan.display());
+            io_err(e)
+        })?;
+        Ok(Removal {
+            others: false,
+            orphan: Some(orphan),
+        })
     }
 
     /// Forgets one name of a node (after it was unlinked or replaced); a
-    /// node left with no name and no kernel reference is freed. `orphan`:
-    /// where its upper file is kept if that was its last name.
-    fn drop_name(t: &mut Tables, ino: u64, parent: u64, name: &[u8], orphan: Option<PathBuf>) {
+    /// node left with no name and no kernel reference is freed.
+    fn drop_name(t: &mut Tables, ino: u64, parent: u64, name: &[u8], gone: Removal) {
         if let Some(n) = t.nodes.get_mut(&ino) {
             if n.parent == parent && n.name == name {
                 if n.more_names.is_empty() {
@@ -487,12 +502,17 @@ impl Overlay {
                 l.nlink = l.nlink.saturating_sub(1).max(1);
             }
             let (unlinked, nlookup) = (n.unlinked, n.nlookup);
-            if let Some(o) = orphan {
+            if let Some(o) = gone.orphan {
                 if unlinked {
                     t.orphans.insert(ino, o);
                 } else {
                     let _ = fs::remove_file(o);
                 }
+            }
+            if unlinked && !gone.others {
+                // The upper inode is gone (or only an orphan): its number
+                // may be reused by a new file, which must not find this node.
+                t.upper_links.retain(|_, v| *v != ino);
             }
             if unlinked && nlookup == 0 {
                 // Only the node: its directory is in use by this very
@@ -533,14 +553,14 @@ impl Overlay {
         let in_lower = self.lower_has(&t, parent, name)?;
         self.copy_up(&mut t, parent, Up::Meta)?;
         let path = self.child_path(&t, parent, name)?;
-        let orphan = self.keep_orphan(&t, ino, &path)?;
+        let gone = self.removing(&t, ino, &path)?;
         if in_lower {
             self.whiteout_at(&path)?;
         } else if upper {
             fs::remove_file(&path).map_err(io_err)?;
         }
         Self::children_mut(&mut t, parent)?.remove(name);
-        Self::drop_name(&mut t, ino, parent, name, orphan);
+        Self::drop_name(&mut t, ino, parent, name, gone);
         Ok(())
     }
 
@@ -570,7 +590,7 @@ impl Overlay {
             let _ = upper::remove_tree(&tr);
         }
         Self::children_mut(&mut t, parent)?.remove(name);
-        Self::drop_name(&mut t, ino, parent, name, None);
+        Self::drop_name(&mut t, ino, parent, name, Removal::default());
         Ok(())
     }
 
@@ -636,9 +656,9 @@ impl Overlay {
         self.copy_up(&mut t, newparent, Up::Meta)?;
         let from = self.child_path(&t, parent, name)?;
         let to = self.child_path(&t, newparent, newname)?;
-        let orphan = match dst {
-            Some(d) => self.keep_orphan(&t, d, &to)?,
-            None => None,
+        let gone = match dst {
+            Some(d) => self.removing(&t, d, &to)?,
+            None => Removal::default(),
         };
         let mut trash = None;
         if let Some(st) = lstat_opt(&to)?
@@ -657,7 +677,7 @@ impl Overlay {
         }
         Self::children_mut(&mut t, parent)?.remove(name);
         if let Some(d) = dst {
-            Self::drop_name(&mut t, d, newparent, newname, orphan);
+            Self::drop_name(&mut t, d, newparent, newname, gone);
         }
         Self::children_mut(&mut t, newparent)?.insert(newname.to_vec(), src);
         Self::rename_name(&mut t, src, (parent, name), (newparent, newname));
@@ -846,6 +866,15 @@ impl Overlay {
         self.copy_up(&mut t, ino, Up::Meta)?;
         sys::remove_xattr(&self.path_of(&t, ino)?, name).map_err(io_err)
     }
+}
+
+/// What removing one name leaves of a node's upper inode.
+#[derive(Default)]
+struct Removal {
+    /// The upper inode has other names on disk.
+    others: bool,
+    /// Where it is kept after losing its last name (it may be open).
+    orphan: Option<PathBuf>,
 }
 
 /// What `open` hands to the file handle.
