@@ -100,6 +100,19 @@ for op in read find; do
         $(echo "$s / $v" | bc -l) $(echo "$k / $v" | bc -l)
 done
 
+# Memory: the nodes the server holds after a walk, and after the kernel
+# forgot what it cached (FUSE forget frees them).
+"$VNFS" -q mount --ro bench $W/m-vnfs
+walk $W/m-vnfs
+pid=$("$VNFS" --json mounts | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$')
+nodes() { getfattr --only-values -n trusted.vnfs.inodes $W/m-vnfs; }
+rss() { awk '/^VmRSS/ {printf "%.0f MB", $2 / 1024}' /proc/$pid/status; }
+echo
+echo "server after find -ls: $(nodes) nodes, RSS $(rss)"
+sync; echo 2 > /proc/sys/vm/drop_caches; sleep 1
+echo "after drop_caches (kernel forgets): $(nodes) nodes, RSS $(rss)"
+"$VNFS" -q umount bench
+
 # Commit after editing one file in the image.
 "$VNFS" -q mount bench $W/m-vnfs
 f=$(cd $W/m-vnfs && find . -type f -size +100k -print -quit)
