@@ -358,13 +358,42 @@ fn pin_label(image: &str) -> String {
     format!("mount.{image}")
 }
 
-/// Removes a mount's state (first renamed away, so a crash halfway never
-/// leaves a partial upper layer that looks like pending edits).
+/// Removes a mount's state: renamed away first (so a crash never leaves a
+/// partial upper layer that looks like pending edits), then deleted in the
+/// background. The edits are committed or discarded by then, and deleting
+/// thousands of upper files can take longer than the commit itself.
 fn drop_state(layout: &Layout) -> Result<()> {
     let Some(parent) = layout.dir.parent() else {
         return Ok(());
     };
-    let trash = parent.join(format!(".trash-{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let trash = parent.join(format!(".trash-{}-{nanos}", std::process::id()));
     fs::rename(&layout.dir, &trash).at(&layout.dir)?;
-    remove_tree(&trash).at(&trash)
+    remove_later(&trash);
+    Ok(())
+}
+
+/// Deletes a dropped state directory in a detached `rm -rf`, or here when
+/// that cannot start. A deletion cut short leaves a `.trash-*` directory
+/// that mount listings skip.
+fn remove_later(trash: &Path) {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let started = Command::new("rm")
+        .arg("-rf")
+        .arg("--")
+        .arg(trash)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = started {
+        tracing::debug!("rm -rf {}: {e}; removing it here", trash.display());
+        if let Err(e) = remove_tree(trash) {
+            tracing::warn!("removing {}: {e}", trash.display());
+        }
+    }
 }
