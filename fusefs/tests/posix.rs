@@ -695,9 +695,20 @@ fn forgotten_nodes_are_freed_and_come_back_the_same() {
 
     let mut peaks = Vec::new();
     for _round in 0..3 {
-        let seen = stat_all(&f.mnt);
+        // Anything else on the machine dropping caches (benchmarks do) makes
+        // the kernel forget between the walk and the count; walk again then.
+        let (mut seen, mut peak) = (0, 0);
+        for _attempt in 0..3 {
+            seen = stat_all(&f.mnt);
+            peak = inode_count(&f.mnt);
+            if peak > 2000 {
+                break;
+            }
+            eprintln!(
+                "walk of {seen} entries left {peak} nodes: forgotten meanwhile, walking again"
+            );
+        }
         assert!(seen > 2000, "{seen}");
-        let peak = inode_count(&f.mnt);
         assert!(peak > 2000, "every entry visited has a node: {peak}");
         peaks.push(peak);
         let after = shrinks_to(&f.mnt, base + 60);
