@@ -11,6 +11,7 @@ pub mod http;
 pub mod image;
 pub mod lock;
 pub mod normalize;
+pub mod pkgdiff;
 pub mod progress;
 pub mod recipe;
 pub mod steps;
