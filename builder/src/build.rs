@@ -255,6 +255,7 @@ fn build_into(
                 &unpack::Options::default(),
             )?;
             unpack::apply_dir_meta(&r, rep.dirs.iter())?;
+            unpack::apply_dir_xattrs(&r, rep.dir_xattrs.iter())?;
             progress.end(Stage::Unpack);
         }
         Source::Dir(dsrc) => {
