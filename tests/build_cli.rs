@@ -1,9 +1,14 @@
-//! `vnfs diff` end to end: package-level diffs between two commits
-//! carrying package lists.
+//! `vnfs build` and `vnfs diff` end to end: package-level diffs between
+//! two commits carrying package lists, and Ctrl-C during a build.
+
+#[path = "../builder/tests/common/tools.rs"]
+mod tools;
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use vnfs_capsule::manifest::Package;
 
@@ -144,4 +149,146 @@ fn diff_shows_package_changes_before_files() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("plain has no package list"), "{err}");
+}
+
+const SLOW_RECIPE: &str = r#"
+[image]
+os = "test"
+version = "1"
+release = "1"
+arch = "x86_64"
+name = "ctrl-c"
+
+[source.dir]
+path = "src"
+
+[[step]]
+write = "/etc/motd"
+content = "hello\n"
+
+[[step]]
+run = "sleep SECONDS"
+"#;
+
+/// Ctrl-C while a `run` step sleeps: the build stops at once (it does not
+/// wait for the step), says so, exits non-zero, commits nothing, and
+/// leaves no temporary directory, mount or process behind; the next
+/// build works. Signalled twice: as a terminal does (the foreground
+/// process group) and as `kill -INT` does (the vnfs process alone, so the
+/// step's command must be stopped by vnfs itself).
+#[test]
+fn ctrl_c_during_a_step_cleans_up() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let src = t.path().join("src");
+    tools::host_tools(&src, &["sh", "sleep"]);
+    let recipe = t.path().join("r.toml");
+    for whole_group in [true, false] {
+        std::fs::write(&recipe, SLOW_RECIPE.replace("SECONDS", "30")).unwrap();
+        interrupt_during_step(&home, &recipe, whole_group);
+    }
+    // The next build works.
+    std::fs::write(&recipe, SLOW_RECIPE.replace("SECONDS", "0")).unwrap();
+    let text = ok(&home, &["build", recipe.to_str().unwrap()]);
+    assert!(text.contains("built ctrl-c"), "{text}");
+    assert!(ok(&home, &["list"]).contains("ctrl-c"));
+}
+
+fn interrupt_during_step(home: &Path, recipe: &Path, whole_group: bool) {
+    // In its own process group, like a foreground job.
+    let mut child = vnfs(home)
+        .arg("build")
+        .arg(recipe)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let build_tmp = home.join("tmp");
+    let start = Instant::now();
+    loop {
+        let running = tools::processes_rooted_under(&build_tmp);
+        if running.iter().any(|(_, cmd)| cmd == "sleep 30") {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "build ended ({status}) before the step ran: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run step never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id() as libc::pid_t;
+    let target = if whole_group { -pid } else { pid };
+    // SAFETY: signalling the process (group) the test created.
+    assert_eq!(unsafe { libc::kill(target, libc::SIGINT) }, 0);
+    let signalled = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = signalled.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "interrupted build succeeded");
+    assert!(
+        stderr.contains("interrupted; nothing was committed"),
+        "{stderr}"
+    );
+    assert!(
+        waited < Duration::from_secs(15),
+        "the build waited {waited:?} for the step instead of stopping it"
+    );
+    // Nothing committed: no image, no ref.
+    let list = ok(home, &["list"]);
+    assert!(!list.contains("ctrl-c"), "{list}");
+    // No temporary build directory, store temporary, mount or process.
+    let leftovers: Vec<_> = std::fs::read_dir(&build_tmp)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "left in {}: {leftovers:?}",
+        build_tmp.display()
+    );
+    if let Ok(rd) = std::fs::read_dir(home.join("store/tmp")) {
+        let v: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        assert!(v.is_empty(), "left in the store's tmp/: {v:?}");
+    }
+    assert_eq!(tools::mounts_under(home), Vec::<String>::new());
+    assert_eq!(tools::processes_rooted_under(home), Vec::new());
+}
+
+/// Recipe mistakes stop `vnfs build` before anything happens, with the
+/// file, line and column; nothing is created in the home.
+#[test]
+fn recipe_errors_name_file_line_and_column() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let cases = [
+        (
+            "[image]\nos = \"debian\nversion = \"12\"\n",
+            "syntax.toml:2:13:",
+        ),
+        (
+            "[image]\nos = \"d\"\nversion = \"1\"\nrelease = \"1\"\n\n[source.dir]\npath = \"x\"\nsize = 3\n",
+            "unknown.toml:8:1: unknown field `size`",
+        ),
+        (
+            "[image]\nos = \"d\"\nversion = \"1\"\nrelease = \"1\"\n\n[source.dir]\npath = \"x\"\n\n[[step]]\nrun = \"true\"\nmode = \"0644\"\n",
+            "step.toml:9:1: key `mode` does not apply to this kind of step",
+        ),
+    ];
+    for (text, want) in cases {
+        let name = want.split(':').next().unwrap();
+        let p = t.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let out = vnfs(&home).arg("build").arg(&p).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "want {want:?} in:\n{err}");
+    }
+    assert!(!home.join("store").exists() && !home.join("tmp").exists());
 }
