@@ -862,8 +862,11 @@ mod tests {
         let opts = Options {
             conffiles: Some(&conff),
             claims: Some(&claims),
+            md5sums: true,
         };
-        unpack_tar(&root, &t[..], "a", &opts).unwrap();
+        let r = unpack_tar(&root, &t[..], "a", &opts).unwrap();
+        // md5("c")
+        assert_eq!(r.md5sums, "4a8a08f09d37b73795649038408b5f33  etc/c\n");
         assert!(dir.path().join("r/etc/c.dpkg-new").is_file());
         // A second archive shipping the path does not overwrite it; the
         // claim is recorded for the caller to decide.
@@ -873,6 +876,12 @@ mod tests {
         ]);
         let r = unpack_tar(&root, &t2[..], "b", &opts).unwrap();
         assert_eq!(r.skipped, ["/etc/c", "/etc/d"]);
+        // Skipped members are still hashed, as dpkg hashes what it unpacks;
+        // the hard link has its target's sum. md5("b's")
+        assert_eq!(
+            r.md5sums,
+            "58f828245c23565d7e1a320d7d26155d  etc/c\n58f828245c23565d7e1a320d7d26155d  etc/d\n"
+        );
         assert_eq!(r.paths, ["/etc/c", "/etc/d"]);
         assert_eq!(
             std::fs::read(dir.path().join("r/etc/c.dpkg-new")).unwrap(),

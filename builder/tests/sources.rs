@@ -293,7 +293,8 @@ fn raw_member(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, l
 #[test]
 fn members_escaping_the_root_are_refused() {
     let t = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[(&str, tar::EntryType, &str)]); 2] = [
+    type Members<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
+    let cases: [(&str, Members<'_>); 2] = [
         (
             "../escaped",
             &[

@@ -270,7 +270,7 @@ pub fn read_diversions(root: &Path) -> std::io::Result<Vec<Diversion>> {
         Err(e) => return Err(e),
     };
     let lines: Vec<&str> = text.lines().collect();
-    if lines.len() % 3 != 0 {
+    if !lines.len().is_multiple_of(3) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
@@ -373,7 +373,7 @@ pub fn place_diverted(
                 .or_default()
                 .insert(v.from.clone(), v.to.clone());
         }
-        if keepers.iter().any(|k| *k == v.by) {
+        if keepers.contains(&v.by) {
             out.extract
                 .entry(v.by.clone())
                 .or_default()
