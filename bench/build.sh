@@ -52,7 +52,7 @@ PY
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 secs() { python3 -c "import time; print(time.monotonic())"; }
 run_vnfs() { # $1 home, $2 out
-    /usr/bin/time -f "%M" -o "$W/rss" "$VNFS" -q --home "$1" build "$W/r/recipe.toml" --output-dir "$2" --no-commit
+    /usr/bin/time -f "%M" -o "$W/rss" "$VNFS" -q --home "$1" build "$W/r/recipe.toml" --output-dir "$2"
 }
 run_mm() { # $1 out, extra args
     out=$1; shift

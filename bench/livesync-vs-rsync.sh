@@ -7,7 +7,9 @@
 # dpkg's status file updated as apt would. Packages come from the
 # machine's apt sources (apt-get download).
 # vnfs: one node provisioned with v1 (its cache holds v1), `vnfs livesync`
-# to v2; bytes are what the agent sent and received over HTTP (bodies and
+# to v2 (changed files' new chunks come as zstd deltas against their old
+# versions, see provisioner/agent/src/delta.rs); the node root is then
+# checked against v2; bytes are what the agent sent and received over HTTP (bodies and
 # headers). rsync: "Total bytes sent" from --stats.
 source "$(dirname "$0")/lib-serve.sh"
 build
@@ -42,6 +44,11 @@ PORT=$(free_port); start_serve "$H" "$PORT"
 VNFS_HOME="$H" "$VNFS" commit -q -n img "$W/v2" >/dev/null
 OUT=$(VNFS_HOME="$H" "$VNFS" --json livesync img --timeout 120)
 VB=$(echo "$OUT" | python3 -c 'import json,sys; r=json.load(sys.stdin)[0]; print(json.loads(r["report"])["bytes"])')
+# The node must now hold v2 exactly (contents, links, modes).
+if ! diff -r --no-dereference "$W/v2" "$W/node" >/dev/null; then
+    echo "livesync left the node different from v2:" >&2
+    diff -r --no-dereference "$W/v2" "$W/node" | head >&2; exit 1
+fi
 cp -a "$W/v1" "$W/rsync-dst"
 RS=$(rsync -a --delete --no-whole-file --stats "$W/v2/" "$W/rsync-dst/" | awk '/Total bytes sent/ {gsub(",","",$4); print $4}')
 echo

@@ -100,6 +100,19 @@ for op in read find; do
         $(echo "$s / $v" | bc -l) $(echo "$k / $v" | bc -l)
 done
 
+# Memory: the nodes the server holds after a walk, and after the kernel
+# forgot what it cached (FUSE forget frees them).
+"$VNFS" -q mount --ro bench $W/m-vnfs
+walk $W/m-vnfs
+pid=$("$VNFS" --json mounts | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$')
+nodes() { getfattr --absolute-names --only-values -n trusted.vnfs.inodes $W/m-vnfs; }
+rss() { awk '/^VmRSS/ {printf "%.0f MB", $2 / 1024}' /proc/$pid/status; }
+echo
+echo "server after find -ls: $(nodes) nodes, RSS $(rss)"
+sync; echo 2 > /proc/sys/vm/drop_caches; sleep 1
+echo "after drop_caches (kernel forgets): $(nodes) nodes, RSS $(rss)"
+"$VNFS" -q umount bench
+
 # Commit after editing one file in the image.
 "$VNFS" -q mount bench $W/m-vnfs
 f=$(cd $W/m-vnfs && find . -type f -size +100k -print -quit)
@@ -108,3 +121,13 @@ commit_edit() { "$VNFS" -q umount bench -m "bench edit" > /dev/null; }
 t=$(timeit commit_edit)
 echo
 echo "commit after editing one file ($f): ${t}s"
+
+# Metadata-only edits: chmod every file under /usr/lib, then commit. The
+# upper layer holds metadata, not content; commit re-chunks nothing.
+"$VNFS" -q mount bench $W/m-vnfs
+n=$(find $W/m-vnfs/usr/lib -type f | wc -l)
+sz=$(du -sh --apparent-size $W/m-vnfs/usr/lib | cut -f1)
+t=$(timeit chmod -R o-r $W/m-vnfs/usr/lib)
+up=$(du -sh $VNFS_HOME/mounts/bench/upper | cut -f1)
+t2=$(timeit commit_edit)
+echo "chmod -R of /usr/lib ($n files, $sz): ${t}s, upper layer $up on disk; commit ${t2}s"

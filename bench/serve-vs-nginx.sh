@@ -2,7 +2,9 @@
 # Chunk serving: `vnfs serve` against nginx serving the very same stored
 # objects as static files at the same paths, 64 concurrent keep-alive
 # clients (wrk -t2 -c64, a Lua script walking ~2,000 chunk paths). Runs
-# A B A B and prints medians and the ratio (target: vnfs >= 0.8x nginx).
+# A B A B A B and prints medians and the ratio (target: vnfs >= 0.8x nginx),
+# and each server's CPU time per request (user + system, from /proc), which
+# the load of other processes on the machine does not skew.
 # Data: the host's /usr/bin (real executables), first 2,000 chunks.
 # Needs: nginx (nginx-light), wrk, curl, python3. Run as root.
 source "$(dirname "$0")/lib-serve.sh"
@@ -42,19 +44,33 @@ local i = 0
 init = function(args) i = math.random(#paths) end
 request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end
 LUA
-run() { wrk -t2 -c64 -d"${DUR}s" -s "$W/paths.lua" "$1" | awk '/Requests\/sec/ {print $2}'; }
-declare -a A B
-for r in 1 2; do
-    A+=("$(run "http://127.0.0.1:$PORT")")
-    B+=("$(run "http://127.0.0.1:$NPORT")")
+# CPU ticks (user + system) of processes: the server's cost per request,
+# which the load of other processes on the machine does not change.
+ticks() { local t=0 p; for p in "$@"; do read -r -a a < "/proc/$p/stat"; t=$((t + a[13] + a[14])); done; echo "$t"; }
+HZ=$(getconf CLK_TCK)
+NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
+# Prints "req/s cpu-us-per-request".
+run() {
+    local url=$1; shift
+    local c0 c1 out
+    c0=$(ticks "$@")
+    out=$(wrk -t2 -c64 -d"${DUR}s" -s "$W/paths.lua" "$url")
+    c1=$(ticks "$@")
+    echo "$out" | awk -v c="$((c1 - c0))" -v hz="$HZ" '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.1f\n", r, c * 1e6 / hz / n}'
+}
+declare -a A B CA CB
+for r in 1 2 3; do
+    read -r rps cpu < <(run "http://127.0.0.1:$PORT" "$SERVE_PID"); A+=("$rps"); CA+=("$cpu")
+    # shellcheck disable=SC2086
+    read -r rps cpu < <(run "http://127.0.0.1:$NPORT" $NGINX_WORKERS); B+=("$rps"); CB+=("$cpu")
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (a[int((NR+1)/2)] + a[int(NR/2)+1]) / 2}'; }
-VA=$(med "${A[@]}"); VB=$(med "${B[@]}")
+VA=$(med "${A[@]}"); VB=$(med "${B[@]}"); UA=$(med "${CA[@]}"); UB=$(med "${CB[@]}")
 AVG=$((BYTES / N))
 echo
-echo "chunk serving, $N chunks (avg $AVG bytes stored), wrk -t2 -c64, ${DUR}s x2 each, alternating"
-printf '%-12s %14s %12s\n' server req/s MB/s
-printf '%-12s %14.0f %12.0f\n' "vnfs serve" "$VA" "$(echo "$VA*$AVG/1000000" | bc -l)"
-printf '%-12s %14.0f %12.0f\n' "nginx" "$VB" "$(echo "$VB*$AVG/1000000" | bc -l)"
-printf 'ratio vnfs/nginx: %.2f (target >= 0.80)\n' "$(echo "$VA/$VB" | bc -l)"
+echo "chunk serving, $N chunks (avg $AVG bytes stored), wrk -t2 -c64, ${DUR}s x3 each, alternating; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-12s %14s %12s %16s\n' server req/s MB/s "CPU us/request"
+printf '%-12s %14.0f %12.0f %16.1f\n' "vnfs serve" "$VA" "$(echo "$VA*$AVG/1000000" | bc -l)" "$UA"
+printf '%-12s %14.0f %12.0f %16.1f\n' "nginx" "$VB" "$(echo "$VB*$AVG/1000000" | bc -l)" "$UB"
+printf 'ratio vnfs/nginx: %.2f req/s (target >= 0.80); %.2f by CPU per request\n' "$(echo "$VA/$VB" | bc -l)" "$(echo "$UB/$UA" | bc -l)"
 echo "runs: vnfs ${A[*]} ; nginx ${B[*]}"

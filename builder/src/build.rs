@@ -91,6 +91,9 @@ pub enum BuildError {
     /// Unpacking a tar source failed.
     #[error(transparent)]
     Unpack(#[from] UnpackError),
+    /// The RPM source failed (boxed: its errors carry whole explanations).
+    #[error(transparent)]
+    Rpm(Box<crate::rpm::build::RpmBuildError>),
     /// A recipe step failed.
     #[error(transparent)]
     Step(#[from] StepError),
@@ -121,6 +124,12 @@ pub enum BuildError {
     Store(#[from] vnfs_store::StoreError),
 }
 
+impl From<crate::rpm::build::RpmBuildError> for BuildError {
+    fn from(e: crate::rpm::build::RpmBuildError) -> Self {
+        BuildError::Rpm(Box::new(e))
+    }
+}
+
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BuildError + '_ {
     move |source| BuildError::Io {
         path: path.to_path_buf(),
@@ -142,7 +151,7 @@ pub struct Built {
     pub packages: Vec<LockedPackage>,
     /// The timestamp everything was clamped to.
     pub source_date_epoch: i64,
-    /// The lock text (Debian sources).
+    /// The lock text (Debian and RPM sources).
     pub lock_text: Option<String>,
     /// Whether the lock file was (re)written.
     pub lock_written: bool,
@@ -255,8 +264,25 @@ fn build_into(
         metadata: BTreeMap::new(),
         commit: None,
     };
+    let mut source_metadata = BTreeMap::new();
     match &recipe.source {
         Source::Debian(d) => build_debian(recipe, d, opts, root, progress, cancel, &mut built)?,
+        Source::Rpm(r) => {
+            let b = crate::rpm::build::build(
+                recipe,
+                r,
+                &opts.home,
+                opts.update,
+                root,
+                progress,
+                cancel,
+            )?;
+            built.packages = b.packages;
+            built.source_date_epoch = b.source_date_epoch;
+            built.lock_text = Some(b.lock_text);
+            built.lock_written = b.lock_written;
+            source_metadata = b.metadata;
+        }
         Source::Tar(t) => {
             let path = recipe.host_path(&t.path);
             let data = std::fs::read(&path).map_err(io_err(&path))?;
@@ -319,6 +345,7 @@ fn build_into(
     normalize::clamp_mtimes(root, built.source_date_epoch, started)?;
     tracing::info!("normalised in {:.2?}", t0.elapsed());
     built.metadata = metadata(recipe, &built);
+    built.metadata.extend(source_metadata);
     check(cancel)?;
     if opts.commit {
         let t0 = std::time::Instant::now();
@@ -355,7 +382,8 @@ impl vnfs_store::Progress for StoreProgress<'_> {
     }
 }
 
-fn env_epoch() -> Option<i64> {
+/// `$SOURCE_DATE_EPOCH`, when set to a number.
+pub(crate) fn env_epoch() -> Option<i64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
 }
 

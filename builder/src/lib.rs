@@ -1,4 +1,4 @@
-//! Recipes to commits: package sources (Debian first; tarballs and
+//! Recipes to commits: package sources (Debian, RPM, tarballs and
 //! directories), dependency resolution, a shared package cache, chroot
 //! steps and normalisation. The `vnfs build` command is a thin shell over
 //! [`build::build`].
@@ -15,5 +15,6 @@ pub mod normalize;
 pub mod pkgdiff;
 pub mod progress;
 pub mod recipe;
+pub mod rpm;
 pub mod steps;
 pub mod unpack;

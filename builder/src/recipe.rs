@@ -107,6 +107,8 @@ impl Image {
 pub enum Source {
     /// Debian packages from an apt archive.
     Debian(DebianSource),
+    /// RPM packages: local files and/or yum/dnf repositories.
+    Rpm(crate::rpm::source::RpmSource),
     /// A root file system tarball (gzip, xz, zstd or plain).
     Tar(PathSource),
     /// A directory copied as the root.
@@ -332,6 +334,10 @@ impl Recipe {
                 text.find("suite").unwrap_or(0),
                 "empty suite".into(),
             ));
+        }
+        if let Source::Rpm(r) = &raw.source {
+            r.validate()
+                .map_err(|m| invalid(text.find("[source.rpm]").unwrap_or(0), m))?;
         }
         Ok(Recipe {
             image,

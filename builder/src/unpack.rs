@@ -660,7 +660,7 @@ fn gid_of(g: u32) -> rustix::fs::Gid {
 }
 
 /// Creates a new regular file, replacing a non-directory that is in the way.
-fn create_excl(dir: &OwnedFd, name: &str) -> rustix::io::Result<OwnedFd> {
+pub(crate) fn create_excl(dir: &OwnedFd, name: &str) -> rustix::io::Result<OwnedFd> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)) {
         Err(Errno::EXIST) => {
@@ -672,7 +672,7 @@ fn create_excl(dir: &OwnedFd, name: &str) -> rustix::io::Result<OwnedFd> {
 }
 
 /// Runs `make`, first removing a non-directory entry that is in the way.
-fn replace(
+pub(crate) fn replace(
     dir: &OwnedFd,
     name: &str,
     make: impl Fn(&OwnedFd, &str) -> rustix::io::Result<()>,

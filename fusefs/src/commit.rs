@@ -1,13 +1,15 @@
 //! Unmount makes a new version: the lower commit's trees, with every upper
-//! directory merged over its lower source. Only upper files are read and
-//! re-chunked; a directory with no upper counterpart keeps its tree id, so
-//! the work follows the size of the change, not of the image.
+//! directory merged over its lower source. Only upper files with content
+//! of their own are read and re-chunked (a metadata-only copy reuses the
+//! stored chunk list); a directory with no upper counterpart keeps its tree
+//! id, so the work follows the size of the change, not of the image.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use vnfs_store::{
     CommitOptions, Entry, EntryKind, NoProgress, ObjectId, ObjectKind, Store, Tree, Writer,
@@ -27,6 +29,9 @@ pub struct CommitSummary {
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Regular files whose metadata changed but not their content (their
+    /// stored chunks are reused).
+    pub metadata_only: u64,
     /// Names deleted (whiteouts).
     pub deleted: u64,
     /// Upper entries skipped (sockets cannot be stored).
@@ -38,6 +43,7 @@ struct Builder<'a> {
     writer: &'a Writer<'a>,
     root: Entry,
     links: HashMap<(u64, u64), Vec<u8>>,
+    trees: HashMap<ObjectId, Arc<Tree>>,
     sum: CommitSummary,
 }
 
@@ -49,23 +55,66 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
 }
 
 impl Builder<'_> {
-    fn lower_dir(&self, path: &[u8]) -> Result<Option<Tree>> {
+    fn tree(&mut self, id: &ObjectId) -> Result<Arc<Tree>> {
+        if let Some(t) = self.trees.get(id) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(self.store.read_tree(id)?);
+        self.trees.insert(*id, t.clone());
+        Ok(t)
+    }
+
+    /// The lower entry at a root-relative path.
+    fn lower_entry(&mut self, path: &[u8]) -> Result<Option<Entry>> {
         let mut cur = self.root.clone();
         if !path.is_empty() {
             for comp in path.split(|&b| b == b'/') {
                 let EntryKind::Dir { tree } = cur.kind else {
                     return Ok(None);
                 };
-                let t = self.store.read_tree(&tree)?;
+                let t = self.tree(&tree)?;
                 match find(&t, comp) {
                     Some(e) => cur = e.clone(),
                     None => return Ok(None),
                 }
             }
         }
-        match cur.kind {
-            EntryKind::Dir { tree } => Ok(Some(self.store.read_tree(&tree)?)),
+        Ok(Some(cur))
+    }
+
+    fn lower_dir(&mut self, path: &[u8]) -> Result<Option<Arc<Tree>>> {
+        match self.lower_entry(path)? {
+            Some(Entry {
+                kind: EntryKind::Dir { tree },
+                ..
+            }) => Ok(Some(self.tree(&tree)?)),
             _ => Ok(None),
+        }
+    }
+
+    /// The stored content of a metadata-only copy (`src`: its lower path).
+    fn lower_content(&mut self, src: &[u8], upper: &Path) -> Result<EntryKind> {
+        let mut e = self.lower_entry(src)?;
+        if let Some(Entry {
+            kind: EntryKind::HardLink { target },
+            ..
+        }) = &e
+        {
+            let target = target.clone();
+            e = self.lower_entry(&target)?;
+        }
+        match e {
+            Some(Entry {
+                kind: kind @ EntryKind::File { .. },
+                ..
+            }) => Ok(kind),
+            _ => Err(crate::error::Error::BadState {
+                path: upper.to_path_buf(),
+                why: format!(
+                    "its content is said to be /{} of the mounted commit, which is not a regular file",
+                    String::from_utf8_lossy(src)
+                ),
+            }),
         }
     }
 
@@ -76,8 +125,8 @@ impl Builder<'_> {
         if let Some(src) = upper::redirect_of(path).at(path)?
             && let Some(tree) = self.lower_dir(&src)?
         {
-            for e in tree.entries {
-                entries.insert(e.name.clone(), e);
+            for e in &tree.entries {
+                entries.insert(e.name.clone(), e.clone());
             }
         }
         let mut names: Vec<Vec<u8>> = fs::read_dir(path)
@@ -112,6 +161,20 @@ impl Builder<'_> {
                         _ => {
                             if st.st_nlink > 1 {
                                 self.links.insert(key, crel.clone());
+                            }
+                            if let Some(src) = upper::metacopy_of(&cp).at(&cp)? {
+                                self.sum.metadata_only += 1;
+                                let kind = self.lower_content(&src, &cp)?;
+                                let meta = upper::read_meta(&cp, &st).at(&cp)?;
+                                entries.insert(
+                                    n.clone(),
+                                    Entry {
+                                        name: n,
+                                        kind,
+                                        meta,
+                                    },
+                                );
+                                continue;
                             }
                             let size = st.st_size as u64;
                             let extents = vnfs_store::ingest::store_file(
@@ -184,6 +247,7 @@ pub fn commit_upper(
         writer: &writer,
         root: commit.root.clone(),
         links: HashMap::new(),
+        trees: HashMap::new(),
         sum: CommitSummary::default(),
     };
     let root = b.dir(&layout.upper(), b"", b"")?;
@@ -207,7 +271,8 @@ pub fn commit_upper(
 pub struct Pending {
     /// Non-directory entries written or changed.
     pub changed: u64,
-    /// Bytes of regular files in the upper layer.
+    /// Bytes of regular files with content in the upper layer (a
+    /// metadata-only copy counts none).
     pub bytes: u64,
     /// Deletions (whiteouts).
     pub deleted: u64,
@@ -226,7 +291,9 @@ pub fn pending(layout: &Layout) -> Result<Pending> {
                 walk(&cp, out)?;
             } else {
                 out.changed += 1;
-                if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                if st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    && upper::metacopy_of(&cp).at(&cp)?.is_none()
+                {
                     out.bytes += st.st_size as u64;
                 }
             }

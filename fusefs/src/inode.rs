@@ -1,10 +1,13 @@
-//! The in-memory inode table: one node per name the kernel has seen, with
-//! where its content and metadata currently come from.
+//! The in-memory inode table: one node per entry the kernel holds (or the
+//! namespace needs), with where its content and metadata currently come
+//! from.
 //!
-//! Nodes are never freed during a mount (the kernel's `forget` is only a
-//! hint here): inode numbers stay unique and a hard link found twice maps
-//! to one node. Memory grows with the number of entries visited, a few
-//! hundred bytes each.
+//! A node counts the kernel's lookups of it (`nlookup`) and is freed when
+//! the kernel forgets it, unless it is a hard link (kept so every name of
+//! the inode keeps one inode number) or a directory that still has nodes
+//! below it. Everything a freed node knew can be read again from the upper
+//! layer and the store, so a directory's child map may be partial; inode
+//! numbers are never reused.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,8 +52,13 @@ pub struct LowerInfo {
 pub struct DirInfo {
     /// Lower path whose entries show through, `None` when opaque.
     pub lower: Option<Vec<u8>>,
-    /// Merged children by name, once listed.
-    pub children: Option<BTreeMap<Vec<u8>, u64>>,
+    /// Children that have a node, by name. Edits keep it current; freed
+    /// children are removed from it.
+    pub children: BTreeMap<Vec<u8>, u64>,
+    /// True when `children` holds every entry (listed and nothing freed
+    /// since); otherwise a name not in it is looked for on disk and in the
+    /// store.
+    pub complete: bool,
 }
 
 /// One inode.
@@ -68,10 +76,18 @@ pub struct Node {
     pub lower: Option<LowerInfo>,
     /// For a lower hard-link group: the group's first lower path.
     pub link_key: Option<Vec<u8>>,
+    /// An upper regular file with other names (kept while the mount lives,
+    /// so all its names report one inode number).
+    pub upper_linked: bool,
+    /// A metadata-only copy-up: the upper file holds the metadata, the
+    /// content is still this store data (until the first write).
+    pub data: Option<Arc<FileData>>,
     /// Set for directories.
     pub dir: Option<DirInfo>,
     /// No name left (it may still be open).
     pub unlinked: bool,
+    /// Lookups the kernel counts on this node (see `forget`).
+    pub nlookup: u64,
 }
 
 impl Node {
@@ -82,6 +98,27 @@ impl Node {
     /// True for a directory.
     pub fn is_dir(&self) -> bool {
         self.ftype == libc::S_IFDIR
+    }
+    /// True for a node kept whatever the kernel's count: a hard link that
+    /// still has a name.
+    pub fn pinned(&self) -> bool {
+        !self.unlinked && (self.link_key.is_some() || self.upper_linked)
+    }
+    /// A fresh node with no lookups counted yet.
+    pub fn new(parent: u64, name: Vec<u8>, ftype: u32) -> Node {
+        Node {
+            parent,
+            name,
+            more_names: Vec::new(),
+            ftype,
+            lower: None,
+            link_key: None,
+            upper_linked: false,
+            data: None,
+            dir: None,
+            unlinked: false,
+            nlookup: 0,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::lower::Lower;
 use crate::ops::Fs;
 use crate::overlay::Overlay;
-use crate::state::{MountState, mounted_fstype, process_alive};
+use crate::state::{MountState, mounted_fstype, mounted_source, process_alive};
 use crate::upper::{Layout, remove_tree};
 
 /// Chunk cache size per mount.
@@ -93,9 +93,7 @@ pub fn prepare(
         commit = pending;
         // A server that died leaves its mount behind ("transport endpoint
         // is not connected"): detach it.
-        if mounted_fstype(&old.dir).is_some_and(|t| t.starts_with("fuse")) {
-            detach(&old.dir);
-        }
+        detach_dead(&old.dir);
     }
     for (_, other) in crate::state::list(home)? {
         if other.name != name && other.live() && same_dir(&other.dir, &dir) {
@@ -105,9 +103,7 @@ pub fn prepare(
             });
         }
     }
-    if mounted_fstype(&dir).is_some_and(|t| t.starts_with("fuse")) {
-        detach(&dir);
-    }
+    detach_dead(&dir);
     check_mount_point(&dir)?;
     let dir = fs::canonicalize(&dir).at(&dir)?;
     // The mounted commit must outlive `vnfs delete` + `vnfs store gc`
@@ -162,6 +158,17 @@ pub fn check_mount_point(dir: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Detaches a vnfs mount at `dir` whose server is gone. Anything else
+/// mounted there (a live mount, another file system) is left alone.
+fn detach_dead(dir: &Path) {
+    let vnfs = mounted_source(dir)
+        .is_some_and(|(t, src)| t.starts_with("fuse") && src.starts_with("vnfs:"));
+    let dead = fs::metadata(dir).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+    if vnfs && dead {
+        detach(dir);
+    }
 }
 
 fn detach(dir: &Path) {
@@ -351,13 +358,42 @@ fn pin_label(image: &str) -> String {
     format!("mount.{image}")
 }
 
-/// Removes a mount's state (first renamed away, so a crash halfway never
-/// leaves a partial upper layer that looks like pending edits).
+/// Removes a mount's state: renamed away first (so a crash never leaves a
+/// partial upper layer that looks like pending edits), then deleted in the
+/// background. The edits are committed or discarded by then, and deleting
+/// thousands of upper files can take longer than the commit itself.
 fn drop_state(layout: &Layout) -> Result<()> {
     let Some(parent) = layout.dir.parent() else {
         return Ok(());
     };
-    let trash = parent.join(format!(".trash-{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let trash = parent.join(format!(".trash-{}-{nanos}", std::process::id()));
     fs::rename(&layout.dir, &trash).at(&layout.dir)?;
-    remove_tree(&trash).at(&trash)
+    remove_later(&trash);
+    Ok(())
+}
+
+/// Deletes a dropped state directory in a detached `rm -rf`, or here when
+/// that cannot start. A deletion cut short leaves a `.trash-*` directory
+/// that mount listings skip.
+fn remove_later(trash: &Path) {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let started = Command::new("rm")
+        .arg("-rf")
+        .arg("--")
+        .arg(trash)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = started {
+        tracing::debug!("rm -rf {}: {e}; removing it here", trash.display());
+        if let Err(e) = remove_tree(trash) {
+            tracing::warn!("removing {}: {e}", trash.display());
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -26,10 +26,37 @@ use crate::lower::FileData;
 use crate::overlay::{Caller, NewKind, Opened, Overlay, R, errno};
 use crate::sys;
 
+/// Read on the mount's root, the number of nodes in the inode table: how
+/// many entries the server holds in memory (see `overlay::forget`).
+pub const INODES_XATTR: &[u8] = b"trusted.vnfs.inodes";
+
 enum Handle {
     Lower(Arc<FileData>),
     Upper(File),
+    /// Opened for writing, content still in the store: the upper file is
+    /// filled in and opened on the first write.
+    Pending {
+        ino: u64,
+        flags: i32,
+        data: Arc<FileData>,
+        file: OnceLock<File>,
+    },
     Dir(Mutex<Vec<(Vec<u8>, u64, u32)>>),
+}
+
+impl Handle {
+    fn of(o: Opened, ino: u64, flags: i32) -> Handle {
+        match o {
+            Opened::Lower(d) => Handle::Lower(d),
+            Opened::Upper(f) => Handle::Upper(f),
+            Opened::Pending(data) => Handle::Pending {
+                ino,
+                flags,
+                data,
+                file: OnceLock::new(),
+            },
+        }
+    }
 }
 
 /// The mounted file system.
@@ -90,8 +117,28 @@ impl Fs {
     }
 
     fn upper_file(&self, fh: Option<FileHandle>) -> Option<Arc<Handle>> {
-        fh.and_then(|f| self.handle(f))
-            .filter(|h| matches!(**h, Handle::Upper(_)))
+        fh.and_then(|f| self.handle(f)).filter(|h| {
+            matches!(**h, Handle::Upper(_))
+                || matches!(&**h, Handle::Pending { file, .. } if file.get().is_some())
+        })
+    }
+
+    /// The upper file to write through: a `Pending` handle's is filled in
+    /// and opened now (once; a racing thread's copy is dropped).
+    fn writable<'h>(&self, h: &'h Handle) -> R<&'h File> {
+        match h {
+            Handle::Upper(f) => Ok(f),
+            Handle::Pending {
+                ino, flags, file, ..
+            } => {
+                if file.get().is_none() {
+                    let f = self.ov.materialize(*ino, *flags)?;
+                    let _ = file.set(f);
+                }
+                file.get().ok_or(libc::EIO)
+            }
+            _ => Err(libc::EBADF),
+        }
     }
 
     fn entry(&self, r: R<(fuser::FileAttr, std::time::Duration)>, reply: ReplyEntry) {
@@ -106,9 +153,24 @@ impl Fs {
     }
 }
 
+fn read_upper(f: &File, offset: u64, size: u32, reply: ReplyData) {
+    let mut buf = vec![0u8; size as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return reply.error(e(errno(&err))),
+        }
+    }
+    reply.data(&buf[..got])
+}
+
 fn as_file(h: &Option<Arc<Handle>>) -> Option<&File> {
     match h.as_deref() {
         Some(Handle::Upper(f)) => Some(f),
+        Some(Handle::Pending { file, .. }) => file.get(),
         _ => None,
     }
 }
@@ -134,6 +196,11 @@ impl fuser::Filesystem for Fs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         self.entry(self.ov.lookup(parent.0, name(n)), reply)
+    }
+
+    // fuser's batch_forget calls this once per inode.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ov.forget(ino.0, nlookup)
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -293,10 +360,11 @@ impl fuser::Filesystem for Fs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.ov.open(ino.0, flags.0) {
             // Store content never changes: the kernel may keep its pages.
-            Ok(Opened::Lower(d)) => {
-                reply.opened(self.add(Handle::Lower(d)), FopenFlags::FOPEN_KEEP_CACHE)
-            }
-            Ok(Opened::Upper(f)) => reply.opened(self.add(Handle::Upper(f)), FopenFlags::empty()),
+            Ok(o @ Opened::Lower(_)) => reply.opened(
+                self.add(Handle::of(o, ino.0, flags.0)),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Ok(o) => reply.opened(self.add(Handle::of(o, ino.0, flags.0)), FopenFlags::empty()),
             Err(c) => reply.error(e(c)),
         }
     }
@@ -324,14 +392,17 @@ impl fuser::Filesystem for Fs {
             Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {
                 // Lost a race with another creator: open what is there.
                 let r = self.ov.lookup(parent.0, name(n)).and_then(|(attr, ttl)| {
-                    self.ov.open(attr.ino.0, flags).map(|o| (attr, ttl, o))
+                    self.ov
+                        .open(attr.ino.0, flags)
+                        .map(|o| (attr, ttl, o))
+                        .inspect_err(|_| {
+                            // The entry is not sent: give its count back.
+                            self.ov.forget(attr.ino.0, 1)
+                        })
                 });
                 match r {
                     Ok((attr, ttl, o)) => {
-                        let h = match o {
-                            Opened::Lower(d) => Handle::Lower(d),
-                            Opened::Upper(f) => Handle::Upper(f),
-                        };
+                        let h = Handle::of(o, attr.ino.0, flags);
                         reply.created(&ttl, &attr, Generation(0), self.add(h), FopenFlags::empty())
                     }
                     Err(c) => reply.error(e(c)),
@@ -355,26 +426,31 @@ impl fuser::Filesystem for Fs {
         let Some(h) = self.handle(fh) else {
             return reply.error(e(libc::EBADF));
         };
-        match &*h {
-            Handle::Lower(d) => match self.ov.lower.read(d, offset, size as usize) {
+        let lower =
+            |d: &FileData, reply: ReplyData| match self.ov.lower.read(d, offset, size as usize) {
                 Ok(buf) => reply.data(&buf),
                 Err(err) => {
                     tracing::error!("read failed: {err}");
                     reply.error(e(libc::EIO))
                 }
-            },
-            Handle::Upper(f) => {
-                let mut buf = vec![0u8; size as usize];
-                let mut got = 0;
-                while got < buf.len() {
-                    match f.read_at(&mut buf[got..], offset + got as u64) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                        Err(err) => return reply.error(e(errno(&err))),
-                    }
+            };
+        match &*h {
+            Handle::Lower(d) => lower(d, reply),
+            Handle::Upper(f) => read_upper(f, offset, size, reply),
+            Handle::Pending {
+                ino, data, file, ..
+            } => {
+                if let Some(f) = file.get() {
+                    return read_upper(f, offset, size, reply);
                 }
-                reply.data(&buf[..got])
+                if self.ov.filled(*ino) {
+                    // Another handle wrote: read what it wrote.
+                    return match self.writable(&h) {
+                        Ok(f) => read_upper(f, offset, size, reply),
+                        Err(c) => reply.error(e(c)),
+                    };
+                }
+                lower(data, reply)
             }
             Handle::Dir(_) => reply.error(e(libc::EISDIR)),
         }
@@ -392,12 +468,15 @@ impl fuser::Filesystem for Fs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.handle(fh).as_deref() {
-            Some(Handle::Upper(f)) => match f.write_all_at(data, offset) {
+        let Some(h) = self.handle(fh) else {
+            return reply.error(e(libc::EBADF));
+        };
+        match self.writable(&h) {
+            Ok(f) => match f.write_all_at(data, offset) {
                 Ok(()) => reply.written(data.len() as u32),
                 Err(err) => reply.error(e(errno(&err))),
             },
-            _ => reply.error(e(libc::EBADF)),
+            Err(c) => reply.error(e(c)),
         }
     }
 
@@ -434,10 +513,11 @@ impl fuser::Filesystem for Fs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let r = match self.handle(fh).as_deref() {
-            Some(Handle::Upper(f)) if datasync => f.sync_data(),
-            Some(Handle::Upper(f)) => f.sync_all(),
-            _ => Ok(()),
+        let h = self.handle(fh);
+        let r = match as_file(&h) {
+            Some(f) if datasync => f.sync_data(),
+            Some(f) => f.sync_all(),
+            None => Ok(()),
         };
         match r {
             Ok(()) => reply.ok(),
@@ -514,21 +594,30 @@ impl fuser::Filesystem for Fs {
             .skip(offset as usize)
             .take(256)
             .collect();
-        let inos: Vec<u64> = rest.iter().map(|(_, (_, i, _))| *i).collect();
-        let attrs = self.ov.attrs(&inos);
+        let names: Vec<&[u8]> = rest.iter().map(|(_, (n, _, _))| n.as_slice()).collect();
+        let attrs = self.ov.lookup_listed(ino.0, &names);
+        // Every entry but `.` and `..` came back counted; the ones that do
+        // not fit in the reply are given back.
+        let mut unsent = Vec::new();
+        let mut full = false;
         for ((i, (n, _, _)), a) in rest.iter().zip(attrs) {
             let Ok((attr, ttl)) = a else { continue };
-            if reply.add(
-                attr.ino,
-                *i as u64 + 1,
-                OsStr::from_bytes(n),
-                &ttl,
-                &attr,
-                Generation(0),
-            ) {
-                break;
+            let dot = n.as_slice() == b"." || n.as_slice() == b"..";
+            if !full {
+                full = reply.add(
+                    attr.ino,
+                    *i as u64 + 1,
+                    OsStr::from_bytes(n),
+                    &ttl,
+                    &attr,
+                    Generation(0),
+                );
+            }
+            if full && !dot {
+                unsent.push((attr.ino.0, 1));
             }
         }
+        self.ov.forget_many(&unsent);
         reply.ok()
     }
 
@@ -588,7 +677,13 @@ impl fuser::Filesystem for Fs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.ov.getxattr(ino.0, name(n)) {
+        let r = if ino.0 == crate::overlay::ROOT && name(n) == INODES_XATTR {
+            // The kernel lets only CAP_SYS_ADMIN read trusted.* names.
+            Ok(self.ov.node_count().to_string().into_bytes())
+        } else {
+            self.ov.getxattr(ino.0, name(n))
+        };
+        match r {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(e(libc::ERANGE)),
             Ok(v) => reply.data(&v),
@@ -638,12 +733,15 @@ impl fuser::Filesystem for Fs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.handle(fh).as_deref() {
-            Some(Handle::Upper(f)) => match sys::fallocate(f.as_raw_fd(), mode, offset, length) {
+        let Some(h) = self.handle(fh) else {
+            return reply.error(e(libc::EBADF));
+        };
+        match self.writable(&h) {
+            Ok(f) => match sys::fallocate(f.as_raw_fd(), mode, offset, length) {
                 Ok(()) => reply.ok(),
                 Err(err) => reply.error(e(errno(&err))),
             },
-            _ => reply.error(e(libc::EBADF)),
+            Err(c) => reply.error(e(c)),
         }
     }
 }

@@ -131,6 +131,13 @@ fn unescape(s: &str) -> String {
 
 /// The file-system type mounted exactly at `dir`, if any (topmost mount).
 pub fn mounted_fstype(dir: &Path) -> Option<String> {
+    mounted_source(dir).map(|(t, _)| t)
+}
+
+/// The file-system type and source of the topmost mount exactly at `dir`.
+pub fn mounted_source(dir: &Path) -> Option<(String, String)> {
+    // canonicalize fails on a dead FUSE mount (ENOTCONN); the path as
+    // given is then compared, which is how `vnfs` records mount points.
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mut found = None;
@@ -143,7 +150,10 @@ pub fn mounted_fstype(dir: &Path) -> Option<String> {
             continue;
         };
         if Path::new(&unescape(mp)) == dir {
-            found = right.split(' ').next().map(str::to_string);
+            let mut r = right.split(' ');
+            if let (Some(t), Some(src)) = (r.next(), r.next()) {
+                found = Some((t.to_string(), unescape(src)));
+            }
         }
     }
     found

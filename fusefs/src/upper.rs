@@ -9,6 +9,13 @@
 //! keeps its lower content and a new one never inherits any. New entries
 //! are built under `work/` and renamed into place, so a crash never leaves
 //! a half-copied file in the upper layer.
+//!
+//! A regular file whose metadata changed but whose content did not
+//! (chmod, chown, utimens, xattrs, rename, link) is a metadata-only copy:
+//! a sparse upper file of the right size with the metadata, naming the
+//! lower file that holds its content in `trusted.vnfs.metacopy`. Reads come
+//! from the store and commit reuses the stored chunk list; the first write
+//! fills the content in and drops the attribute.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,6 +27,8 @@ use crate::sys;
 
 /// Attribute naming an upper directory's lower source (a lower path).
 pub const REDIRECT: &[u8] = b"trusted.vnfs.redirect";
+/// Attribute of a metadata-only copy: the lower path of its content.
+pub const METACOPY: &[u8] = b"trusted.vnfs.metacopy";
 /// Prefix of the attributes the mount keeps for itself (never shown).
 pub const PRIVATE_PREFIX: &[u8] = b"trusted.vnfs.";
 
@@ -77,6 +86,12 @@ pub fn encode_redirect(lower: &[u8]) -> Vec<u8> {
 /// The lower source of an upper directory, `None` when opaque.
 pub fn redirect_of(path: &Path) -> io::Result<Option<Vec<u8>>> {
     Ok(sys::get_xattr(path, REDIRECT)?.and_then(|v| v.strip_prefix(b"/").map(<[u8]>::to_vec)))
+}
+
+/// The lower path holding the content of a metadata-only copy, `None` for
+/// a file with its own content.
+pub fn metacopy_of(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    Ok(sys::get_xattr(path, METACOPY)?.and_then(|v| v.strip_prefix(b"/").map(<[u8]>::to_vec)))
 }
 
 /// The image metadata of an upper entry: permission bits, owner, mtime

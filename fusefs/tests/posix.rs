@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::process::Command;
 
-use common::{Fixture, c, errno, snapshot};
+use common::{Fixture, c, drop_kernel_caches, errno, inode_count, snapshot};
 use libc::{
     EACCES, EEXIST, EISDIR, ELOOP, ENAMETOOLONG, ENODATA, ENOENT, ENOTDIR, ENOTEMPTY, EPERM, EXDEV,
 };
@@ -618,4 +618,355 @@ fn walkdir(p: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Stats every entry under `p`; returns how many.
+fn stat_all(p: &std::path::Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(p).unwrap() {
+        let e = e.unwrap().path();
+        let m = fs::symlink_metadata(&e).unwrap();
+        n += 1;
+        if m.is_dir() {
+            n += stat_all(&e);
+        }
+    }
+    n
+}
+
+/// Waits until the server holds at most `max` nodes; returns the count.
+fn shrinks_to(mnt: &std::path::Path, max: usize) -> usize {
+    let start = std::time::Instant::now();
+    loop {
+        drop_kernel_caches();
+        let n = inode_count(mnt);
+        if n <= max || start.elapsed() > std::time::Duration::from_secs(10) {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The node count once the kernel has forgotten what it can (two equal
+/// readings in a row).
+fn settled_count(mnt: &std::path::Path) -> usize {
+    let mut last = usize::MAX;
+    for _ in 0..50 {
+        drop_kernel_caches();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let n = inode_count(mnt);
+        if n == last {
+            return n;
+        }
+        last = n;
+    }
+    last
+}
+
+#[test]
+fn forgotten_nodes_are_freed_and_come_back_the_same() {
+    let mut f = Fixture::with_source(|src| {
+        common::build_source(src);
+        for d in 0..40 {
+            let dir = src.join(format!("tree/d{d}"));
+            fs::create_dir_all(&dir).unwrap();
+            for i in 0..50 {
+                fs::write(dir.join(format!("f{i}")), format!("{d}/{i}\n")).unwrap();
+            }
+        }
+    });
+    let base = inode_count(&f.mnt);
+    // Edits whose nodes must stay right after being freed: an upper file,
+    // a metadata-only copy, a deletion, a renamed directory.
+    fs::write(f.p("tree/d1/new"), "new\n").unwrap();
+    fs::set_permissions(f.p("tree/d2/f3"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(f.p("tree/d3/f4")).unwrap();
+    fs::rename(f.p("tree/d5"), f.p("tree/d5-moved")).unwrap();
+    // Held by this process: an open lower file, an open unlinked file.
+    let held = File::open(f.p("tree/d7/f7")).unwrap();
+    let mut gone = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(f.p("tree/d8/tmp"))
+        .unwrap();
+    gone.write_all(b"still here").unwrap();
+    fs::remove_file(f.p("tree/d8/tmp")).unwrap();
+
+    let mut peaks = Vec::new();
+    for _round in 0..3 {
+        let seen = stat_all(&f.mnt);
+        assert!(seen > 2000, "{seen}");
+        let peak = inode_count(&f.mnt);
+        assert!(peak > 2000, "every entry visited has a node: {peak}");
+        peaks.push(peak);
+        let after = shrinks_to(&f.mnt, base + 60);
+        eprintln!("walk: {seen} entries, {peak} nodes; after the kernel forgot: {after}");
+        assert!(
+            after <= base + 60,
+            "nodes freed after the kernel forgot them: {peak} -> {after} (base {base})"
+        );
+    }
+    assert!(
+        peaks[2] <= peaks[0] + 10,
+        "walking again does not grow the table: {peaks:?}"
+    );
+    // Everything reads back the same after its node was freed.
+    assert_eq!(fs::read_to_string(f.p("tree/d1/new")).unwrap(), "new\n");
+    assert_eq!(fs::read_to_string(f.p("tree/d9/f9")).unwrap(), "9/9\n");
+    assert_eq!(
+        fs::metadata(f.p("tree/d2/f3")).unwrap().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(fs::read_to_string(f.p("tree/d2/f3")).unwrap(), "2/3\n");
+    assert_eq!(errno(fs::metadata(f.p("tree/d3/f4"))), ENOENT);
+    assert_eq!(errno(fs::metadata(f.p("tree/d5"))), ENOENT);
+    assert_eq!(fs::read_dir(f.p("tree/d5-moved")).unwrap().count(), 50);
+    assert_eq!(fs::read_dir(f.p("tree/d3")).unwrap().count(), 49);
+    assert_eq!(fs::read_dir(f.p("tree/d1")).unwrap().count(), 51);
+    let mut s = String::new();
+    (&held).read_to_string(&mut s).unwrap();
+    assert_eq!(s, "7/7\n");
+    let mut back = String::new();
+    gone.seek(SeekFrom::Start(0)).unwrap();
+    gone.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "still here");
+    assert_eq!(gone.metadata().unwrap().len(), 10);
+    // Hard links stay one inode across forgets.
+    let (h1, h2) = (
+        fs::metadata(f.p("data/h1")).unwrap(),
+        fs::metadata(f.p("data/h2")).unwrap(),
+    );
+    assert_eq!(h1.ino(), h2.ino());
+    drop((held, gone));
+    let view = snapshot(&f.mnt);
+    f.commit();
+    assert_eq!(
+        snapshot(&f.checkout()),
+        view,
+        "commit equals the mount view"
+    );
+}
+
+/// Bytes the upper layer really stores for a path (allocated blocks).
+fn upper_blocks(f: &Fixture, rel: &str) -> (u64, u64) {
+    let m = fs::symlink_metadata(f.layout().upper().join(rel)).unwrap();
+    (m.len(), m.blocks() * 512)
+}
+
+fn entry(f: &Fixture, path: &str) -> vnfs_store::Entry {
+    let commit = f.store.read_commit(&f.commit).unwrap();
+    let mut cur = commit.root;
+    for comp in path.split('/') {
+        let vnfs_store::EntryKind::Dir { tree } = cur.kind else {
+            panic!("{path}: not a directory on the way");
+        };
+        let t = f.store.read_tree(&tree).unwrap();
+        cur = t
+            .entries
+            .iter()
+            .find(|e| e.name == comp.as_bytes())
+            .unwrap_or_else(|| panic!("{path} missing"))
+            .clone();
+    }
+    cur
+}
+
+#[test]
+fn metadata_changes_copy_no_data_and_commit_reuses_the_chunks() {
+    let mut f = Fixture::new();
+    let big = "usr/lib/big.so";
+    let before = entry(&f, big);
+    let sparse_before = entry(&f, "data/sparse");
+    let content = fs::read(f.p(big)).unwrap();
+    // chmod, chown, utimens, setxattr, removexattr on lower files; a rename
+    // and a hard link of others.
+    fs::set_permissions(f.p(big), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(f.p(big), Some(5), Some(6)).unwrap();
+    assert!(
+        Command::new("touch")
+            .args(["-d", "2001-02-03 04:05:06Z"])
+            .arg(f.p(big))
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        Command::new("setfattr")
+            .args(["-n", "user.k", "-v", "v"])
+            .arg(f.p(big))
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        Command::new("setfattr")
+            .args(["-x", "user.test"])
+            .arg(f.p("etc/passwd"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    fs::rename(f.p("data/sparse"), f.p("etc/sparse")).unwrap();
+    fs::hard_link(f.p("etc/shadow"), f.p("etc/shadow.link")).unwrap();
+    fs::set_permissions(f.p("data/h1"), fs::Permissions::from_mode(0o700)).unwrap();
+
+    // The upper layer holds sizes, not data.
+    let (size, stored) = upper_blocks(&f, big);
+    assert_eq!(size, 3_000_000);
+    assert!(
+        stored <= 8192,
+        "no data copied up: {stored} bytes allocated"
+    );
+    let (size, stored) = upper_blocks(&f, "etc/sparse");
+    assert_eq!(size, (1 << 20) + 3);
+    assert!(stored <= 8192, "{stored}");
+    assert_eq!(vnfs_fusefs::pending(&f.layout()).unwrap().bytes, 0);
+    // The view is right.
+    let m = fs::metadata(f.p(big)).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime()),
+        (0o600, 5, 6, 981173106)
+    );
+    assert!(
+        m.blocks() * 512 >= 3_000_000,
+        "blocks of the content: {}",
+        m.blocks()
+    );
+    assert_eq!(fs::read(f.p(big)).unwrap(), content);
+    assert_eq!(xattr_get(&f.p(big), "user.k").unwrap(), b"v");
+    assert_eq!(errno(xattr_get(&f.p("etc/passwd"), "user.test")), ENODATA);
+    assert_eq!(fs::read(f.p("etc/sparse")).unwrap().len(), (1 << 20) + 3);
+    assert_eq!(fs::metadata(f.p("etc/shadow.link")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::metadata(f.p("data/h2")).unwrap().mode() & 0o777,
+        0o700,
+        "a lower hard link's other name shares the new metadata"
+    );
+    // They survive a server restart (crash) as metadata-only copies.
+    f.unmount();
+    f.mount();
+    assert_eq!(fs::read(f.p(big)).unwrap(), content);
+    assert_eq!(fs::metadata(f.p(big)).unwrap().mode() & 0o7777, 0o600);
+
+    let view = snapshot(&f.mnt);
+    let s = f.commit();
+    assert_eq!(s.files, 0, "nothing re-chunked: {s:?}");
+    assert!(s.metadata_only >= 5, "{s:?}");
+    let after = entry(&f, big);
+    assert_eq!(after.kind, before.kind, "same chunk list");
+    assert_eq!(
+        (
+            after.meta.mode,
+            after.meta.uid,
+            after.meta.gid,
+            after.meta.mtime
+        ),
+        (0o600, 5, 6, 981173106)
+    );
+    assert!(
+        after
+            .meta
+            .xattrs
+            .iter()
+            .any(|(k, v)| k == b"user.k" && v == b"v")
+    );
+    assert_eq!(
+        entry(&f, "etc/sparse").kind,
+        sparse_before.kind,
+        "renamed, same chunks"
+    );
+    let co = f.checkout();
+    assert_eq!(snapshot(&co), view, "commit equals the mount view");
+    assert_eq!(
+        fs::metadata(co.join("data/h1")).unwrap().ino(),
+        fs::metadata(co.join("data/h2")).unwrap().ino()
+    );
+
+    // The first write copies the content up, keeping the new metadata.
+    f.mount();
+    fs::set_permissions(f.p(big), fs::Permissions::from_mode(0o640)).unwrap();
+    let w = OpenOptions::new().write(true).open(f.p(big)).unwrap();
+    w.write_all_at(b"XY", 10).unwrap();
+    drop(w);
+    let mut want = content.clone();
+    want[10..12].copy_from_slice(b"XY");
+    assert_eq!(fs::read(f.p(big)).unwrap(), want);
+    let m = fs::metadata(f.p(big)).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o640, 5));
+    assert_eq!(xattr_get(&f.p(big), "user.k").unwrap(), b"v");
+    let (_, stored) = upper_blocks(&f, big);
+    assert!(stored >= 3_000_000, "content copied up: {stored}");
+    // A truncate of a metadata-only copy keeps the head.
+    fs::set_permissions(f.p("etc/passwd"), fs::Permissions::from_mode(0o600)).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(f.p("etc/passwd"))
+        .unwrap()
+        .set_len(4)
+        .unwrap();
+    assert_eq!(fs::read_to_string(f.p("etc/passwd")).unwrap(), "root");
+    let s = f.commit();
+    assert_eq!(s.files, 2, "{s:?}");
+    assert_eq!(fs::read(f.checkout().join(big)).unwrap(), want);
+    let report = f.store.fsck(&vnfs_store::NoProgress).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn open_unlinked_and_hard_linked_files_are_kept_then_freed() {
+    let f = Fixture::new();
+    fs::create_dir(f.p("t")).unwrap();
+    let base = settled_count(&f.mnt);
+    // useradd's lock dance, with the file still open at the end.
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let (a, b) = (f.p(&format!("t/a{i}")), f.p(&format!("t/b{i}")));
+        fs::write(&a, format!("file {i}")).unwrap();
+        fs::hard_link(&a, &b).unwrap();
+        assert_eq!(fs::metadata(&a).unwrap().nlink(), 2);
+        let h = OpenOptions::new().read(true).write(true).open(&b).unwrap();
+        fs::remove_file(&a).unwrap();
+        fs::remove_file(&b).unwrap();
+        held.push(h);
+    }
+    for (i, h) in held.iter_mut().enumerate() {
+        let m = h.metadata().unwrap();
+        assert_eq!((m.len(), m.nlink()), (format!("file {i}").len() as u64, 0));
+        h.write_all_at(b"X", 0).unwrap();
+        let mut s = String::new();
+        h.seek(SeekFrom::Start(0)).unwrap();
+        h.read_to_string(&mut s).unwrap();
+        assert_eq!(s, format!("Xile {i}"));
+        fs::set_permissions(
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&*h)),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        assert_eq!(h.metadata().unwrap().mode() & 0o777, 0o600);
+    }
+    let orphans = || fs::read_dir(f.layout().work()).unwrap().count();
+    assert_eq!(orphans(), 20, "kept under work/ while open");
+    drop(held);
+    let after = shrinks_to(&f.mnt, base);
+    assert!(after <= base, "nodes freed after close: {after} > {base}");
+    assert_eq!(orphans(), 0, "orphans removed with their nodes");
+    assert_eq!(fs::read_dir(f.p("t")).unwrap().count(), 0);
+    // Upper inode numbers get reused: new links must not meet old nodes.
+    for i in 0..20 {
+        let (c, d) = (f.p(&format!("t/c{i}")), f.p(&format!("t/d{i}")));
+        fs::write(&c, format!("new {i}")).unwrap();
+        fs::hard_link(&c, &d).unwrap();
+    }
+    drop_kernel_caches();
+    for i in 0..20 {
+        assert_eq!(
+            fs::read_to_string(f.p(&format!("t/d{i}"))).unwrap(),
+            format!("new {i}")
+        );
+        assert_eq!(
+            fs::metadata(f.p(&format!("t/c{i}"))).unwrap().ino(),
+            fs::metadata(f.p(&format!("t/d{i}"))).unwrap().ino()
+        );
+    }
 }

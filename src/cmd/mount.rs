@@ -155,10 +155,11 @@ pub fn umount(a: UmountArgs, ctx: &Context) -> anyhow::Result<()> {
                 println!("{id}");
                 if !ctx.quiet {
                     eprintln!(
-                        "{}: new version; {} changed files ({}) stored, {} deletions",
+                        "{}: new version; {} changed files ({}) stored, {} with new metadata only, {} deletions",
                         st.name,
                         summary.files,
                         bytes(summary.bytes),
+                        summary.metadata_only,
                         summary.deleted
                     );
                     for s in summary.skipped {

@@ -8,7 +8,6 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StoreError};
@@ -351,31 +350,56 @@ pub fn read_index(path: &Path) -> Result<(Vec<IndexEntry>, [u8; 32])> {
     Ok((entries, pack_hash))
 }
 
+/// One object record read whole from its pack: header and stored bytes in
+/// one buffer, so a server can send the stored bytes without moving them.
+#[derive(Debug)]
+pub struct Record {
+    /// The index entry it was read by (kind, compression, lengths).
+    pub entry: IndexEntry,
+    buf: Vec<u8>,
+}
+
+impl Record {
+    /// The stored (possibly compressed) bytes.
+    pub fn stored(&self) -> &[u8] {
+        &self.buf[RECORD_HEADER..]
+    }
+
+    /// The whole buffer and the offset of the stored bytes in it.
+    pub fn into_buf(self) -> (Vec<u8>, usize) {
+        (self.buf, RECORD_HEADER)
+    }
+}
+
 /// Reads one object record from an open pack and checks its header
 /// against the index entry (not its content: see `StoredObject::decode`).
-pub fn read_record(file: &File, path: &Path, e: &IndexEntry) -> Result<StoredObject> {
+/// One `pread` into an uninitialised buffer: the daemon's hot path.
+pub fn read_whole_record(file: &File, path: &Path, e: &IndexEntry) -> Result<Record> {
     if e.raw_len > MAX_OBJECT || e.stored_len > MAX_OBJECT {
         return Err(StoreError::BadPack {
             path: path.to_path_buf(),
             why: format!("object {} declares an impossible size", e.id),
         });
     }
-    let mut buf = vec![0u8; RECORD_HEADER + e.stored_len as usize];
-    file.read_exact_at(&mut buf, e.offset).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::UnexpectedEof {
-            StoreError::Corrupt {
+    let want = RECORD_HEADER + e.stored_len as usize;
+    let mut buf: Vec<u8> = Vec::with_capacity(want);
+    while buf.len() < want {
+        let at = e.offset + buf.len() as u64;
+        let n = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at).map_err(
+            |errno| StoreError::Io {
+                path: path.to_path_buf(),
+                source: errno.into(),
+            },
+        )?;
+        if n == 0 {
+            return Err(StoreError::Corrupt {
                 id: e.id,
                 kind: e.kind,
                 where_: path.to_path_buf(),
                 why: "pack is truncated".into(),
-            }
-        } else {
-            StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
+            });
         }
-    })?;
+    }
     if buf[..RECORD_HEADER] != record_header(e) {
         return Err(StoreError::Corrupt {
             id: e.id,
@@ -387,7 +411,14 @@ pub fn read_record(file: &File, path: &Path, e: &IndexEntry) -> Result<StoredObj
             ),
         });
     }
-    buf.drain(..RECORD_HEADER);
+    Ok(Record { entry: *e, buf })
+}
+
+/// Reads one object record from an open pack and checks its header
+/// against the index entry (not its content: see `StoredObject::decode`).
+pub fn read_record(file: &File, path: &Path, e: &IndexEntry) -> Result<StoredObject> {
+    let (mut buf, start) = read_whole_record(file, path, e)?.into_buf();
+    buf.drain(..start);
     Ok(StoredObject {
         kind: e.kind,
         id: e.id,

@@ -133,28 +133,48 @@ impl Store {
         self.read_index().objects.contains_key(id)
     }
 
+    /// An object's index entry (kind, compression, lengths), if stored.
+    pub fn entry(&self, id: &ObjectId) -> Option<IndexEntry> {
+        self.read_index().objects.get(id).map(|l| l.entry)
+    }
+
     pub(crate) fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The stored (possibly compressed) form of an object, unverified.
     pub fn read_stored(&self, id: &ObjectId, kind: ObjectKind) -> Result<StoredObject> {
+        let rec = self.read_record(id, kind)?;
+        let e = rec.entry;
+        let (mut data, start) = rec.into_buf();
+        data.drain(..start);
+        Ok(StoredObject {
+            kind,
+            id: *id,
+            compression: e.compression,
+            raw_len: e.raw_len,
+            data,
+        })
+    }
+
+    /// An object's whole pack record (header and stored bytes, unverified)
+    /// in one buffer: what a server sends without copying the bytes again.
+    pub fn read_record(&self, id: &ObjectId, kind: ObjectKind) -> Result<pack::Record> {
         let idx = self.read_index();
         let loc = idx
             .objects
             .get(id)
             .ok_or(StoreError::Missing { id: *id, kind })?;
         let p = &idx.packs[loc.pack as usize];
-        let obj = pack::read_record(&p.file, &p.path, &loc.entry)?;
-        if obj.kind != kind {
+        if loc.entry.kind != kind {
             return Err(StoreError::Corrupt {
                 id: *id,
                 kind,
                 where_: p.path.clone(),
-                why: format!("stored as a {}, expected a {kind}", obj.kind),
+                why: format!("stored as a {}, expected a {kind}", loc.entry.kind),
             });
         }
-        Ok(obj)
+        pack::read_whole_record(&p.file, &p.path, &loc.entry)
     }
 
     /// The raw bytes of an object, verified against its id.

@@ -5,9 +5,11 @@
 //! image-less nodes, a wrong secret).
 
 // The store's own tree builder and exact tree comparison, shared as is.
+mod boot;
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[path = "../../store/tests/common/mod.rs"]
 mod common;
+mod delta;
 mod faults;
 mod fixture;
 mod hybrid;

@@ -139,8 +139,18 @@ pub fn install(
     let t0 = std::time::Instant::now();
     progress.begin(Stage::Unpack, Some(debs.len() as u64));
     let claims = Claims::default();
-    let mut unpacked: Vec<Unpacked> = debs
-        .par_iter()
+    // Largest first, handed out one at a time (par_bridge): the kernel
+    // package alone is half the bytes, and starting it last would leave
+    // one core busy long after the other has finished.
+    let mut by_size: Vec<(u64, &DebFile)> = debs
+        .iter()
+        .map(|d| (std::fs::metadata(&d.path).map_or(0, |m| m.len()), d))
+        .collect();
+    by_size.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    let mut unpacked: Vec<Unpacked> = by_size
+        .into_iter()
+        .map(|(_, d)| d)
+        .par_bridge()
         .map(|d| {
             let r = unpack_one(&root, d, arch, &claims);
             progress.advance(Stage::Unpack, 1);
@@ -196,6 +206,29 @@ pub fn install(
         false,
     )?;
     settle_diversions(&root, &mut unpacked, &order, &claims, &decisions)?;
+    let kernel_side = kernel_dependents(&unpacked);
+    if !kernel_side.is_empty() && kernel_side.len() < unpacked.len() {
+        // Configuring everything but the kernel first lets dpkg settle the
+        // initramfs trigger while no initramfs exists yet (a no-op); the
+        // kernel's own postinst then builds the one initramfs from a fully
+        // configured system. One `dpkg --configure -a` would build it twice:
+        // in the kernel's postinst and again when the trigger fires.
+        let first: Vec<&str> = order
+            .iter()
+            .filter(|i| !kernel_side.contains(i))
+            .map(|&i| unpacked[i].info_name.as_str())
+            .collect();
+        let mut argv = vec!["dpkg", "--configure", "--force-unsafe-io"];
+        argv.extend(first);
+        progress.message(Stage::Configure, "dpkg --configure (all but the kernel)");
+        chroot.run(
+            "dpkg --configure (all but the kernel)",
+            &argv,
+            &[],
+            None,
+            false,
+        )?;
+    }
     progress.message(Stage::Configure, "dpkg --configure -a");
     chroot.run(
         "dpkg --configure -a",
@@ -528,6 +561,41 @@ fn write_list(info: &Path, u: &Unpacked) -> Result<(), InstallError> {
     )
 }
 
+/// The packages that ship a kernel image (`/boot/vmlinuz-*`) and every
+/// package that depends on one of them, directly or not: the set that must
+/// be configured after the rest for the initramfs to be built once.
+fn kernel_dependents(pkgs: &[Unpacked]) -> BTreeSet<usize> {
+    let mut set: BTreeSet<usize> = pkgs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            p.report
+                .paths
+                .iter()
+                .any(|f| f.starts_with("/boot/vmlinuz-"))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    loop {
+        let names: BTreeSet<&str> = set
+            .iter()
+            .flat_map(|&i| {
+                std::iter::once(pkgs[i].name.as_str())
+                    .chain(pkgs[i].provides.iter().map(String::as_str))
+            })
+            .collect();
+        let before = set.len();
+        for (i, p) in pkgs.iter().enumerate() {
+            if p.deps.iter().flatten().any(|n| names.contains(n.as_str())) {
+                set.insert(i);
+            }
+        }
+        if set.len() == before {
+            return set;
+        }
+    }
+}
+
 /// Dependency order (dependencies first), deterministic; cycles are cut
 /// where the walk meets them, as dpkg does.
 fn install_order(pkgs: &[Unpacked]) -> Vec<usize> {
@@ -672,4 +740,71 @@ fn write_database(root: &Path, pkgs: &[Unpacked]) -> Result<(), InstallError> {
         write_file(&trig.join(&name), s.as_bytes(), 0o644)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, deps: &[&[&str]], provides: &[&str], files: &[&str]) -> Unpacked {
+        Unpacked {
+            name: name.into(),
+            arch: "amd64".into(),
+            info_name: name.into(),
+            fields: Vec::new(),
+            control: BTreeMap::new(),
+            conffiles: Vec::new(),
+            report: unpack::Report {
+                paths: files.iter().map(|f| f.to_string()).collect(),
+                ..Default::default()
+            },
+            deps: deps
+                .iter()
+                .map(|g| g.iter().map(|n| n.to_string()).collect())
+                .collect(),
+            provides: provides.iter().map(|p| p.to_string()).collect(),
+            has_preinst: false,
+            version: "1".into(),
+            replaces: Vec::new(),
+            relations: Vec::new(),
+            deb_path: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn kernel_and_its_dependents_are_configured_last() {
+        let pkgs = vec![
+            pkg("libc6", &[], &[], &["/usr/lib/libc.so.6"]),
+            pkg(
+                "linux-image-6.1",
+                &[&["kmod"]],
+                &["linux-image"],
+                &["/boot/vmlinuz-6.1"],
+            ),
+            pkg("linux-image-amd64", &[&["linux-image-6.1"]], &[], &[]),
+            // Depends on the kernel only through a virtual package.
+            pkg("firmware-helper", &[&["other", "linux-image"]], &[], &[]),
+            pkg("kmod", &[&["libc6"]], &[], &["/usr/bin/kmod"]),
+            pkg("meta", &[&["linux-image-amd64"], &["kmod"]], &[], &[]),
+        ];
+        let names: Vec<&str> = kernel_dependents(&pkgs)
+            .into_iter()
+            .map(|i| pkgs[i].name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "linux-image-6.1",
+                "linux-image-amd64",
+                "firmware-helper",
+                "meta"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_kernel_means_nothing_deferred() {
+        let pkgs = vec![pkg("libc6", &[], &[], &["/usr/lib/libc.so.6"])];
+        assert!(kernel_dependents(&pkgs).is_empty());
+    }
 }

@@ -241,3 +241,84 @@ pub fn snapshot(root: &Path) -> Vec<String> {
     walk(root, root, &mut out);
     out
 }
+
+/// The number of nodes the server holds (`trusted.vnfs.inodes` on the root).
+pub fn inode_count(mnt: &Path) -> usize {
+    let p = c(mnt);
+    let name = CString::new("trusted.vnfs.inodes").unwrap();
+    let mut buf = [0u8; 32];
+    // SAFETY: NUL-terminated strings, buffer length passed.
+    let n = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    assert!(n > 0, "getxattr: {}", io::Error::last_os_error());
+    std::str::from_utf8(&buf[..n as usize])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Makes the kernel drop unused dentries and inodes (so it sends FORGET
+/// for every node nothing holds).
+pub fn drop_kernel_caches() {
+    sh("sync; echo 2 > /proc/sys/vm/drop_caches");
+}
+
+/// Extended attributes of a path (not following symlinks), sorted.
+pub fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let cp = c(p);
+    let mut names = vec![0u8; 65536];
+    // SAFETY: NUL-terminated path, buffer length passed.
+    let n = unsafe { libc::llistxattr(cp.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    assert!(n >= 0, "{}: {}", p.display(), io::Error::last_os_error());
+    let mut out = Vec::new();
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+    {
+        let cn = CString::new(name).unwrap();
+        let mut v = vec![0u8; 65536];
+        // SAFETY: as above.
+        let len =
+            unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        assert!(len >= 0, "{}: {}", p.display(), io::Error::last_os_error());
+        v.truncate(len as usize);
+        out.push((String::from_utf8_lossy(name).into_owned(), v));
+    }
+    out.sort();
+    out
+}
+
+/// `snapshot` plus each entry's mtime and extended attributes: what a
+/// commit must reproduce exactly.
+pub fn manifest(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = snapshot(root);
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|d| d.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            out.push(format!(
+                "{rel} mtime {}.{:09} xattrs {:?}",
+                m.mtime(),
+                m.mtime_nsec(),
+                xattrs(&p)
+            ));
+            if m.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use vnfs_store::{ObjectId, ObjectKind, StoredObject};
 
+use crate::delta::{self, DELTA_HEADER, DeltaHeader, DeltaStatus, Group};
 use crate::error::{AgentError, Result};
 use crate::proto::{self, CheckinReply, CheckinRequest, FRAME_HEADER, FrameHeader, Refusal};
 
@@ -384,6 +385,146 @@ impl Master {
             *done += 1;
         }
         Ok(())
+    }
+}
+
+/// One group's answer to a delta request.
+#[derive(Debug)]
+pub enum DeltaReply {
+    /// A zstd frame of the targets, made with the bases as prefix
+    /// (`with_prefix`) or without one; `lengths` are the targets' raw
+    /// lengths. Not yet verified.
+    Frame {
+        /// Whether the bases are the frame's reference prefix.
+        with_prefix: bool,
+        /// Raw length of each target, in order.
+        lengths: Vec<u32>,
+        /// The zstd frame.
+        data: Vec<u8>,
+    },
+    /// The master cannot supply this target.
+    Missing(ObjectId),
+}
+
+impl Master {
+    /// Asks for `groups` by delta transfer (`POST /v1/delta/{kind}`); `sink`
+    /// gets each group's index and reply, in order. Returns false, having
+    /// called `sink` for nothing, when the master does not offer delta
+    /// transfer (an older daemon). A connection that breaks mid-stream is
+    /// retried for the groups not yet received only.
+    pub fn delta(
+        &self,
+        kind: ObjectKind,
+        groups: &[Group],
+        sink: &mut dyn FnMut(usize, DeltaReply) -> Result<()>,
+    ) -> Result<bool> {
+        let url = format!("{}/v1/delta/{}", self.base, proto::kind_segment(kind));
+        let mut next = 0usize;
+        let start = Instant::now();
+        let mut pause = self.retry.first;
+        while next < groups.len() {
+            let body = delta::encode_request(&groups[next..]);
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let before = next;
+            let outcome = self.delta_once(&url, &groups[next..], &body, &mut next, sink);
+            match outcome {
+                Ok(true) => pause = self.retry.first,
+                Ok(false) => return Ok(false),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(reason)) => {
+                    if next > before {
+                        pause = self.retry.first;
+                        continue;
+                    }
+                    if start.elapsed() + pause > self.retry.give_up_after {
+                        return Err(AgentError::Http {
+                            url,
+                            reason: format!("{reason} (gave up after retrying)"),
+                        });
+                    }
+                    tracing::warn!("{url}: {reason}; retrying in {pause:?}");
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(self.retry.max);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// One delta request; `next` counts the groups handed to `sink` (it is
+    /// an index into the caller's whole list). Ok(false): not offered.
+    fn delta_once(
+        &self,
+        url: &str,
+        groups: &[Group],
+        body: &[u8],
+        next: &mut usize,
+        sink: &mut dyn FnMut(usize, DeltaReply) -> Result<()>,
+    ) -> std::result::Result<bool, Failure> {
+        self.count_request(url, body.len());
+        let r = self
+            .agent
+            .post(url)
+            .header("content-type", "application/octet-stream")
+            .send(body)
+            .map_err(|e| Failure::Retry(e.to_string()))?;
+        self.count_response(&r);
+        match r.status().as_u16() {
+            200 => {}
+            404 | 405 => return Ok(false),
+            s => return Err(Failure::Retry(format!("HTTP {s}"))),
+        }
+        let protocol = |reason: String| {
+            Failure::Fatal(AgentError::Protocol {
+                url: url.to_string(),
+                reason,
+            })
+        };
+        let cut = |e: std::io::Error| Failure::Retry(format!("reply cut short: {e}"));
+        let mut rd = r.into_body().into_reader();
+        for g in groups {
+            let mut h = [0u8; DELTA_HEADER];
+            rd.read_exact(&mut h).map_err(cut)?;
+            let dh =
+                DeltaHeader::decode(&h).ok_or_else(|| protocol("bad delta frame header".into()))?;
+            if dh.stored_len > vnfs_store::pack::MAX_OBJECT
+                || (dh.status != DeltaStatus::Missing && dh.count as usize != g.targets.len())
+            {
+                return Err(protocol(format!(
+                    "delta frame for {} targets declares {} lengths and {} bytes",
+                    g.targets.len(),
+                    dh.count,
+                    dh.stored_len
+                )));
+            }
+            let mut lengths = vec![0u8; 4 * dh.count as usize];
+            rd.read_exact(&mut lengths).map_err(cut)?;
+            let mut data = vec![0u8; dh.stored_len as usize];
+            rd.read_exact(&mut data).map_err(cut)?;
+            self.counters.received.fetch_add(
+                (DELTA_HEADER + lengths.len() + data.len()) as u64,
+                Ordering::Relaxed,
+            );
+            let reply = match dh.status {
+                DeltaStatus::Missing => {
+                    let id = <[u8; 32]>::try_from(&data[..])
+                        .map_err(|_| protocol("missing-object frame without an id".into()))?;
+                    DeltaReply::Missing(ObjectId(id))
+                }
+                s => DeltaReply::Frame {
+                    with_prefix: s == DeltaStatus::Delta,
+                    lengths: lengths
+                        .chunks_exact(4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                    data,
+                },
+            };
+            sink(*next, reply).map_err(Failure::Fatal)?;
+            *next += 1;
+        }
+        Ok(true)
     }
 }
 

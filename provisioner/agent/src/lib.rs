@@ -1,7 +1,8 @@
 //! vnfs-node: the node side of vnfs provisioning, and the wire protocol the
 //! daemon shares with it.
 //!
-//! Always built: [`proto`] (check-in, objects, batch framing), [`imageconf`]
+//! Always built: [`proto`] (check-in, objects, batch framing), [`delta`]
+//! (livesync's delta transfer: framing and the zstd codec), [`imageconf`]
 //! (an image's hybridize and livesync.skip lists from commit metadata) and
 //! [`glob`] (the path patterns those lists use) and [`hybrid`] (which
 //! paths of an image a node keeps in memory and which it links to the
@@ -10,6 +11,7 @@
 //! a local object cache, assembling the root, hybridization, nodescripts,
 //! livesync and the check-in loop.
 
+pub mod delta;
 pub mod glob;
 pub mod hybrid;
 pub mod imageconf;
@@ -19,6 +21,8 @@ pub mod proto;
 pub mod client;
 #[cfg(feature = "client")]
 pub mod daemon;
+#[cfg(feature = "client")]
+pub mod deltafetch;
 #[cfg(feature = "client")]
 pub mod error;
 #[cfg(feature = "client")]

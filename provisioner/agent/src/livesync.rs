@@ -1,7 +1,8 @@
 //! Applying a livesync on a running node: fetch the new commit's trees
 //! (only those the cache lacks), build the node's view, diff it against
 //! the view the node runs (Merkle: unchanged subtrees cost nothing), fetch
-//! only the chunks of changed files, then change the root in place:
+//! only the chunks of changed files, by delta against their old versions
+//! (`crate::deltafetch`), then change the root in place:
 //! removals deepest first; new and changed entries staged with the store's
 //! checkout in a directory inside the root and renamed over their paths
 //! (each replacement atomic); hard links re-made; directory metadata
@@ -13,13 +14,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use vnfs_store::diff::Change;
-use vnfs_store::{
-    Commit, Entry, EntryKind, Extent, Meta, NoProgress, ObjectId, ObjectKind, Store, Tree,
-};
+use vnfs_store::{Commit, Entry, EntryKind, Meta, NoProgress, ObjectId, ObjectKind, Store, Tree};
 
 use crate::client::Master;
+use crate::deltafetch;
 use crate::error::{AgentError, Result, io};
-use crate::fetch::{self, FetchStats};
+use crate::fetch::FetchStats;
 use crate::glob::any_covers;
 use crate::proto::{LivesyncOrder, LivesyncReport};
 use crate::provision::{open_cache, parse_commit, prepare_view};
@@ -100,11 +100,11 @@ fn apply_inner(
         source,
     })?;
     let plan = plan(&cache, &old_view, &view.commit, &skip)?;
-    let mut needed = BTreeMap::new();
-    for (_, e) in &plan.write {
-        collect_chunks(&cache, e, &mut needed)?;
+    let mut files = Vec::new();
+    for (p, e) in &plan.write {
+        collect_files(&cache, p, e, &mut files)?;
     }
-    fetch::chunks(master, &cache, &needed, threads, &mut stats)?;
+    deltafetch::chunks(master, &cache, &old_view, &files, threads, &mut stats)?;
     let new_commit = cache.read_commit(&view.commit)?;
     execute(&cache, &state.root, &plan, &new_commit)?;
     report.written = plan.write.len() as u64 + plan.dir_meta.len() as u64;
@@ -188,24 +188,23 @@ fn ancestors(p: &[u8]) -> impl Iterator<Item = &[u8]> {
         .map(move |(i, _)| &p[..i])
 }
 
-/// Chunks an entry (a file, or every file under a directory) needs.
-fn collect_chunks(cache: &Store, e: &Entry, out: &mut BTreeMap<ObjectId, u64>) -> Result<()> {
+/// The files an entry brings: itself, or every file under a directory,
+/// with their root-relative paths.
+fn collect_files(
+    cache: &Store,
+    path: &[u8],
+    e: &Entry,
+    out: &mut Vec<(Vec<u8>, Entry)>,
+) -> Result<()> {
     match &e.kind {
-        EntryKind::File { extents, .. } => {
-            for x in extents {
-                if let Extent::Data { id, len } = x {
-                    out.insert(*id, *len);
-                }
-            }
-        }
+        EntryKind::File { .. } => out.push((path.to_vec(), e.clone())),
         EntryKind::Dir { tree } => {
-            cache.walk(tree, &mut |_, c| {
-                if let EntryKind::File { extents, .. } = &c.kind {
-                    for x in extents {
-                        if let Extent::Data { id, len } = x {
-                            out.insert(*id, *len);
-                        }
-                    }
+            cache.walk(tree, &mut |rel, c| {
+                if let EntryKind::File { .. } = &c.kind {
+                    let mut p = path.to_vec();
+                    p.push(b'/');
+                    p.extend_from_slice(rel);
+                    out.push((p, c.clone()));
                 }
                 Ok(true)
             })?;

@@ -7,6 +7,7 @@
 //! | `POST /v1/checkin` | [`CheckinRequest`] | [`CheckinReply`], or [`Refusal`] with 403 (disabled, no image, bad secret) |
 //! | `GET /v1/object/{kind}/{id}` | — | the stored bytes; `ETag` = id, `Cache-Control: immutable`, [`HDR_COMPRESSION`], [`HDR_RAW_LENGTH`] |
 //! | `POST /v1/objects/{kind}` | ids, 32 bytes each, concatenated | frames, see [`FrameHeader`] |
+//! | `POST /v1/delta/{kind}` | groups of base and target ids, see [`crate::delta`] | per group: header, raw lengths, one zstd frame |
 //! | `POST /v1/livesync/{mac}` | [`LivesyncReport`] | 204 |
 //! | `GET /boot/{mac}` | — | iPXE script |
 //! | `GET /boot/{mac}/kernel`, `/boot/{mac}/initrd` | — | the files from the node's image |

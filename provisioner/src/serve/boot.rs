@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use vnfs_node::imageconf::ImageConfig;
-use vnfs_store::{Entry, EntryKind, Extent, ObjectId, ObjectKind, Store};
+use vnfs_store::{Entry, EntryKind, Extent, ObjectId, ObjectKind, Store, StoreError};
 
 use super::{Daemon, lock};
 use crate::export::lookup;
@@ -37,7 +37,12 @@ fn target(d: &Daemon, mac: &str) -> Result<Target, String> {
         .commit(&node.vnfs)
         .and_then(ObjectId::from_hex)
         .ok_or_else(|| format!("node {} has no VNFS image in the store", node.hostname))?;
-    let c = d.store.read_commit(&commit).map_err(|e| e.to_string())?;
+    let c = match d.store.read_commit(&commit) {
+        // A commit made since the daemon last read the pack indexes.
+        Err(StoreError::Missing { .. }) if d.reload_store_now() => d.store.read_commit(&commit),
+        r => r,
+    }
+    .map_err(|e| e.to_string())?;
     let config = ImageConfig::from_metadata(&c.metadata).map_err(|e| e.to_string())?;
     Ok(Target {
         hostname: node.hostname,

@@ -1,6 +1,6 @@
 //! `vnfs serve`: the provisioning daemon. HTTP on axum/tokio:
 //! node check-in ([`checkin`]), objects by id and in streamed batches
-//! ([`objects`]), per-node iPXE scripts, kernels and initrds ([`boot`]),
+//! ([`objects`]), livesync's delta transfer ([`delta`]), per-node iPXE scripts, kernels and initrds ([`boot`]),
 //! and livesync reports ([`checkin::livesync_report`]). The wire types are
 //! in `vnfs_node::proto`, shared with the agent.
 //!
@@ -12,6 +12,7 @@
 
 pub mod boot;
 pub mod checkin;
+pub mod delta;
 pub mod objects;
 
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub struct Daemon {
     pub options: Options,
     last_reload: Mutex<Instant>,
     export_lock: Mutex<()>,
+    delta_slots: delta::Slots,
+    delta_cache: Mutex<delta::FrameCache>,
 }
 
 /// Shortest pause between two store index reloads triggered by misses: a
@@ -87,6 +90,8 @@ impl Daemon {
             options,
             last_reload: Mutex::new(Instant::now() - RELOAD_EVERY),
             export_lock: Mutex::new(()),
+            delta_slots: delta::Slots::default(),
+            delta_cache: Mutex::new(delta::FrameCache::default()),
         })
     }
 
@@ -99,6 +104,20 @@ impl Daemon {
         }
         *last = Instant::now();
         drop(last);
+        match self.store.reload_index() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("reloading the store index: {e}");
+                false
+            }
+        }
+    }
+
+    /// Re-reads the store's pack indexes now: for a commit that a ref
+    /// names, so it must be there (written by `vnfs commit` since the last
+    /// reload), unlike an id a client made up.
+    pub fn reload_store_now(&self) -> bool {
+        *lock(&self.last_reload) = Instant::now();
         match self.store.reload_index() {
             Ok(()) => true,
             Err(e) => {
@@ -132,6 +151,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/livesync/{mac}", post(checkin::livesync_report))
         .route("/v1/object/{kind}/{id}", get(objects::object))
         .route("/v1/objects/{kind}", post(objects::batch))
+        .route("/v1/delta/{kind}", post(delta::delta))
         .route("/boot/{mac}", get(boot::script))
         .route("/boot/{mac}/{file}", get(boot::file))
         .with_state(d)

@@ -16,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use vnfs_node::proto::{self, FrameHeader};
+use vnfs_store::pack::Record;
 use vnfs_store::{Compression, ObjectId, ObjectKind, StoreError, StoredObject};
 
 use super::Daemon;
@@ -32,6 +33,15 @@ fn parse(kind: &str, id: &str) -> Option<(ObjectKind, ObjectId)> {
 pub fn read(d: &Daemon, id: &ObjectId, kind: ObjectKind) -> Result<StoredObject, StoreError> {
     match d.store.read_stored(id, kind) {
         Err(StoreError::Missing { .. }) if d.reload_store() => d.store.read_stored(id, kind),
+        r => r,
+    }
+}
+
+/// Reads an object's whole pack record, reloading the store index once on
+/// a miss.
+fn read_record(d: &Daemon, id: &ObjectId, kind: ObjectKind) -> Result<Record, StoreError> {
+    match d.store.read_record(id, kind) {
+        Err(StoreError::Missing { .. }) if d.reload_store() => d.store.read_record(id, kind),
         r => r,
     }
 }
@@ -64,10 +74,13 @@ pub async fn object(
             .into_response();
     }
     // A pread from the page cache is a few microseconds: cheaper inline
-    // than a hop to the blocking pool.
-    match read(&d, &id, kind) {
-        Ok(obj) => {
-            let mut r = Response::new(Body::from(obj.data));
+    // than a hop to the blocking pool. The record is read whole into one
+    // buffer and its stored bytes are sent from there, uncopied.
+    match read_record(&d, &id, kind) {
+        Ok(rec) => {
+            let e = rec.entry;
+            let (buf, start) = rec.into_buf();
+            let mut r = Response::new(Body::from(Bytes::from(buf).slice(start..)));
             let h = r.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
@@ -79,9 +92,9 @@ pub async fn object(
             }
             h.insert(
                 proto::HDR_COMPRESSION,
-                HeaderValue::from_static(proto::compression_name(obj.compression)),
+                HeaderValue::from_static(proto::compression_name(e.compression)),
             );
-            h.insert(proto::HDR_RAW_LENGTH, HeaderValue::from(obj.raw_len));
+            h.insert(proto::HDR_RAW_LENGTH, HeaderValue::from(e.raw_len));
             r
         }
         Err(StoreError::Missing { .. }) => {

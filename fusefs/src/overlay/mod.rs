@@ -2,24 +2,30 @@
 //! disk, and every namespace operation with the errno a Linux file system
 //! would give. All of it runs under one mutex; the slow parts of reads and
 //! writes (chunk decompression, data I/O) run outside it in `ops`.
+//! `load` finds entries, `copyup` brings them into the upper layer,
+//! `forget` frees nodes the kernel no longer holds.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod copyup;
+mod forget;
+mod load;
+
+use copyup::Up;
+
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use fuser::FileAttr;
-use vnfs_store::{Entry, EntryKind};
-
 use crate::inode::{self, DirInfo, LowerInfo, LowerKind, Node};
-use crate::lower::{FileData, Lower, find};
+use crate::lower::{FileData, Lower};
 use crate::sys;
 use crate::upper::{self, Layout, REDIRECT};
+use fuser::FileAttr;
 
 /// An errno value.
 pub type Errno = i32;
@@ -72,6 +78,10 @@ struct Tables {
     link_keys: HashMap<Vec<u8>, u64>,
     /// Upper (st_dev, st_ino) of multiply-linked files → node.
     upper_links: HashMap<(u64, u64), u64>,
+    /// Upper files whose last name was removed while the kernel still held
+    /// them (maybe open): kept under `work/` until the node is freed, so
+    /// fstat, fchmod and reads through /proc/PID/fd keep working.
+    orphans: HashMap<u64, PathBuf>,
 }
 
 /// The merged view of one mount.
@@ -125,6 +135,17 @@ impl Overlay {
     pub fn new(lower: Arc<Lower>, layout: Layout) -> io::Result<Overlay> {
         let up = layout.upper();
         fs::create_dir_all(layout.work())?;
+        // What a server that died left in work/: half-made entries and
+        // orphans nothing can reach any more.
+        for e in fs::read_dir(layout.work())? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                upper::remove_tree(&p)?;
+            } else {
+                fs::remove_file(&p)?;
+            }
+        }
         if fs::symlink_metadata(&up).is_err() {
             let tmp = layout.tmp();
             fs::create_dir(&tmp)?;
@@ -133,22 +154,14 @@ impl Overlay {
             fs::rename(&tmp, &up)?;
         }
         let mut nodes = HashMap::new();
-        nodes.insert(
-            ROOT,
-            Node {
-                parent: ROOT,
-                name: Vec::new(),
-                more_names: Vec::new(),
-                ftype: libc::S_IFDIR,
-                lower: None,
-                link_key: None,
-                dir: Some(DirInfo {
-                    lower: upper::redirect_of(&up)?,
-                    children: None,
-                }),
-                unlinked: false,
-            },
-        );
+        let mut root = Node::new(ROOT, Vec::new(), libc::S_IFDIR);
+        root.dir = Some(DirInfo {
+            lower: upper::redirect_of(&up)?,
+            ..Default::default()
+        });
+        // The kernel holds the root from mount to unmount without counting it.
+        root.nlookup = 1;
+        nodes.insert(ROOT, root);
         Ok(Overlay {
             lower,
             layout,
@@ -157,6 +170,7 @@ impl Overlay {
                 next: ROOT + 1,
                 link_keys: HashMap::new(),
                 upper_links: HashMap::new(),
+                orphans: HashMap::new(),
             }),
         })
     }
@@ -180,8 +194,12 @@ impl Overlay {
         ino
     }
 
-    /// Upper path of a node's first name.
+    /// Upper path of a node's first name (for a node with no name left,
+    /// its orphan under `work/`, if it has one).
     fn path_of(&self, t: &Tables, ino: u64) -> R<PathBuf> {
+        if Self::node(t, ino)?.unlinked {
+            return t.orphans.get(&ino).cloned().ok_or(libc::ENOENT);
+        }
         let mut names = Vec::new();
         let mut cur = ino;
         while cur != ROOT {
@@ -203,273 +221,6 @@ impl Overlay {
         Ok(self.path_of(t, parent)?.join(OsStr::from_bytes(name)))
     }
 
-    /// True if the directory's lower content has `name` (so deleting it
-    /// needs a whiteout).
-    fn lower_has(&self, t: &Tables, dir: u64, name: &[u8]) -> R<bool> {
-        let Some(lp) = Self::node(t, dir)?
-            .dir
-            .as_ref()
-            .and_then(|d| d.lower.clone())
-        else {
-            return Ok(false);
-        };
-        let Some(Entry {
-            kind: EntryKind::Dir { tree },
-            ..
-        }) = self.lower.resolve(&lp).map_err(store_err)?
-        else {
-            return Ok(false);
-        };
-        let tree = self.lower.tree(&tree).map_err(store_err)?;
-        Ok(find(&tree, name).is_some())
-    }
-
-    fn lower_node(&self, t: &mut Tables, parent: u64, e: &Entry, path: Vec<u8>) -> R<u64> {
-        let plain = |kind: LowerKind, ftype: u32, nlink: u32, dir: Option<DirInfo>| Node {
-            parent,
-            name: e.name.clone(),
-            more_names: Vec::new(),
-            ftype,
-            lower: Some(LowerInfo {
-                kind,
-                meta: e.meta.clone(),
-                nlink,
-            }),
-            link_key: None,
-            dir,
-            unlinked: false,
-        };
-        let node = match &e.kind {
-            EntryKind::Dir { .. } => plain(
-                LowerKind::Dir,
-                libc::S_IFDIR,
-                1,
-                Some(DirInfo {
-                    lower: Some(path),
-                    children: None,
-                }),
-            ),
-            EntryKind::File { size, extents } => {
-                if let Some(group) = self.lower.group(&path) {
-                    let data = Arc::new(FileData::new(*size, extents.clone()));
-                    return self.keyed(t, parent, &e.name, path, group.len(), || {
-                        Ok((data, e.meta.clone()))
-                    });
-                }
-                plain(
-                    LowerKind::File(Arc::new(FileData::new(*size, extents.clone()))),
-                    libc::S_IFREG,
-                    1,
-                    None,
-                )
-            }
-            EntryKind::HardLink { target } => {
-                let n = self.lower.group(target).map_or(1, |g| g.len());
-                return self.keyed(t, parent, &e.name, target.clone(), n, || {
-                    match self.lower.resolve(target).map_err(store_err)? {
-                        Some(Entry {
-                            kind: EntryKind::File { size, extents },
-                            meta,
-                            ..
-                        }) => Ok((Arc::new(FileData::new(size, extents)), meta)),
-                        _ => Err(store_err(format!(
-                            "hard link {} points at {}, which is not a file",
-                            String::from_utf8_lossy(&path),
-                            String::from_utf8_lossy(target)
-                        ))),
-                    }
-                });
-            }
-            EntryKind::Symlink { target } => {
-                plain(LowerKind::Symlink(target.clone()), libc::S_IFLNK, 1, None)
-            }
-            EntryKind::CharDev { major, minor } => {
-                plain(LowerKind::Char(*major, *minor), libc::S_IFCHR, 1, None)
-            }
-            EntryKind::BlockDev { major, minor } => {
-                plain(LowerKind::Block(*major, *minor), libc::S_IFBLK, 1, None)
-            }
-            EntryKind::Fifo => plain(LowerKind::Fifo, libc::S_IFIFO, 1, None),
-        };
-        Ok(Self::new_node(t, node))
-    }
-
-    /// The one node of a lower hard-link group, made on first sight.
-    fn keyed(
-        &self,
-        t: &mut Tables,
-        parent: u64,
-        name: &[u8],
-        key: Vec<u8>,
-        nlink: usize,
-        data: impl FnOnce() -> R<(Arc<FileData>, vnfs_store::Meta)>,
-    ) -> R<u64> {
-        if let Some(&ino) = t.link_keys.get(&key) {
-            let n = Self::node_mut(t, ino)?;
-            // Once copied up, the group's names were linked in the upper
-            // layer; a name met here was not reachable then (moved by a
-            // directory rename) and gets its own inode.
-            if n.lower.is_some() {
-                let known = (n.parent == parent && n.name == name)
-                    || n.more_names.iter().any(|(p, m)| *p == parent && m == name);
-                if !known {
-                    n.more_names.push((parent, name.to_vec()));
-                }
-                return Ok(ino);
-            }
-        }
-        let (data, meta) = data()?;
-        let ino = Self::new_node(
-            t,
-            Node {
-                parent,
-                name: name.to_vec(),
-                more_names: Vec::new(),
-                ftype: libc::S_IFREG,
-                lower: Some(LowerInfo {
-                    kind: LowerKind::File(data),
-                    meta,
-                    nlink: nlink as u32,
-                }),
-                link_key: Some(key.clone()),
-                dir: None,
-                unlinked: false,
-            },
-        );
-        t.link_keys.entry(key).or_insert(ino);
-        Ok(ino)
-    }
-
-    /// Lists a directory into its node once; later edits keep it current.
-    fn load(&self, t: &mut Tables, ino: u64) -> R<()> {
-        let node = Self::node(t, ino)?;
-        let Some(dir) = &node.dir else {
-            return Err(libc::ENOTDIR);
-        };
-        if dir.children.is_some() {
-            return Ok(());
-        }
-        let lower_path = dir.lower.clone();
-        let is_upper = node.is_upper();
-        let mut map = BTreeMap::new();
-        let mut shadowed = HashSet::new();
-        if is_upper {
-            let path = self.path_of(t, ino)?;
-            let rd = fs::read_dir(&path).map_err(|e| {
-                tracing::error!("{}: {e}", path.display());
-                io_err(e)
-            })?;
-            for de in rd {
-                let de = de.map_err(io_err)?;
-                let name = de.file_name().as_bytes().to_vec();
-                let cp = path.join(de.file_name());
-                let Some(st) = lstat_opt(&cp)? else { continue };
-                shadowed.insert(name.clone());
-                if sys::is_whiteout(&st) {
-                    continue;
-                }
-                let ftype = st.st_mode & libc::S_IFMT;
-                let key = (st.st_dev, st.st_ino);
-                if ftype == libc::S_IFREG
-                    && st.st_nlink > 1
-                    && let Some(&other) = t.upper_links.get(&key)
-                {
-                    let n = Self::node_mut(t, other)?;
-                    if !(n.parent == ino && n.name == name) {
-                        n.more_names.push((ino, name.clone()));
-                    }
-                    map.insert(name, other);
-                    continue;
-                }
-                let dir = if ftype == libc::S_IFDIR {
-                    Some(DirInfo {
-                        lower: upper::redirect_of(&cp).map_err(io_err)?,
-                        children: None,
-                    })
-                } else {
-                    None
-                };
-                let child = Self::new_node(
-                    t,
-                    Node {
-                        parent: ino,
-                        name: name.clone(),
-                        more_names: Vec::new(),
-                        ftype,
-                        lower: None,
-                        link_key: None,
-                        dir,
-                        unlinked: false,
-                    },
-                );
-                if ftype == libc::S_IFREG && st.st_nlink > 1 {
-                    t.upper_links.insert(key, child);
-                }
-                map.insert(name, child);
-            }
-        }
-        if let Some(lp) = lower_path
-            && let Some(Entry {
-                kind: EntryKind::Dir { tree },
-                ..
-            }) = self.lower.resolve(&lp).map_err(store_err)?
-        {
-            let tree = self.lower.tree(&tree).map_err(store_err)?;
-            for e in &tree.entries {
-                if shadowed.contains(&e.name) {
-                    continue;
-                }
-                let child = self.lower_node(t, ino, e, join(&lp, &e.name))?;
-                map.insert(e.name.clone(), child);
-            }
-        }
-        if let Some(d) = Self::node_mut(t, ino)?.dir.as_mut() {
-            d.children = Some(map);
-        }
-        Ok(())
-    }
-
-    fn child(&self, t: &mut Tables, parent: u64, name: &[u8]) -> R<Option<u64>> {
-        self.load(t, parent)?;
-        Ok(Self::node(t, parent)?
-            .dir
-            .as_ref()
-            .and_then(|d| d.children.as_ref())
-            .and_then(|c| c.get(name).copied()))
-    }
-
-    fn children_mut(t: &mut Tables, dir: u64) -> R<&mut BTreeMap<Vec<u8>, u64>> {
-        Self::node_mut(t, dir)?
-            .dir
-            .as_mut()
-            .and_then(|d| d.children.as_mut())
-            .ok_or(libc::EIO)
-    }
-
-    fn is_empty_dir(&self, t: &mut Tables, ino: u64) -> R<bool> {
-        self.load(t, ino)?;
-        Ok(Self::node(t, ino)?
-            .dir
-            .as_ref()
-            .and_then(|d| d.children.as_ref())
-            .is_none_or(|c| c.is_empty()))
-    }
-
-    /// Resolves a root-relative path in the merged view.
-    fn resolve(&self, t: &mut Tables, path: &[u8]) -> R<Option<u64>> {
-        let mut cur = ROOT;
-        for comp in path.split(|&b| b == b'/') {
-            if Self::node(t, cur)?.dir.is_none() {
-                return Ok(None);
-            }
-            match self.child(t, cur, comp)? {
-                Some(c) => cur = c,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(cur))
-    }
-
     fn attr_of(&self, t: &Tables, ino: u64, fd: Option<&File>) -> R<(FileAttr, Duration)> {
         let n = Self::node(t, ino)?;
         if let Some(l) = &n.lower {
@@ -477,10 +228,18 @@ impl Overlay {
         }
         let st = match fd {
             Some(f) => sys::fstat(std::os::fd::AsRawFd::as_raw_fd(f)).map_err(io_err)?,
-            None if n.unlinked => return Err(libc::ENOENT),
             None => sys::lstat(&self.path_of(t, ino)?).map_err(io_err)?,
         };
-        Ok((inode::upper_attr(ino, &st), UPPER_TTL))
+        let mut attr = inode::upper_attr(ino, &st);
+        if n.unlinked {
+            // Its orphan link under work/ does not count.
+            attr.nlink = 0;
+        }
+        if let Some(d) = &n.data {
+            // The sparse upper file has no blocks; the content has.
+            attr.blocks = d.size.div_ceil(512);
+        }
+        Ok((attr, UPPER_TTL))
     }
 
     /// Attributes and cache time of a node (`fd`: an open upper file).
@@ -489,14 +248,16 @@ impl Overlay {
         self.attr_of(&t, ino, fd)
     }
 
-    /// Looks a name up.
+    /// Looks a name up; the kernel counts the entry it receives.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> R<(FileAttr, Duration)> {
         if name.len() > NAME_MAX {
             return Err(libc::ENAMETOOLONG);
         }
         let mut t = self.lock();
         let ino = self.child(&mut t, parent, name)?.ok_or(libc::ENOENT)?;
-        self.attr_of(&t, ino, None)
+        let r = self.attr_of(&t, ino, None)?;
+        Self::counted(&mut t, ino);
+        Ok(r)
     }
 
     /// The directory's entries: (name, inode, file type bits).
@@ -509,8 +270,8 @@ impl Overlay {
             (b".".to_vec(), ino, libc::S_IFDIR),
             (b"..".to_vec(), parent, libc::S_IFDIR),
         ];
-        if let Some(c) = n.dir.as_ref().and_then(|d| d.children.as_ref()) {
-            for (name, &child) in c {
+        if let Some(d) = n.dir.as_ref() {
+            for (name, &child) in &d.children {
                 let ft = t.nodes.get(&child).map_or(libc::S_IFREG, |n| n.ftype);
                 out.push((name.clone(), child, ft));
             }
@@ -518,10 +279,28 @@ impl Overlay {
         Ok(out)
     }
 
-    /// Attributes for readdirplus entries (`.`/`..` included).
-    pub fn attrs(&self, inos: &[u64]) -> Vec<R<(FileAttr, Duration)>> {
-        let t = self.lock();
-        inos.iter().map(|&i| self.attr_of(&t, i, None)).collect()
+    /// Entries for readdirplus, looked up by name (a node listed at
+    /// opendir may have been freed since). Each entry but `.` and `..` is
+    /// counted as a lookup: the caller gives back, with `forget_many`, the
+    /// ones it could not send.
+    pub fn lookup_listed(&self, dir: u64, names: &[&[u8]]) -> Vec<R<(FileAttr, Duration)>> {
+        let mut t = self.lock();
+        names
+            .iter()
+            .map(|&name| {
+                let ino = match name {
+                    b"." => return self.attr_of(&t, dir, None),
+                    b".." => {
+                        let p = Self::node(&t, dir)?.parent;
+                        return self.attr_of(&t, p, None);
+                    }
+                    _ => self.child(&mut t, dir, name)?.ok_or(libc::ENOENT)?,
+                };
+                let r = self.attr_of(&t, ino, None)?;
+                Self::counted(&mut t, ino);
+                Ok(r)
+            })
+            .collect()
     }
 
     /// A symlink's target.
@@ -536,142 +315,6 @@ impl Overlay {
             Some(_) => Err(libc::EINVAL),
             None => sys::readlink(&self.path_of(&t, ino)?).map_err(io_err),
         }
-    }
-
-    /// Copies a node (and its parents) into the upper layer. `keep` limits
-    /// the content copied (a truncate or O_TRUNC needs none of the rest).
-    fn copy_up(&self, t: &mut Tables, ino: u64, keep: Option<u64>) -> R<()> {
-        let n = Self::node(t, ino)?;
-        let Some(info) = n.lower.clone() else {
-            return Ok(());
-        };
-        if n.unlinked {
-            return Err(libc::ENOENT);
-        }
-        let (parent, name, key) = (n.parent, n.name.clone(), n.link_key.clone());
-        let redirect = n.dir.as_ref().and_then(|d| d.lower.clone());
-        // The other names of a lower hard link, found before anything
-        // changes, so they are linked to the copy and stay one inode.
-        let mut others = Vec::new();
-        if let Some(k) = &key
-            && let Some(group) = self.lower.group(k)
-        {
-            for p in group.iter() {
-                let (dir, base) = match p.iter().rposition(|&b| b == b'/') {
-                    Some(i) => (&p[..i], &p[i + 1..]),
-                    None => (&p[..0], &p[..]),
-                };
-                let dino = if dir.is_empty() {
-                    Some(ROOT)
-                } else {
-                    self.resolve(t, dir)?
-                };
-                if let Some(d) = dino
-                    && (d, base) != (parent, name.as_slice())
-                    && self.child(t, d, base)? == Some(ino)
-                {
-                    others.push((d, base.to_vec()));
-                }
-            }
-        }
-        self.copy_up(t, parent, None)?;
-        let dst = self.child_path(t, parent, &name)?;
-        let tmp = self.layout.tmp();
-        let made = (|| -> io::Result<()> {
-            match &info.kind {
-                LowerKind::Dir => {
-                    fs::create_dir(&tmp)?;
-                    if let Some(r) = &redirect {
-                        sys::set_xattr(&tmp, REDIRECT, &upper::encode_redirect(r), 0)?;
-                    }
-                }
-                LowerKind::File(data) => {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)?;
-                    let len = keep.unwrap_or(data.size).min(data.size);
-                    let mut at = 0u64;
-                    for x in data.extents() {
-                        if at >= len {
-                            break;
-                        }
-                        let take = x.len().min(len - at);
-                        if let vnfs_store::Extent::Data { .. } = x {
-                            let bytes = self
-                                .lower
-                                .read(data, at, take as usize)
-                                .map_err(|e| io::Error::other(e.to_string()))?;
-                            f.write_all_at(&bytes, at)?;
-                        }
-                        at += take;
-                    }
-                    f.set_len(len)?;
-                }
-                LowerKind::Symlink(target) => sys::symlink(target, &tmp)?,
-                LowerKind::Char(ma, mi) => {
-                    sys::mknod(&tmp, libc::S_IFCHR | 0o600, sys::make_dev(*ma, *mi))?
-                }
-                LowerKind::Block(ma, mi) => {
-                    sys::mknod(&tmp, libc::S_IFBLK | 0o600, sys::make_dev(*ma, *mi))?
-                }
-                LowerKind::Fifo => sys::mknod(&tmp, libc::S_IFIFO | 0o600, 0)?,
-            }
-            let symlink = matches!(info.kind, LowerKind::Symlink(_));
-            upper::apply_meta(&tmp, &info.meta, symlink)?;
-            sys::rename2(&tmp, &dst, libc::RENAME_NOREPLACE)
-        })();
-        if let Err(e) = made {
-            tracing::error!("copy-up of {}: {e}", dst.display());
-            let _ = fs::remove_file(&tmp).or_else(|_| fs::remove_dir(&tmp));
-            return Err(io_err(e));
-        }
-        let mut linked = Vec::new();
-        for (d, base) in others {
-            self.copy_up(t, d, None)?;
-            let p = self.child_path(t, d, &base)?;
-            fs::hard_link(&dst, &p).map_err(|e| {
-                tracing::error!("linking {} to {}: {e}", p.display(), dst.display());
-                io_err(e)
-            })?;
-            linked.push((d, base));
-        }
-        if !linked.is_empty()
-            && let Some(st) = lstat_opt(&dst)?
-        {
-            t.upper_links.insert((st.st_dev, st.st_ino), ino);
-        }
-        let n = Self::node_mut(t, ino)?;
-        n.lower = None;
-        if key.is_some() {
-            n.more_names = linked;
-        }
-        Ok(())
-    }
-
-    /// Copies up the lower hard-link groups with a name under `lower_dir`,
-    /// before that directory moves (their link targets are paths).
-    fn copy_up_links_under(&self, t: &mut Tables, ino: u64) -> R<()> {
-        let Some(lp) = Self::node(t, ino)?
-            .dir
-            .as_ref()
-            .and_then(|d| d.lower.clone())
-        else {
-            return Ok(());
-        };
-        for target in self.lower.groups_touching(&lp) {
-            let node = match t.link_keys.get(&target) {
-                Some(&n) => Some(n),
-                None => self.resolve(t, &target)?,
-            };
-            if let Some(n) = node
-                && Self::node(t, n)?.link_key.as_deref() == Some(target.as_slice())
-            {
-                self.copy_up(t, n, None)?;
-            }
-        }
-        Ok(())
     }
 
     fn whiteout_at(&self, path: &std::path::Path) -> R<()> {
@@ -705,7 +348,7 @@ impl Overlay {
         if self.child(&mut t, parent, name)?.is_some() {
             return Err(libc::EEXIST);
         }
-        self.copy_up(&mut t, parent, None)?;
+        self.copy_up(&mut t, parent, Up::Meta)?;
         let ppath = self.path_of(&t, parent)?;
         let pst = sys::lstat(&ppath).map_err(io_err)?;
         let sgid = pst.st_mode & libc::S_ISGID != 0;
@@ -762,22 +405,15 @@ impl Overlay {
             let _ = fs::remove_file(&tmp).or_else(|_| fs::remove_dir(&tmp));
             return Err(e);
         }
-        let ino = Self::new_node(
-            &mut t,
-            Node {
-                parent,
-                name: name.to_vec(),
-                more_names: Vec::new(),
-                ftype,
-                lower: None,
-                link_key: None,
-                dir: is_dir.then(|| DirInfo {
-                    lower: None,
-                    children: Some(BTreeMap::new()),
-                }),
-                unlinked: false,
-            },
-        );
+        let mut node = Node::new(parent, name.to_vec(), ftype);
+        node.dir = is_dir.then(|| DirInfo {
+            lower: None,
+            children: BTreeMap::new(),
+            complete: true,
+        });
+        // The kernel counts the entry it is given.
+        node.nlookup = 1;
+        let ino = Self::new_node(&mut t, node);
         Self::children_mut(&mut t, parent)?.insert(name.to_vec(), ino);
         let (attr, ttl) = self.attr_of(&t, ino, file.as_ref())?;
         Ok((attr, ttl, file))
@@ -793,8 +429,8 @@ impl Overlay {
         if self.child(&mut t, newparent, newname)?.is_some() {
             return Err(libc::EEXIST);
         }
-        self.copy_up(&mut t, ino, None)?;
-        self.copy_up(&mut t, newparent, None)?;
+        self.copy_up(&mut t, ino, Up::Meta)?;
+        self.copy_up(&mut t, newparent, Up::Meta)?;
         let src = self.path_of(&t, ino)?;
         let dst = self.child_path(&t, newparent, newname)?;
         if lstat_opt(&dst)?.is_some() {
@@ -806,15 +442,50 @@ impl Overlay {
         }
         let st = sys::lstat(&dst).map_err(io_err)?;
         t.upper_links.insert((st.st_dev, st.st_ino), ino);
-        Self::node_mut(&mut t, ino)?
-            .more_names
-            .push((newparent, newname.to_vec()));
+        let n = Self::node_mut(&mut t, ino)?;
+        n.more_names.push((newparent, newname.to_vec()));
+        n.upper_linked = true;
         Self::children_mut(&mut t, newparent)?.insert(newname.to_vec(), ino);
-        self.attr_of(&t, ino, None)
+        let r = self.attr_of(&t, ino, None)?;
+        Self::counted(&mut t, ino);
+        Ok(r)
     }
 
-    /// Forgets one name of a node (after it was unlinked or replaced).
-    fn drop_name(t: &mut Tables, ino: u64, parent: u64, name: &[u8]) {
+    /// Before a name of `ino` at upper `path` is removed: whether the upper
+    /// inode keeps other names, and if not while the kernel still holds
+    /// the node (maybe open), a second link under `work/` that keeps the
+    /// inode reachable.
+    fn removing(&self, t: &Tables, ino: u64, path: &std::path::Path) -> R<Removal> {
+        let n = Self::node(t, ino)?;
+        if !n.is_upper() || n.is_dir() {
+            return Ok(Removal::default());
+        }
+        let Some(st) = lstat_opt(path)?.filter(|st| !sys::is_whiteout(st)) else {
+            return Ok(Removal::default());
+        };
+        if st.st_nlink > 1 {
+            return Ok(Removal {
+                others: true,
+                orphan: None,
+            });
+        }
+        if n.nlookup == 0 {
+            return Ok(Removal::default());
+        }
+        let orphan = self.layout.work().join(format!("orphan-{ino}"));
+        fs::hard_link(path, &orphan).map_err(|e| {
+            tracing::error!("keeping {} as {}: {e}", path.display(), orphan.display());
+            io_err(e)
+        })?;
+        Ok(Removal {
+            others: false,
+            orphan: Some(orphan),
+        })
+    }
+
+    /// Forgets one name of a node (after it was unlinked or replaced); a
+    /// node left with no name and no kernel reference is freed.
+    fn drop_name(t: &mut Tables, ino: u64, parent: u64, name: &[u8], gone: Removal) {
         if let Some(n) = t.nodes.get_mut(&ino) {
             if n.parent == parent && n.name == name {
                 if n.more_names.is_empty() {
@@ -829,6 +500,24 @@ impl Overlay {
             }
             if let Some(l) = n.lower.as_mut() {
                 l.nlink = l.nlink.saturating_sub(1).max(1);
+            }
+            let (unlinked, nlookup) = (n.unlinked, n.nlookup);
+            if let Some(o) = gone.orphan {
+                if unlinked {
+                    t.orphans.insert(ino, o);
+                } else {
+                    let _ = fs::remove_file(o);
+                }
+            }
+            if unlinked && !gone.others {
+                // The upper inode is gone (or only an orphan): its number
+                // may be reused by a new file, which must not find this node.
+                t.upper_links.retain(|_, v| *v != ino);
+            }
+            if unlinked && nlookup == 0 {
+                // Only the node: its directory is in use by this very
+                // operation.
+                Self::free_tree(t, ino);
             }
         }
     }
@@ -858,19 +547,20 @@ impl Overlay {
         }
         if n.link_key.is_some() && n.lower.is_some() {
             // Keep the group's other names one inode with the right count.
-            self.copy_up(&mut t, ino, None)?;
+            self.copy_up(&mut t, ino, Up::Meta)?;
         }
         let upper = Self::node(&t, ino)?.is_upper();
         let in_lower = self.lower_has(&t, parent, name)?;
-        self.copy_up(&mut t, parent, None)?;
+        self.copy_up(&mut t, parent, Up::Meta)?;
         let path = self.child_path(&t, parent, name)?;
+        let gone = self.removing(&t, ino, &path)?;
         if in_lower {
             self.whiteout_at(&path)?;
         } else if upper {
             fs::remove_file(&path).map_err(io_err)?;
         }
         Self::children_mut(&mut t, parent)?.remove(name);
-        Self::drop_name(&mut t, ino, parent, name);
+        Self::drop_name(&mut t, ino, parent, name, gone);
         Ok(())
     }
 
@@ -885,7 +575,7 @@ impl Overlay {
             return Err(libc::ENOTEMPTY);
         }
         let in_lower = self.lower_has(&t, parent, name)?;
-        self.copy_up(&mut t, parent, None)?;
+        self.copy_up(&mut t, parent, Up::Meta)?;
         let path = self.child_path(&t, parent, name)?;
         let mut trash = None;
         if Self::node(&t, ino)?.is_upper() {
@@ -900,7 +590,7 @@ impl Overlay {
             let _ = upper::remove_tree(&tr);
         }
         Self::children_mut(&mut t, parent)?.remove(name);
-        Self::drop_name(&mut t, ino, parent, name);
+        Self::drop_name(&mut t, ino, parent, name, Removal::default());
         Ok(())
     }
 
@@ -927,7 +617,7 @@ impl Overlay {
                 if Self::node(&t, ino)?.is_dir() {
                     self.copy_up_links_under(&mut t, ino)?;
                 }
-                self.copy_up(&mut t, ino, None)?;
+                self.copy_up(&mut t, ino, Up::Meta)?;
             }
             let a = self.child_path(&t, parent, name)?;
             let b = self.child_path(&t, newparent, newname)?;
@@ -956,16 +646,20 @@ impl Overlay {
             }
             let dn = Self::node(&t, d)?;
             if dn.link_key.is_some() && dn.lower.is_some() {
-                self.copy_up(&mut t, d, None)?;
+                self.copy_up(&mut t, d, Up::Meta)?;
             }
         }
         if src_dir {
             self.copy_up_links_under(&mut t, src)?;
         }
-        self.copy_up(&mut t, src, None)?;
-        self.copy_up(&mut t, newparent, None)?;
+        self.copy_up(&mut t, src, Up::Meta)?;
+        self.copy_up(&mut t, newparent, Up::Meta)?;
         let from = self.child_path(&t, parent, name)?;
         let to = self.child_path(&t, newparent, newname)?;
+        let gone = match dst {
+            Some(d) => self.removing(&t, d, &to)?,
+            None => Removal::default(),
+        };
         let mut trash = None;
         if let Some(st) = lstat_opt(&to)?
             && (src_dir || st.st_mode & libc::S_IFMT == libc::S_IFDIR)
@@ -983,14 +677,15 @@ impl Overlay {
         }
         Self::children_mut(&mut t, parent)?.remove(name);
         if let Some(d) = dst {
-            Self::drop_name(&mut t, d, newparent, newname);
+            Self::drop_name(&mut t, d, newparent, newname, gone);
         }
         Self::children_mut(&mut t, newparent)?.insert(newname.to_vec(), src);
         Self::rename_name(&mut t, src, (parent, name), (newparent, newname));
         Ok(())
     }
 
-    /// Changes mode, owner, size or times, copying up first.
+    /// Changes mode, owner, size or times: a metadata-only copy-up, or a
+    /// full one when the size changes.
     #[allow(clippy::too_many_arguments)]
     pub fn setattr(
         &self,
@@ -1004,22 +699,22 @@ impl Overlay {
         fd: Option<&File>,
     ) -> R<(FileAttr, Duration)> {
         let mut t = self.lock();
-        self.copy_up(&mut t, ino, size)?;
+        let up = match size {
+            Some(s) => Up::Data(Some(s)),
+            None => Up::Meta,
+        };
+        self.copy_up(&mut t, ino, up)?;
         let n = Self::node(&t, ino)?;
         let symlink = n.ftype == libc::S_IFLNK;
-        let path = if n.unlinked {
-            None
-        } else {
-            Some(self.path_of(&t, ino)?)
-        };
-        // An open-but-unlinked file is reached through its descriptor.
-        let target = match (&path, fd) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => PathBuf::from(format!(
+        // An unlinked file without an orphan is reached through its
+        // descriptor.
+        let target = match (self.path_of(&t, ino), fd) {
+            (Ok(p), _) => p,
+            (Err(_), Some(f)) => PathBuf::from(format!(
                 "/proc/self/fd/{}",
                 std::os::fd::AsRawFd::as_raw_fd(f)
             )),
-            (None, None) => return Err(libc::ENOENT),
+            (Err(e), None) => return Err(e),
         };
         if uid.is_some() || gid.is_some() {
             sys::lchown(&target, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))
@@ -1053,8 +748,13 @@ impl Overlay {
         let acc = flags & libc::O_ACCMODE;
         let write = acc != libc::O_RDONLY;
         let trunc = flags & libc::O_TRUNC != 0;
-        if write || trunc {
-            self.copy_up(&mut t, ino, trunc.then_some(0))?;
+        if trunc {
+            self.copy_up(&mut t, ino, Up::Data(Some(0)))?;
+        } else if write {
+            // Opening for writing is not writing (touch, editors that
+            // only save on change): the content stays in the store until
+            // the first write through the handle.
+            self.copy_up(&mut t, ino, Up::Meta)?;
         }
         let n = Self::node(&t, ino)?;
         if let Some(LowerInfo {
@@ -1064,14 +764,34 @@ impl Overlay {
         {
             return Ok(Opened::Lower(data.clone()));
         }
-        if n.unlinked {
-            return Err(libc::ENOENT);
+        if let Some(data) = &n.data {
+            return Ok(if write {
+                Opened::Pending(data.clone())
+            } else {
+                Opened::Lower(data.clone())
+            });
         }
         let path = self.path_of(&t, ino)?;
-        let mut o = OpenOptions::new();
-        o.read(true).write(write || trunc).truncate(trunc);
-        o.custom_flags(flags & (libc::O_SYNC | libc::O_DSYNC) | libc::O_NOFOLLOW);
-        Ok(Opened::Upper(o.open(&path).map_err(io_err)?))
+        Ok(Opened::Upper(open_upper(&path, flags)?))
+    }
+
+    /// The upper file of a handle opened `Pending`, its content filled in
+    /// (called on the handle's first write).
+    pub fn materialize(&self, ino: u64, flags: i32) -> R<File> {
+        let mut t = self.lock();
+        self.copy_up(&mut t, ino, Up::Data(None))?;
+        let path = self.path_of(&t, ino)?;
+        open_upper(&path, flags & !libc::O_TRUNC)
+    }
+
+    /// True once a node's content lives in the upper layer (a `Pending`
+    /// handle then reads the upper file, which another handle may have
+    /// written).
+    pub fn filled(&self, ino: u64) -> bool {
+        let t = self.lock();
+        t.nodes
+            .get(&ino)
+            .is_some_and(|n| n.lower.is_none() && n.data.is_none())
     }
 
     /// An extended attribute.
@@ -1090,10 +810,10 @@ impl Overlay {
                 .map(|(_, v)| v.clone())
                 .ok_or(libc::ENODATA);
         }
-        if n.unlinked {
+        let Ok(path) = self.path_of(&t, ino) else {
             return Err(libc::ENODATA);
-        }
-        sys::get_xattr(&self.path_of(&t, ino)?, name)
+        };
+        sys::get_xattr(&path, name)
             .map_err(io_err)?
             .ok_or(libc::ENODATA)
     }
@@ -1105,10 +825,10 @@ impl Overlay {
         if let Some(l) = &n.lower {
             return Ok(l.meta.xattrs.iter().map(|(k, _)| k.clone()).collect());
         }
-        if n.unlinked {
+        let Ok(path) = self.path_of(&t, ino) else {
             return Ok(Vec::new());
-        }
-        let mut v = sys::list_xattrs(&self.path_of(&t, ino)?).map_err(io_err)?;
+        };
+        let mut v = sys::list_xattrs(&path).map_err(io_err)?;
         v.retain(|k| !upper::is_private(k));
         Ok(v)
     }
@@ -1128,7 +848,7 @@ impl Overlay {
                 return Err(libc::ENODATA);
             }
         }
-        self.copy_up(&mut t, ino, None)?;
+        self.copy_up(&mut t, ino, Up::Meta)?;
         sys::set_xattr(&self.path_of(&t, ino)?, name, value, flags).map_err(io_err)
     }
 
@@ -1143,15 +863,37 @@ impl Overlay {
         {
             return Err(libc::ENODATA);
         }
-        self.copy_up(&mut t, ino, None)?;
+        self.copy_up(&mut t, ino, Up::Meta)?;
         sys::remove_xattr(&self.path_of(&t, ino)?, name).map_err(io_err)
     }
+}
+
+/// What removing one name leaves of a node's upper inode.
+#[derive(Default)]
+struct Removal {
+    /// The upper inode has other names on disk.
+    others: bool,
+    /// Where it is kept after losing its last name (it may be open).
+    orphan: Option<PathBuf>,
 }
 
 /// What `open` hands to the file handle.
 pub enum Opened {
     /// Content from the store.
     Lower(Arc<FileData>),
+    /// Opened for writing, content still in the store: `materialize` on
+    /// the first write.
+    Pending(Arc<FileData>),
     /// An upper file.
     Upper(File),
+}
+
+/// Opens an upper file for a FUSE open with `flags`.
+fn open_upper(path: &std::path::Path, flags: i32) -> R<File> {
+    let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+    let trunc = flags & libc::O_TRUNC != 0;
+    let mut o = OpenOptions::new();
+    o.read(true).write(write || trunc).truncate(trunc);
+    o.custom_flags(flags & (libc::O_SYNC | libc::O_DSYNC) | libc::O_NOFOLLOW);
+    o.open(path).map_err(io_err)
 }

@@ -1,0 +1,332 @@
+//! The RPM source of `vnfs build`: lock or resolve, fetch into the shared
+//! package cache, install into the root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::install::{self, InstallError, RpmFile};
+use super::lock::{RpmLock, RpmLockInputs, RpmLocked};
+use super::package::{self, LocalError, Origin, RpmPackage};
+use super::repomd::{self, RepoError};
+use super::resolve::{self, Request, ResolveError, Universe};
+use super::source::RpmSource;
+use crate::cache::{Cache, CacheError, Wanted};
+use crate::http::Fetcher;
+use crate::lock::{LockError, LockedPackage};
+use crate::progress::{Progress, Stage};
+use crate::recipe::Recipe;
+
+/// Failure of the RPM part of a build.
+#[derive(Debug, thiserror::Error)]
+pub enum RpmBuildError {
+    /// A `files` glob is invalid or matches nothing.
+    #[error("[source.rpm] files: {0}")]
+    Files(String),
+    /// A local RPM cannot be used.
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    /// Repository metadata could not be read or verified.
+    #[error("repo {id}: {source}")]
+    Repo {
+        /// The repository id.
+        id: String,
+        /// The cause.
+        source: RepoError,
+    },
+    /// Dependency resolution failed.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// Lock file problem.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The lock was made for other inputs.
+    #[error("{path} was resolved for other inputs than the recipe now asks for; run with --update")]
+    LockOutdated {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The lock names a repository the recipe no longer has.
+    #[error(
+        "{path}: package {package} comes from repo {repo:?}, which the recipe does not define; run with --update"
+    )]
+    UnknownRepo {
+        /// The lock file.
+        path: PathBuf,
+        /// The package.
+        package: String,
+        /// The repository id.
+        repo: String,
+    },
+    /// Download failure.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// Installing failed.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// Ctrl-C.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// What the RPM source produced for the generic pipeline.
+#[derive(Debug)]
+pub struct RpmBuilt {
+    /// Installed packages in the generic form (version = `[epoch:]version-release`,
+    /// path = location, suite = repository id or `local`).
+    pub packages: Vec<LockedPackage>,
+    /// The timestamp everything is clamped to.
+    pub source_date_epoch: i64,
+    /// The lock text.
+    pub lock_text: String,
+    /// Whether the lock file was (re)written.
+    pub lock_written: bool,
+    /// Extra commit metadata (`vnfs.rpm.scriptlets_ran`, `vnfs.rpm.scriptlets_skipped`, `vnfs.rpm.warnings`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn check(cancel: &AtomicBool) -> Result<(), RpmBuildError> {
+    if cancel.load(Ordering::Relaxed) {
+        Err(RpmBuildError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// The repository root as a URL: URLs are kept, paths become `file://`
+/// URLs relative to the recipe.
+pub fn repo_url(recipe: &Recipe, baseurl: &str) -> String {
+    let b = baseurl.trim().trim_end_matches('/');
+    if b.contains("://") {
+        return b.to_string();
+    }
+    let p = recipe.host_path(Path::new(b));
+    let p = std::path::absolute(&p).unwrap_or(p);
+    format!("file://{}", p.display())
+}
+
+/// Expands the recipe's `files` globs (relative to the recipe), sorted.
+fn local_files(recipe: &Recipe, src: &RpmSource) -> Result<Vec<(String, PathBuf)>, RpmBuildError> {
+    let mut out = Vec::new();
+    for g in &src.files {
+        let pattern = recipe.host_path(Path::new(g));
+        let paths = glob::glob(&pattern.to_string_lossy())
+            .map_err(|e| RpmBuildError::Files(format!("{g:?}: {e}")))?;
+        let mut found: Vec<PathBuf> = paths
+            .collect::<Result<_, _>>()
+            .map_err(|e| RpmBuildError::Files(format!("{g:?}: {e}")))?;
+        if found.is_empty() {
+            return Err(RpmBuildError::Files(format!(
+                "{g:?} matches no file (looked for {})",
+                pattern.display()
+            )));
+        }
+        found.sort();
+        let base = recipe.path.parent().unwrap_or(Path::new("."));
+        for p in found {
+            // Record paths under the recipe's directory relative to it, so
+            // the lock does not depend on where the checkout lives.
+            let loc = p
+                .strip_prefix(base)
+                .ok()
+                .filter(|_| !base.as_os_str().is_empty())
+                .map_or_else(|| p.display().to_string(), |r| r.display().to_string());
+            if !out.iter().any(|(l, _)| *l == loc) {
+                out.push((loc, p));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn resolve_lock(
+    recipe: &Recipe,
+    src: &RpmSource,
+    inputs: &RpmLockInputs,
+    fetcher: &Fetcher,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<RpmLock, RpmBuildError> {
+    let mut all: Vec<RpmPackage> = Vec::new();
+    progress.message(Stage::Resolve, "reading local RPMs");
+    for (loc, path) in local_files(recipe, src)? {
+        all.push(package::read_local(&path, &loc)?);
+    }
+    let local: Vec<usize> = (0..all.len()).collect();
+    for (i, r) in src.repos.iter().enumerate() {
+        check(cancel)?;
+        progress.message(Stage::Resolve, &format!("fetching repo {}", r.id));
+        let key = r.gpgkey.as_ref().map(|k| recipe.host_path(k));
+        let pk = repomd::load(fetcher, &repo_url(recipe, &r.baseurl), i, key.as_deref()).map_err(
+            |source| RpmBuildError::Repo {
+                id: r.id.clone(),
+                source,
+            },
+        )?;
+        tracing::info!("repo {}: {} packages", r.id, pk.len());
+        all.extend(pk);
+    }
+    check(cancel)?;
+    progress.message(Stage::Resolve, "resolving");
+    let universe = Universe::new(&all, &inputs.arch);
+    let chosen = resolve::resolve(
+        &universe,
+        &all,
+        &Request {
+            local,
+            packages: src.packages.clone(),
+            exclude: src.exclude.clone(),
+            arch: inputs.arch.clone(),
+        },
+    )?;
+    // Default timestamp: the newest build time among the chosen packages,
+    // which only depends on the package set (not on when the repository
+    // metadata was generated).
+    let sde = crate::build::env_epoch()
+        .unwrap_or_else(|| chosen.iter().map(|p| p.build_time).max().unwrap_or(0));
+    Ok(RpmLock {
+        lock_version: 1,
+        source: "rpm".into(),
+        source_date_epoch: sde,
+        inputs: inputs.clone(),
+        packages: chosen
+            .iter()
+            .map(|p| RpmLocked {
+                name: p.name.clone(),
+                epoch: p.evr.epoch,
+                version: p.evr.version.clone(),
+                release: p.evr.release.clone(),
+                arch: p.arch.clone(),
+                sha256: p.sha256.clone(),
+                size: p.size,
+                location: p.location.clone(),
+                repo: match p.origin {
+                    Origin::Repo(i) => src.repos.get(i).map(|r| r.id.clone()),
+                    Origin::Local(_) => None,
+                },
+            })
+            .collect(),
+    })
+}
+
+/// Builds the RPM source of `recipe` into `root`.
+pub fn build(
+    recipe: &Recipe,
+    src: &RpmSource,
+    home: &Path,
+    update: bool,
+    root: &Path,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<RpmBuilt, RpmBuildError> {
+    let inputs = RpmLockInputs {
+        repos: src.repos.iter().map(|r| r.id.clone()).collect(),
+        files: src.files.clone(),
+        packages: src.packages.clone(),
+        exclude: src.exclude.clone(),
+        arch: recipe.image.arch.clone(),
+    };
+    let lock_path = recipe.lock_path();
+    let fetcher = Fetcher::default();
+    let existing = if update {
+        None
+    } else {
+        RpmLock::read(&lock_path)?
+    };
+    let t0 = std::time::Instant::now();
+    progress.begin(Stage::Resolve, None);
+    let lock = match &existing {
+        Some(l) if l.inputs == inputs => l.clone(),
+        Some(_) => return Err(RpmBuildError::LockOutdated { path: lock_path }),
+        None => resolve_lock(recipe, src, &inputs, &fetcher, progress, cancel)?,
+    };
+    progress.end(Stage::Resolve);
+    tracing::info!(
+        "resolved {} RPMs in {:.2?}",
+        lock.packages.len(),
+        t0.elapsed()
+    );
+    check(cancel)?;
+
+    // Repository packages go through the sha256-keyed cache; local files
+    // are used in place (their hash is checked again before unpacking).
+    let mut wanted = Vec::new();
+    let mut files: Vec<RpmFile> = Vec::new();
+    let mut from_cache = Vec::new();
+    for p in &lock.packages {
+        match &p.repo {
+            Some(id) => {
+                let repo = src.repos.iter().find(|r| r.id == *id).ok_or_else(|| {
+                    RpmBuildError::UnknownRepo {
+                        path: lock_path.clone(),
+                        package: p.name.clone(),
+                        repo: id.clone(),
+                    }
+                })?;
+                wanted.push(Wanted {
+                    url: format!("{}/{}", repo_url(recipe, &repo.baseurl), p.location),
+                    sha256: p.sha256.clone(),
+                    size: p.size,
+                });
+                from_cache.push(files.len());
+                files.push(RpmFile {
+                    name: p.name.clone(),
+                    sha256: p.sha256.clone(),
+                    path: PathBuf::new(),
+                });
+            }
+            None => files.push(RpmFile {
+                name: p.name.clone(),
+                sha256: p.sha256.clone(),
+                path: recipe.host_path(Path::new(&p.location)),
+            }),
+        }
+    }
+    let cache = Cache::new(home);
+    let paths = cache.ensure(&fetcher, &wanted, progress, cancel)?;
+    for (i, path) in from_cache.into_iter().zip(paths) {
+        files[i].path = path;
+    }
+    check(cancel)?;
+    let report = install::install(root, &files, lock.source_date_epoch, progress)?;
+
+    let mut metadata = BTreeMap::new();
+    let join = |v: &[String]| v.join("\n");
+    if !report.ran.is_empty() {
+        metadata.insert("vnfs.rpm.scriptlets_ran".to_string(), join(&report.ran));
+    }
+    if !report.skipped.is_empty() {
+        metadata.insert(
+            "vnfs.rpm.scriptlets_skipped".to_string(),
+            join(&report.skipped),
+        );
+    }
+    if !report.warnings.is_empty() {
+        metadata.insert("vnfs.rpm.warnings".to_string(), join(&report.warnings));
+    }
+    let text = lock.to_text()?;
+    let mut lock_written = false;
+    if existing.as_ref() != Some(&lock) {
+        lock.write(&lock_path)?;
+        lock_written = true;
+    }
+    Ok(RpmBuilt {
+        packages: lock
+            .packages
+            .iter()
+            .map(|p| LockedPackage {
+                name: p.name.clone(),
+                version: p.evr(),
+                arch: p.arch.clone(),
+                sha256: p.sha256.clone(),
+                size: p.size,
+                path: p.location.clone(),
+                suite: p.repo.clone().unwrap_or_else(|| "local".into()),
+            })
+            .collect(),
+        source_date_epoch: lock.source_date_epoch,
+        lock_text: text,
+        lock_written,
+        metadata,
+    })
+}

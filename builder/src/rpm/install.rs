@@ -1,0 +1,147 @@
+//! Installing resolved RPMs into an empty root: every payload unpacked in
+//! parallel, directory metadata applied in install order, then `%pre`
+//! scriptlets in dependency order, owners and capabilities (now that the
+//! image's passwd/group exist, including users `%pre` created), then
+//! `%post` scriptlets in dependency order.
+//!
+//! This differs from rpm, which runs `%pre`, unpacks and runs `%post` one
+//! package at a time: here every package's files are present before the
+//! first scriptlet runs (as in the Debian path, where all `.deb`s are
+//! unpacked before `dpkg --configure`). No rpm database is written.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::scriptlets::{self, Outcome, ScriptletError};
+use super::unpack::{self, Claims, RpmUnpackError, Unpacked};
+use crate::chroot::Chroot;
+use crate::progress::{Progress, Stage};
+use crate::unpack::{Root, UnpackError};
+
+/// One package file to install.
+#[derive(Debug, Clone)]
+pub struct RpmFile {
+    /// Package name.
+    pub name: String,
+    /// Its sha256, checked again before unpacking.
+    pub sha256: String,
+    /// The file (package cache or local).
+    pub path: PathBuf,
+}
+
+/// Installation failure.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// Opening the root failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The root.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A package could not be unpacked.
+    #[error(transparent)]
+    Unpack(#[from] RpmUnpackError),
+    /// Directory metadata could not be applied.
+    #[error(transparent)]
+    Dirs(#[from] UnpackError),
+    /// A scriptlet failed.
+    #[error(transparent)]
+    Scriptlet(#[from] ScriptletError),
+}
+
+/// What installation reports besides the files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Scriptlets that ran (`package %pre`).
+    pub ran: Vec<String>,
+    /// Scriptlets not run, with the reason.
+    pub skipped: Vec<String>,
+    /// Owner names the image does not know (files left to root).
+    pub warnings: Vec<String>,
+}
+
+/// Installs `files` into `root_path`; scriptlets run in dependency order
+/// (requirements first) as read from the packages' headers.
+pub fn install(
+    root_path: &Path,
+    files: &[RpmFile],
+    source_date_epoch: i64,
+    progress: &dyn Progress,
+) -> Result<Report, InstallError> {
+    let root = Root::open(root_path).map_err(|source| InstallError::Io {
+        path: root_path.to_path_buf(),
+        source,
+    })?;
+    let t0 = std::time::Instant::now();
+    progress.begin(Stage::Unpack, Some(files.len() as u64));
+    let claims = Claims::default();
+    let unpacked: Vec<Unpacked> = files
+        .par_iter()
+        .map(|f| {
+            let r = unpack::unpack(&root, &f.name, &f.path, &f.sha256, &claims);
+            progress.advance(Stage::Unpack, 1);
+            r
+        })
+        .collect::<Result<_, _>>()?;
+    let infos: Vec<&super::package::RpmPackage> = unpacked.iter().map(|u| &u.info).collect();
+    let order = super::resolve::install_order(&infos);
+    let order = &order[..];
+    let up = &unpacked;
+    crate::unpack::apply_dir_meta(&root, order.iter().flat_map(|&i| unpacked[i].dirs.iter()))?;
+    progress.end(Stage::Unpack);
+    let bytes: u64 = unpacked.iter().map(|u| u.bytes).sum();
+    tracing::info!(
+        "unpacked {} RPMs ({bytes} bytes) in {:.2?}",
+        files.len(),
+        t0.elapsed()
+    );
+
+    let t0 = std::time::Instant::now();
+    progress.begin(Stage::Configure, None);
+    let chroot = Chroot::new(root_path, Some(source_date_epoch));
+    let mut report = Report::default();
+    let run_all = |which: &str, report: &mut Report| -> Result<(), InstallError> {
+        progress.message(Stage::Configure, &format!("%{which} scriptlets"));
+        for &i in order {
+            let u = &unpacked[i];
+            let s = if which == "pre" { &u.pre } else { &u.post };
+            let Some(s) = s else { continue };
+            let label = format!("{} %{which}", u.name);
+            match scriptlets::run(&root, &chroot, &u.name, which, s)? {
+                Outcome::Ran => report.ran.push(label),
+                Outcome::Skipped(why) => {
+                    tracing::warn!("skipped {label}: {why}");
+                    report.skipped.push(format!("{label}: {why}"));
+                }
+            }
+        }
+        Ok(())
+    };
+    run_all("pre", &mut report)?;
+    report.warnings = unpack::apply_owners(
+        &root,
+        order
+            .iter()
+            .flat_map(|&i| up[i].owners.iter().map(move |o| (up[i].name.as_str(), o))),
+    )?;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    run_all("post", &mut report)?;
+    for &i in order {
+        for what in &unpacked[i].not_run {
+            let line = format!(
+                "{} {what}: not run (only %pre and %post are)",
+                unpacked[i].name
+            );
+            tracing::warn!("{line}");
+            report.skipped.push(line);
+        }
+    }
+    progress.end(Stage::Configure);
+    tracing::info!("RPM scriptlets and owners in {:.2?}", t0.elapsed());
+    Ok(report)
+}

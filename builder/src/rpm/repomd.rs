@@ -1,0 +1,320 @@
+//! A yum/dnf repository: `repodata/repomd.xml` (optionally checked against
+//! a detached OpenPGP signature, `repomd.xml.asc`), then the `primary`
+//! index it lists, verified by the checksum repomd.xml gives for the
+//! compressed file and, when listed, for the uncompressed one.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use pgp::composed::{Deserializable, DetachedSignature, PublicOrSecret, SignedPublicKey};
+use quick_xml::events::Event;
+use sha2::{Digest, Sha256, Sha512};
+
+use super::package::RpmPackage;
+use super::primary;
+use super::xml::{attr, push_ref};
+use crate::http::{FetchError, Fetcher};
+
+/// Failure to read a repository's metadata.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// A download failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The metadata is malformed.
+    #[error("{url}: {message}")]
+    Parse {
+        /// The file.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A metadata file does not have the checksum repomd.xml lists.
+    #[error("{url}: {kind} checksum mismatch: repomd.xml lists {expected}, got {actual}")]
+    Checksum {
+        /// The file.
+        url: String,
+        /// `sha256` etc., and whether it is the open (uncompressed) one.
+        kind: String,
+        /// Listed value.
+        expected: String,
+        /// Computed value.
+        actual: String,
+    },
+    /// The key file cannot be used.
+    #[error("gpgkey {path}: {message}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// repomd.xml is not signed by the configured key.
+    #[error("{url}: no valid signature from a key in {key}: {message}")]
+    Signature {
+        /// The signature URL.
+        url: String,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+/// One `<data>` record of repomd.xml.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataFile {
+    /// `type` attribute (`primary`, `filelists`, ...).
+    pub kind: String,
+    /// `location href`, relative to the repository root.
+    pub href: String,
+    /// Checksum type and value of the file as stored.
+    pub checksum: (String, String),
+    /// Checksum type and value of the uncompressed content.
+    pub open_checksum: Option<(String, String)>,
+}
+
+/// Parses repomd.xml.
+pub fn parse_repomd(xml: &[u8], url: &str) -> Result<Vec<DataFile>, RepoError> {
+    let perr = |message: String| RepoError::Parse {
+        url: url.to_string(),
+        message,
+    };
+    let mut r = quick_xml::Reader::from_reader(xml);
+    r.config_mut().trim_text(true);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut cur: Option<DataFile> = None;
+    let mut text = String::new();
+    let mut sum_type = String::new();
+    loop {
+        let ev = r
+            .read_event_into(&mut buf)
+            .map_err(|e| perr(format!("XML error at byte {}: {e}", r.buffer_position())))?;
+        match ev {
+            Event::Start(e) | Event::Empty(e) => {
+                text.clear();
+                match e.local_name().as_ref() {
+                    "data" => {
+                        cur = Some(DataFile {
+                            kind: attr(&e, "type").unwrap_or_default(),
+                            ..DataFile::default()
+                        })
+                    }
+                    "location" => {
+                        if let Some(d) = cur.as_mut() {
+                            d.href = attr(&e, "href").unwrap_or_default();
+                        }
+                    }
+                    "checksum" | "open-checksum" => {
+                        sum_type = attr(&e, "type").unwrap_or_default();
+                    }
+                    _ => {}
+                }
+            }
+            Event::Text(t) => text.push_str(&t.xml10_content()),
+            Event::GeneralRef(g) => push_ref(&mut text, &g),
+            Event::End(e) => match (e.local_name().as_ref(), cur.as_mut()) {
+                ("checksum", Some(d)) => {
+                    d.checksum = (sum_type.clone(), text.trim().to_ascii_lowercase())
+                }
+                ("open-checksum", Some(d)) => {
+                    d.open_checksum = Some((sum_type.clone(), text.trim().to_ascii_lowercase()))
+                }
+                ("data", Some(_)) => out.extend(cur.take()),
+                _ => {}
+            },
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    Ok(out)
+}
+
+/// Computes `kind` over `data`, for the checksum types repositories use.
+fn digest(kind: &str, data: &[u8]) -> Option<String> {
+    match kind {
+        "sha256" => Some(hex::encode(Sha256::digest(data))),
+        "sha512" => Some(hex::encode(Sha512::digest(data))),
+        _ => None,
+    }
+}
+
+fn check_sum(url: &str, what: &str, sum: &(String, String), data: &[u8]) -> Result<(), RepoError> {
+    let actual = digest(&sum.0, data).ok_or_else(|| RepoError::Parse {
+        url: url.to_string(),
+        message: format!(
+            "unsupported checksum type {:?} (sha256 and sha512 are)",
+            sum.0
+        ),
+    })?;
+    if actual != sum.1 {
+        return Err(RepoError::Checksum {
+            url: url.to_string(),
+            kind: if what.is_empty() {
+                sum.0.clone()
+            } else {
+                format!("{} {what}", sum.0)
+            },
+            expected: sum.1.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies a detached signature over `data` against an OpenPGP key file
+/// (binary or armored, several keys allowed).
+pub fn verify_detached(
+    data: &[u8],
+    sig: &[u8],
+    key_path: &std::path::Path,
+    url: &str,
+) -> Result<(), RepoError> {
+    let kerr = |message: String| RepoError::Key {
+        path: key_path.to_path_buf(),
+        message,
+    };
+    let key_data = std::fs::read(key_path).map_err(|e| kerr(e.to_string()))?;
+    // Armored or binary, public or secret (its public part is used).
+    let (iter, _) =
+        PublicOrSecret::from_reader_many(&key_data[..]).map_err(|e| kerr(e.to_string()))?;
+    let keys: Vec<SignedPublicKey> = iter
+        .filter_map(Result::ok)
+        .map(|k| match k {
+            PublicOrSecret::Public(k) => k,
+            PublicOrSecret::Secret(k) => k.to_public_key(),
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(kerr("no public keys found".into()));
+    }
+    let serr = |message: String| RepoError::Signature {
+        url: url.to_string(),
+        key: key_path.to_path_buf(),
+        message,
+    };
+    let parsed = DetachedSignature::from_reader_single(sig)
+        .map(|(s, _)| s)
+        .map_err(|e| serr(format!("not an OpenPGP signature: {e}")))?;
+    let good = keys.iter().any(|k| {
+        parsed.verify(k, data).is_ok()
+            || k.public_subkeys
+                .iter()
+                .any(|s| parsed.verify(s, data).is_ok())
+    });
+    if good {
+        Ok(())
+    } else {
+        Err(serr("signature does not verify".into()))
+    }
+}
+
+/// Reads a repository: its verified repomd.xml, then primary. `base` is
+/// the repository root URL without a trailing slash; packages get
+/// `origin` as their source number.
+pub fn load(
+    fetcher: &Fetcher,
+    base: &str,
+    origin: usize,
+    gpgkey: Option<&std::path::Path>,
+) -> Result<Vec<RpmPackage>, RepoError> {
+    let url = format!("{base}/repodata/repomd.xml");
+    let repomd = fetcher.get(&url)?;
+    if let Some(key) = gpgkey {
+        let sig_url = format!("{url}.asc");
+        let sig = fetcher.get(&sig_url)?;
+        verify_detached(&repomd, &sig, key, &sig_url)?;
+    }
+    let data = parse_repomd(&repomd, &url)?;
+    let primary = data
+        .iter()
+        .find(|d| d.kind == "primary")
+        .ok_or_else(|| RepoError::Parse {
+            url: url.clone(),
+            message: "lists no primary metadata".into(),
+        })?;
+    if primary.href.is_empty()
+        || primary.href.starts_with('/')
+        || primary.href.split('/').any(|c| c == "..")
+    {
+        return Err(RepoError::Parse {
+            url,
+            message: format!("bad primary location {:?}", primary.href),
+        });
+    }
+    let purl = format!("{base}/{}", primary.href);
+    let raw = fetcher.get(&purl)?;
+    check_sum(&purl, "", &primary.checksum, &raw)?;
+    let xml = decompress(&primary.href, &raw).map_err(|message| RepoError::Parse {
+        url: purl.clone(),
+        message,
+    })?;
+    if let Some(open) = &primary.open_checksum {
+        check_sum(&purl, "(uncompressed)", open, &xml)?;
+    }
+    primary::parse(&xml, origin).map_err(|message| RepoError::Parse { url: purl, message })
+}
+
+/// Decompresses a metadata file by its name: `.gz`, `.xz`, `.zst` or plain.
+fn decompress(name: &str, raw: &[u8]) -> Result<Vec<u8>, String> {
+    if name.ends_with(".xml") {
+        return Ok(raw.to_vec());
+    }
+    if name.ends_with(".bz2") {
+        return Err("bzip2-compressed metadata is not supported (gz, xz and zst are)".into());
+    }
+    let mut out = Vec::new();
+    crate::debian::deb::decoder(name, raw)?
+        .read_to_end(&mut out)
+        .map_err(|e| format!("decompressing: {e}"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPOMD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<repomd xmlns="http://linux.duke.edu/metadata/repo" xmlns:rpm="http://linux.duke.edu/metadata/rpm">
+  <revision>1700000000</revision>
+  <data type="primary">
+    <checksum type="sha256">ABCD</checksum>
+    <open-checksum type="sha256">ef01</open-checksum>
+    <location href="repodata/abcd-primary.xml.gz"/>
+    <size>10</size>
+  </data>
+  <data type="filelists">
+    <checksum type="sha256">1234</checksum>
+    <location href="repodata/1234-filelists.xml.gz"/>
+  </data>
+</repomd>"#;
+
+    #[test]
+    fn repomd_records() {
+        let d = parse_repomd(REPOMD.as_bytes(), "u").unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].kind, "primary");
+        assert_eq!(d[0].href, "repodata/abcd-primary.xml.gz");
+        assert_eq!(d[0].checksum, ("sha256".into(), "abcd".into()));
+        assert_eq!(d[0].open_checksum, Some(("sha256".into(), "ef01".into())));
+        assert_eq!(d[1].open_checksum, None);
+        assert!(parse_repomd(b"<repomd><data", "u").is_err());
+    }
+
+    #[test]
+    fn checksums() {
+        let sum = ("sha256".to_string(), hex::encode(Sha256::digest("x")));
+        check_sum("u", "", &sum, b"x").unwrap();
+        let e = check_sum("u", "", &sum, b"y").unwrap_err();
+        assert!(matches!(e, RepoError::Checksum { .. }), "{e}");
+        let md5 = ("md5".to_string(), String::new());
+        assert!(
+            check_sum("u", "", &md5, b"x")
+                .unwrap_err()
+                .to_string()
+                .contains("md5")
+        );
+    }
+}

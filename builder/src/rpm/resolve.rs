@@ -1,0 +1,664 @@
+//! Dependency resolution for RPM sources, in the spirit of dnf without a
+//! SAT solver: every local file and every requested package is installed
+//! with its Requires, walked depth first. A requirement already met by the
+//! selection is done; otherwise its providers are ranked (the package of
+//! that name first, then by name) and the highest version that satisfies
+//! the range, is not excluded and conflicts with nothing selected is
+//! taken. One version per name. Failures name the requirement, why each
+//! provider was refused, and the chain of packages that led there.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::package::RpmPackage;
+use super::rich::{self, Rich};
+use super::version::Dep;
+
+/// What to resolve.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Indices (into the package list) of local files: always installed.
+    pub local: Vec<usize>,
+    /// Names or capabilities (`name`, `name >= 1.0`, `/usr/bin/x`) asked for.
+    pub packages: Vec<String>,
+    /// Package names that must not be installed.
+    pub exclude: Vec<String>,
+    /// The image's architecture; `noarch` packages always fit.
+    pub arch: String,
+}
+
+/// Why resolution failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// A requested name matches no package and nothing provides it.
+    #[error("no package provides {name:?}{}", suggest(.close))]
+    Unknown {
+        /// The requested name.
+        name: String,
+        /// Similar package names that exist.
+        close: Vec<String>,
+    },
+    /// A requirement cannot be met.
+    #[error("cannot satisfy {package}'s requirement {requirement}: {}{}", .reasons.join("; "), chain_text(.chain))]
+    Unsatisfiable {
+        /// The package (`name-evr.arch`, or `recipe`).
+        package: String,
+        /// The requirement as written.
+        requirement: String,
+        /// Why each provider was refused (or that none exists).
+        reasons: Vec<String>,
+        /// Who pulled the package in, outermost first.
+        chain: Vec<String>,
+    },
+    /// Two selected packages conflict.
+    #[error("{a} conflicts with {b} ({relation}){}", chain_text(.chain))]
+    Conflict {
+        /// The package declaring the conflict.
+        a: String,
+        /// The one it conflicts with.
+        b: String,
+        /// The Conflicts entry.
+        relation: String,
+        /// How `b` got selected.
+        chain: Vec<String>,
+    },
+    /// A request or dependency is malformed.
+    #[error("{0}")]
+    Malformed(String),
+    /// Nothing to install.
+    #[error("[source.rpm] names no files and no packages")]
+    Nothing,
+}
+
+fn suggest(close: &[String]) -> String {
+    if close.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", close.join(", "))
+    }
+}
+
+fn chain_text(chain: &[String]) -> String {
+    if chain.is_empty() {
+        String::new()
+    } else {
+        format!("; required by: {}", chain.join(" -> "))
+    }
+}
+
+/// The packages of all sources that fit the architecture, indexed.
+pub struct Universe<'a> {
+    by_name: BTreeMap<&'a str, Vec<&'a RpmPackage>>,
+    by_cap: BTreeMap<&'a str, Vec<&'a RpmPackage>>,
+}
+
+impl<'a> Universe<'a> {
+    /// Indexes `pkgs` for `arch`: within each name, newest first (rpm order).
+    pub fn new(pkgs: &'a [RpmPackage], arch: &str) -> Universe<'a> {
+        let all: Vec<&RpmPackage> = pkgs
+            .iter()
+            .filter(|p| p.arch == arch || p.arch == "noarch")
+            .collect();
+        let mut by_name: BTreeMap<&str, Vec<&RpmPackage>> = BTreeMap::new();
+        let mut by_cap: BTreeMap<&str, Vec<&RpmPackage>> = BTreeMap::new();
+        for p in &all {
+            by_name.entry(p.name.as_str()).or_default().push(p);
+            for d in &p.provides {
+                by_cap.entry(d.name.as_str()).or_default().push(p);
+            }
+            for f in &p.files {
+                by_cap.entry(f.as_str()).or_default().push(p);
+            }
+        }
+        for v in by_name.values_mut().chain(by_cap.values_mut()) {
+            v.sort_by(|a, b| {
+                a.name
+                    .cmp(&b.name)
+                    .then_with(|| b.evr.cmp_full(&a.evr))
+                    .then_with(|| a.arch.cmp(&b.arch))
+            });
+            v.dedup_by(|a, b| std::ptr::eq(*a, *b));
+        }
+        Universe { by_name, by_cap }
+    }
+
+    /// Every package version that satisfies `d`, best first: the package
+    /// named like the capability, then others by name; newest first.
+    fn providers(&self, d: &Dep) -> Vec<&'a RpmPackage> {
+        let mut v: Vec<&RpmPackage> = self
+            .by_cap
+            .get(d.name.as_str())
+            .map(|v| v.iter().copied().filter(|p| p.satisfies(d)).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| {
+            (b.name == d.name)
+                .cmp(&(a.name == d.name))
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| b.evr.cmp_full(&a.evr))
+        });
+        v
+    }
+
+    /// Up to three package names close to `name` (edit distance).
+    fn close_names(&self, name: &str) -> Vec<String> {
+        let mut scored: Vec<(usize, &str)> = self
+            .by_name
+            .keys()
+            .map(|k| (levenshtein(name, k), *k))
+            .filter(|(d, _)| *d <= (name.len() / 3).max(2))
+            .collect();
+        scored.sort();
+        scored
+            .into_iter()
+            .take(3)
+            .map(|(_, k)| k.to_string())
+            .collect()
+    }
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+struct State<'a> {
+    selected: BTreeMap<&'a str, &'a RpmPackage>,
+    parent: BTreeMap<String, String>,
+    exclude: BTreeSet<String>,
+}
+
+impl<'a> State<'a> {
+    fn chain(&self, name: &str) -> Vec<String> {
+        let mut out = vec![];
+        let mut cur = name.to_string();
+        while let Some(p) = self.parent.get(&cur) {
+            if out.len() > 64 || out.contains(p) {
+                break;
+            }
+            out.push(p.clone());
+            cur = p.clone();
+        }
+        out.reverse();
+        out
+    }
+
+    fn met(&self, d: &Dep) -> bool {
+        self.selected.values().any(|p| p.satisfies(d))
+    }
+
+    fn rich_met(&self, r: &Rich) -> bool {
+        match r {
+            Rich::Dep(d) => self.met(d),
+            Rich::And(v) => v.iter().all(|r| self.rich_met(r)),
+            Rich::Or(v) => v.iter().any(|r| self.rich_met(r)),
+            Rich::If(then, cond, els) => {
+                if self.rich_met(cond) {
+                    self.rich_met(then)
+                } else {
+                    els.as_ref().is_none_or(|e| self.rich_met(e))
+                }
+            }
+            Rich::Unless(then, cond, els) => {
+                if self.rich_met(cond) {
+                    els.as_ref().is_none_or(|e| self.rich_met(e))
+                } else {
+                    self.rich_met(then)
+                }
+            }
+        }
+    }
+
+    /// The selected package that `p` conflicts with (either direction).
+    fn conflict(&self, p: &RpmPackage) -> Option<(String, String, String)> {
+        for s in self.selected.values() {
+            if s.name == p.name {
+                continue;
+            }
+            if let Some(c) = p.conflicts.iter().find(|c| s.satisfies(c)) {
+                return Some((p.nevra(), s.nevra(), c.to_string()));
+            }
+            if let Some(c) = s.conflicts.iter().find(|c| p.satisfies(c)) {
+                return Some((s.nevra(), p.nevra(), c.to_string()));
+            }
+        }
+        None
+    }
+}
+
+/// Resolves `req`; returns the chosen packages sorted by name.
+pub fn resolve<'a>(
+    u: &Universe<'a>,
+    pkgs: &'a [RpmPackage],
+    req: &Request,
+) -> Result<Vec<&'a RpmPackage>, ResolveError> {
+    if req.local.is_empty() && req.packages.is_empty() {
+        return Err(ResolveError::Nothing);
+    }
+    let mut st = State {
+        selected: BTreeMap::new(),
+        parent: BTreeMap::new(),
+        exclude: req.exclude.iter().cloned().collect(),
+    };
+    // Local files first: they are installed whatever else provides the same.
+    for &i in &req.local {
+        let Some(p) = pkgs.get(i) else { continue };
+        if let Some(old) = st.selected.get(p.name.as_str()) {
+            return Err(ResolveError::Malformed(format!(
+                "two local files are package {}: {} and {}",
+                p.name, old.location, p.location
+            )));
+        }
+        if p.arch != req.arch && p.arch != "noarch" {
+            return Err(ResolveError::Malformed(format!(
+                "{} is for {}, the image is {}",
+                p.location, p.arch, req.arch
+            )));
+        }
+        st.selected.insert(&p.name, p);
+        st.parent.insert(p.name.clone(), "local file".into());
+    }
+    let locals: Vec<&RpmPackage> = st.selected.values().copied().collect();
+    for p in locals {
+        requires_of(u, &mut st, p)?;
+    }
+    for want in &req.packages {
+        let r = rich::parse(want).map_err(ResolveError::Malformed)?;
+        let Rich::Dep(d) = r else {
+            return Err(ResolveError::Malformed(format!(
+                "package request {want:?}: give a name, `name OP version` or a path"
+            )));
+        };
+        if st.met(&d) {
+            continue;
+        }
+        if u.providers(&d).is_empty() {
+            return Err(ResolveError::Unknown {
+                name: want.clone(),
+                close: u.close_names(&d.name),
+            });
+        }
+        satisfy(u, &mut st, &d, "recipe", &[])?;
+    }
+    // Final check: conflicts declared by packages chosen before their
+    // counterpart was.
+    for p in st.selected.values() {
+        if let Some((a, b, relation)) = st.conflict(p) {
+            let bname = b.clone();
+            let name = st
+                .selected
+                .values()
+                .find(|s| s.nevra() == bname)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            return Err(ResolveError::Conflict {
+                a,
+                b,
+                relation,
+                chain: st.chain(&name),
+            });
+        }
+    }
+    Ok(st.selected.values().copied().collect())
+}
+
+/// Walks `p`'s Requires.
+fn requires_of<'a>(
+    u: &Universe<'a>,
+    st: &mut State<'a>,
+    p: &'a RpmPackage,
+) -> Result<(), ResolveError> {
+    for d in &p.requires {
+        if d.name.starts_with('(') {
+            let r = rich::parse(&d.name)
+                .map_err(|m| ResolveError::Malformed(format!("{}: {m}", p.nevra())))?;
+            rich_require(u, st, &r, p, &d.name)?;
+        } else if !st.met(d) {
+            let mut chain = st.chain(&p.name);
+            chain.push(p.name.clone());
+            satisfy(u, st, d, &p.nevra(), &chain)?;
+            // Record who pulled the provider in.
+            if let Some(s) = st.selected.values().find(|s| s.satisfies(d)) {
+                st.parent
+                    .entry(s.name.clone())
+                    .or_insert_with(|| p.name.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rich_require<'a>(
+    u: &Universe<'a>,
+    st: &mut State<'a>,
+    r: &Rich,
+    p: &'a RpmPackage,
+    text: &str,
+) -> Result<(), ResolveError> {
+    if st.rich_met(r) {
+        return Ok(());
+    }
+    let mut chain = st.chain(&p.name);
+    chain.push(p.name.clone());
+    match r {
+        Rich::Dep(d) => {
+            satisfy(u, st, d, &p.nevra(), &chain)?;
+            if let Some(s) = st.selected.values().find(|s| s.satisfies(d)) {
+                st.parent
+                    .entry(s.name.clone())
+                    .or_insert_with(|| p.name.clone());
+            }
+            Ok(())
+        }
+        Rich::And(v) => v.iter().try_for_each(|r| rich_require(u, st, r, p, text)),
+        Rich::Or(v) => {
+            let mut reasons = Vec::new();
+            for alt in v {
+                match rich_require(u, st, alt, p, text) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => reasons.push(e.to_string()),
+                }
+            }
+            Err(ResolveError::Unsatisfiable {
+                package: p.nevra(),
+                requirement: text.to_string(),
+                reasons,
+                chain,
+            })
+        }
+        Rich::If(then, cond, els) => {
+            if st.rich_met(cond) {
+                rich_require(u, st, then, p, text)
+            } else if let Some(e) = els {
+                rich_require(u, st, e, p, text)
+            } else {
+                Ok(())
+            }
+        }
+        Rich::Unless(then, cond, els) => {
+            if !st.rich_met(cond) {
+                rich_require(u, st, then, p, text)
+            } else if let Some(e) = els {
+                rich_require(u, st, e, p, text)
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Selects a provider of `d` (needed by `who`) and walks its Requires.
+fn satisfy<'a>(
+    u: &Universe<'a>,
+    st: &mut State<'a>,
+    d: &Dep,
+    who: &str,
+    chain: &[String],
+) -> Result<(), ResolveError> {
+    let mut reasons = Vec::new();
+    let provs = u.providers(d);
+    if provs.is_empty() {
+        // Say what exists under that name, if anything, so that a version
+        // mismatch reads as one.
+        match u.by_name.get(d.name.as_str()) {
+            Some(v) => {
+                let have: Vec<String> = v.iter().map(|p| p.evr.to_string()).collect();
+                reasons.push(format!(
+                    "{} is only available as {}",
+                    d.name,
+                    have.join(", ")
+                ));
+            }
+            None => reasons.push(format!("nothing provides {}", d.name)),
+        }
+    }
+    let mut chosen = None;
+    for p in provs {
+        if st.exclude.contains(&p.name) {
+            reasons.push(format!("{} is excluded by the recipe", p.nevra()));
+            continue;
+        }
+        if let Some(s) = st.selected.get(p.name.as_str()) {
+            let by = st.chain(&s.name).join(" -> ");
+            reasons.push(format!(
+                "{} would be needed but {} is already selected (required by: {by})",
+                p.nevra(),
+                s.nevra(),
+            ));
+            continue;
+        }
+        if let Some((a, b, rel)) = st.conflict(p) {
+            reasons.push(format!("{a} conflicts with {b} ({rel})"));
+            continue;
+        }
+        chosen = Some(p);
+        break;
+    }
+    let Some(p) = chosen else {
+        reasons.dedup();
+        return Err(ResolveError::Unsatisfiable {
+            package: who.to_string(),
+            requirement: d.to_string(),
+            reasons,
+            chain: chain.to_vec(),
+        });
+    };
+    st.selected.insert(&p.name, p);
+    st.parent
+        .entry(p.name.clone())
+        .or_insert_with(|| chain.last().cloned().unwrap_or_else(|| who.to_string()));
+    requires_of(u, st, p)
+}
+
+/// Installation order: requirements before the packages needing them,
+/// deterministic; cycles are cut where the walk meets them, as rpm does.
+pub fn install_order(pkgs: &[&RpmPackage]) -> Vec<usize> {
+    let mut state = vec![0u8; pkgs.len()];
+    let mut out = Vec::with_capacity(pkgs.len());
+    fn visit(i: usize, pkgs: &[&RpmPackage], state: &mut [u8], out: &mut Vec<usize>) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        for d in &pkgs[i].requires {
+            let names: Vec<&str> = if d.name.starts_with('(') {
+                // Every capability the expression mentions orders before.
+                d.name
+                    .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+                    .filter(|w| !w.is_empty())
+                    .collect()
+            } else {
+                vec![d.name.as_str()]
+            };
+            for n in names {
+                let dep = Dep::any(n);
+                if let Some(j) = pkgs.iter().position(|p| p.satisfies(&dep))
+                    && j != i
+                {
+                    visit(j, pkgs, state, out);
+                }
+            }
+        }
+        state[i] = 2;
+        out.push(i);
+    }
+    for i in 0..pkgs.len() {
+        visit(i, pkgs, &mut state, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpm::package::Origin;
+    use crate::rpm::version::{Evr, Op};
+
+    fn pkg(name: &str, evr: &str, requires: &[&str], provides: &[&str]) -> RpmPackage {
+        let dep = |s: &&str| match rich::parse(s).unwrap() {
+            Rich::Dep(d) => d,
+            _ => Dep::any(s),
+        };
+        let mut p = RpmPackage {
+            name: name.into(),
+            evr: Evr::parse(evr).unwrap(),
+            arch: "x86_64".into(),
+            sha256: "0".repeat(64),
+            size: 1,
+            location: format!("{name}.rpm"),
+            origin: Origin::Repo(0),
+            build_time: 0,
+            provides: provides.iter().map(dep).collect(),
+            requires: requires
+                .iter()
+                .map(|s| {
+                    if s.starts_with('(') {
+                        Dep::any(s)
+                    } else {
+                        dep(s)
+                    }
+                })
+                .collect(),
+            conflicts: vec![],
+            files: vec![],
+        };
+        p.add_self_provide();
+        p
+    }
+
+    fn names(v: &[&RpmPackage]) -> Vec<String> {
+        v.iter().map(|p| p.nevra()).collect()
+    }
+
+    fn req(p: &[&str]) -> Request {
+        Request {
+            packages: p.iter().map(|s| s.to_string()).collect(),
+            arch: "x86_64".into(),
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn versions_virtuals_and_files() {
+        let mut sh = pkg("bash", "5.2-1", &[], &["/bin/sh"]);
+        sh.files.push("/usr/bin/bash".into());
+        let all = vec![
+            pkg(
+                "app",
+                "1.0-1",
+                &["libfoo >= 2", "/usr/bin/bash", "webserver"],
+                &[],
+            ),
+            pkg("libfoo", "1.9-1", &[], &[]),
+            pkg("libfoo", "2.1-1", &[], &[]),
+            pkg("libfoo", "3.0~rc1-1", &["libbar"], &[]),
+            pkg("nginx", "1.0-1", &[], &["webserver"]),
+            sh,
+        ];
+        let u = Universe::new(&all, "x86_64");
+        // 3.0~rc1 is newest but needs a missing libbar: there is no
+        // backtracking, so the failure is explained instead.
+        let e = resolve(&u, &all, &req(&["app"])).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("libfoo-3.0~rc1-1.x86_64's requirement libbar"),
+            "{msg}"
+        );
+        assert!(msg.contains("nothing provides libbar"), "{msg}");
+        assert!(
+            msg.contains("required by: recipe -> app -> libfoo"),
+            "{msg}"
+        );
+        let all: Vec<RpmPackage> = all
+            .into_iter()
+            .filter(|p| p.evr.version != "3.0~rc1")
+            .collect();
+        let u = Universe::new(&all, "x86_64");
+        let got = resolve(&u, &all, &req(&["app"])).unwrap();
+        assert_eq!(
+            names(&got),
+            [
+                "app-1.0-1.x86_64",
+                "bash-5.2-1.x86_64",
+                "libfoo-2.1-1.x86_64",
+                "nginx-1.0-1.x86_64"
+            ]
+        );
+        let order = install_order(&got);
+        assert_eq!(order.last(), Some(&0), "app goes last");
+    }
+
+    #[test]
+    fn explained_failures() {
+        let all = vec![
+            pkg("a", "1-1", &["b = 1.0"], &[]),
+            pkg("b", "2.0-1", &[], &[]),
+            pkg("c", "1-1", &["missing-lib"], &[]),
+        ];
+        let u = Universe::new(&all, "x86_64");
+        let e = resolve(&u, &all, &req(&["a"])).unwrap_err().to_string();
+        assert!(e.contains("requirement b = 1.0"), "{e}");
+        assert!(e.contains("b is only available as 2.0-1"), "{e}");
+        let e = resolve(&u, &all, &req(&["c"])).unwrap_err().to_string();
+        assert!(e.contains("nothing provides missing-lib"), "{e}");
+        let e = resolve(&u, &all, &req(&["bb"])).unwrap_err();
+        assert!(
+            matches!(&e, ResolveError::Unknown { close, .. } if close.contains(&"b".to_string())),
+            "{e}"
+        );
+        // A version already chosen by the recipe cannot be replaced.
+        let all = vec![
+            pkg("a", "1-1", &["b < 2"], &[]),
+            pkg("b", "2.0-1", &[], &[]),
+            pkg("b", "1.0-1", &[], &[]),
+        ];
+        let u = Universe::new(&all, "x86_64");
+        let e = resolve(&u, &all, &req(&["b", "a"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("b-1.0-1.x86_64 would be needed but b-2.0-1.x86_64 is already selected"),
+            "{e}"
+        );
+        let got = resolve(&u, &all, &req(&["a"])).unwrap();
+        assert_eq!(names(&got), ["a-1-1.x86_64", "b-1.0-1.x86_64"]);
+        // Excluded.
+        let mut r = req(&["a"]);
+        r.exclude = vec!["b".into()];
+        let e = resolve(&u, &all, &r).unwrap_err().to_string();
+        assert!(e.contains("excluded"), "{e}");
+    }
+
+    #[test]
+    fn rich_and_conflicts() {
+        let mut x = pkg("x", "1-1", &["(y or z)", "(w if z)"], &[]);
+        x.conflicts.push(Dep {
+            name: "y".into(),
+            range: Some((Op::Lt, Evr::parse("5").unwrap())),
+        });
+        let all = vec![
+            x,
+            pkg("y", "1-1", &[], &[]),
+            pkg("z", "1-1", &[], &[]),
+            pkg("w", "1-1", &[], &[]),
+        ];
+        let u = Universe::new(&all, "x86_64");
+        // y conflicts with x, so z is chosen, which brings w.
+        let got = resolve(&u, &all, &req(&["x"])).unwrap();
+        assert_eq!(
+            names(&got),
+            ["w-1-1.x86_64", "x-1-1.x86_64", "z-1-1.x86_64"]
+        );
+        let e = resolve(&u, &all, &req(&["y", "x"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conflicts with y-1-1.x86_64"), "{e}");
+    }
+}

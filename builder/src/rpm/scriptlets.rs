@@ -1,0 +1,107 @@
+//! Running `%pre`/`%post` scriptlets in the image. As rpm does, the body
+//! is written to a file under `/var/tmp` and run as `INTERPRETER [ARGS]
+//! FILE 1` (1 = instances of the package after this install). Lua
+//! scriptlets (rpm's embedded interpreter) and scriptlets whose
+//! interpreter the image lacks are skipped and reported.
+
+use std::io::Write;
+
+use crate::chroot::{Chroot, ChrootError};
+use crate::unpack::{Root, create_excl};
+
+use super::unpack::Script;
+
+/// What happened to one scriptlet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran and exited 0.
+    Ran,
+    /// It was not run, and why.
+    Skipped(String),
+}
+
+/// A scriptlet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptletError {
+    /// The script exited non-zero (its output is in the source error).
+    #[error("%{which} scriptlet of {package}: {source}")]
+    Failed {
+        /// `pre` or `post`.
+        which: String,
+        /// The package.
+        package: String,
+        /// The failure with the script's output.
+        source: ChrootError,
+    },
+    /// Writing the script file failed.
+    #[error("%{which} scriptlet of {package}: writing /var/tmp/{file}: {message}")]
+    Io {
+        /// `pre` or `post`.
+        which: String,
+        /// The package.
+        package: String,
+        /// The file name.
+        file: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Runs one scriptlet of `package` in the image.
+pub fn run(
+    root: &Root,
+    chroot: &Chroot,
+    package: &str,
+    which: &str,
+    s: &Script,
+) -> Result<Outcome, ScriptletError> {
+    let Some(interp) = s.program.first() else {
+        return Ok(Outcome::Skipped("no interpreter".into()));
+    };
+    if interp == "<lua>" {
+        return Ok(Outcome::Skipped(
+            "Lua scriptlets (rpm's built-in interpreter) are not supported".into(),
+        ));
+    }
+    let file = format!("rpm-tmp.vnfs-{package}-{which}");
+    let io = |message: String| ScriptletError::Io {
+        which: which.to_string(),
+        package: package.to_string(),
+        file: file.clone(),
+        message,
+    };
+    let dir = root
+        .mkdir_all("var/tmp")
+        .map_err(|e| io(format!("creating /var/tmp: {e}")))?;
+    let fd = create_excl(&dir, &file).map_err(|e| io(e.to_string()))?;
+    std::fs::File::from(fd)
+        .write_all(s.body.as_bytes())
+        .map_err(|e| io(e.to_string()))?;
+    let path = format!("/var/tmp/{file}");
+    let mut argv: Vec<&str> = s.program.iter().map(String::as_str).collect();
+    argv.push(&path);
+    argv.push("1");
+    let what = format!("%{which} scriptlet of {package}");
+    let result = chroot.run(&what, &argv, &[], None, false);
+    // The file goes whatever happened; a failure to remove it is only
+    // untidy (normalisation empties /var/tmp anyway).
+    let _ = rustix::fs::unlinkat(&dir, file.as_str(), rustix::fs::AtFlags::empty());
+    match result {
+        Ok(out) => {
+            if !out.trim().is_empty() {
+                tracing::info!("{what}:\n{}", out.trim_end());
+            }
+            Ok(Outcome::Ran)
+        }
+        Err(ChrootError::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Outcome::Skipped(format!(
+                "interpreter {interp} is not in the image"
+            )))
+        }
+        Err(source) => Err(ScriptletError::Failed {
+            which: which.to_string(),
+            package: package.to_string(),
+            source,
+        }),
+    }
+}

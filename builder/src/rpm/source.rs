@@ -1,0 +1,110 @@
+//! `[source.rpm]` in a recipe: local RPM files and globs, yum/dnf
+//! repositories, the packages to install and the ones to keep out.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `[source.rpm]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpmSource {
+    /// Local RPM files or globs, relative to the recipe; all are installed.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// `[[source.rpm.repo]]`: repositories to resolve `packages` from.
+    #[serde(default, rename = "repo")]
+    pub repos: Vec<RpmRepo>,
+    /// Packages (names, capabilities or paths) to install with their
+    /// Requires.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Package names that must not be installed.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// `[[source.rpm.repo]]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RpmRepo {
+    /// Short name, recorded in the lock for each package from it.
+    pub id: String,
+    /// Repository root (the directory holding `repodata/`): `http://`,
+    /// `https://`, `file://` or a path relative to the recipe.
+    pub baseurl: String,
+    /// OpenPGP key that must have signed `repodata/repomd.xml`
+    /// (`repomd.xml.asc`), relative to the recipe.
+    #[serde(default)]
+    pub gpgkey: Option<PathBuf>,
+}
+
+impl RpmSource {
+    /// Checks what serde cannot: ids, URLs and that something is asked for.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.files.is_empty() && self.packages.is_empty() {
+            return Err("[source.rpm] needs `files` or `packages`".into());
+        }
+        if !self.packages.is_empty() && self.repos.is_empty() {
+            return Err("[source.rpm] `packages` needs at least one [[source.rpm.repo]]".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.repos {
+            if r.id.is_empty()
+                || !r
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(format!(
+                    "repo id {:?} must be non-empty letters, digits, '-', '_' or '.'",
+                    r.id
+                ));
+            }
+            if !seen.insert(&r.id) {
+                return Err(format!("repo id {:?} is used twice", r.id));
+            }
+            if r.baseurl.trim().is_empty() {
+                return Err(format!("repo {:?} has an empty baseurl", r.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::recipe::{Recipe, RecipeError, Source};
+    use std::path::Path;
+
+    const HEAD: &str =
+        "[image]\nos = \"rocky\"\nversion = \"9\"\nrelease = \"1\"\narch = \"x86_64\"\n\n";
+
+    fn parse(src: &str) -> Result<Recipe, RecipeError> {
+        Recipe::parse(&format!("{HEAD}{src}"), Path::new("r.toml"))
+    }
+
+    #[test]
+    fn schema() {
+        let r = parse(
+            "[source.rpm]\nfiles = [\"a/*.rpm\"]\npackages = [\"bash\"]\nexclude = [\"x\"]\n\n[[source.rpm.repo]]\nid = \"base\"\nbaseurl = \"repo\"\ngpgkey = \"k.asc\"\n",
+        )
+        .unwrap();
+        let Source::Rpm(s) = &r.source else {
+            panic!("not rpm")
+        };
+        assert_eq!(s.repos[0].id, "base");
+        assert_eq!(s.repos[0].gpgkey.as_deref(), Some(Path::new("k.asc")));
+        let msg = |src: &str| parse(src).unwrap_err().to_string();
+        assert!(msg("[source.rpm]\n").contains("needs `files` or `packages`"));
+        assert!(msg("[source.rpm]\npackages = [\"a\"]\n").contains("at least one"));
+        let e = msg("[source.rpm]\nfiles = [\"x\"]\nbogus = 1\n");
+        assert!(e.contains("r.toml:9:1:") && e.contains("bogus"), "{e}");
+        let two = "[source.rpm]\npackages = [\"a\"]\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"u\"\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"v\"\n";
+        assert!(msg(two).contains("used twice"));
+        assert!(
+            msg(&two.replace("\"a\"\nbaseurl = \"u\"", "\"a/b\"\nbaseurl = \"u\""))
+                .contains("repo id")
+        );
+    }
+}
