@@ -39,7 +39,7 @@ enum Command {
     Delete(cmd::image::DeleteArgs),
     /// Move an image back to an earlier version (recorded in its history)
     Rollback(cmd::image::RollbackArgs),
-    /// Paths added, removed, modified between two versions, and bytes needed
+    /// Packages and paths added, removed, changed between two versions, and bytes needed
     Diff(cmd::image::DiffArgs),
     /// Mount an image read-write through FUSE; `vnfs umount` commits the edits
     Mount(cmd::mount::MountArgs),

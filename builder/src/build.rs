@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cache::{Cache, CacheError, Wanted};
@@ -115,8 +116,8 @@ pub enum BuildError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Ctrl-C.
-    #[error("interrupted")]
+    /// Ctrl-C (or SIGTERM): the build stopped where it was.
+    #[error("interrupted; nothing was committed")]
     Interrupted,
     /// Committing to the store failed (no ref was moved).
     #[error("committing to the store: {0}")]
@@ -191,7 +192,33 @@ pub fn build(
             (t.path().join("root"), Some(t))
         }
     };
-    let result = build_into(recipe, opts, &root, progress, cancel);
+    // Commands in the image watch `stop`, which mirrors `cancel`: a
+    // shared flag they can hold on to beyond this borrow.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let r = build_into(recipe, opts, &root, progress, cancel, &stop);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    // Whatever failed once the user asked to stop (a command killed by
+    // the terminal's Ctrl-C, say) is reported as the interruption it is.
+    let result = match result {
+        Err(e) if cancel.load(Ordering::Relaxed) => {
+            tracing::debug!("after the interrupt: {e}");
+            Err(BuildError::Interrupted)
+        }
+        r => r,
+    };
     match result {
         Ok(mut b) => {
             b.temp = temp;
@@ -219,6 +246,7 @@ fn build_into(
     root: &Path,
     progress: &dyn Progress,
     cancel: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<Built, BuildError> {
     // Anything modified after this instant was made by the build, not
     // shipped by a package: its timestamp is set to SOURCE_DATE_EPOCH.
@@ -281,6 +309,7 @@ fn build_into(
                 &unpack::Options::default(),
             )?;
             unpack::apply_dir_meta(&r, rep.dirs.iter())?;
+            unpack::apply_dir_xattrs(&r, rep.dir_xattrs.iter())?;
             progress.end(Stage::Unpack);
         }
         Source::Dir(dsrc) => {
@@ -304,7 +333,7 @@ fn build_into(
     }
     check(cancel)?;
     progress.begin(Stage::Configure, Some(recipe.steps.len() as u64));
-    let chroot = Chroot::new(root, Some(built.source_date_epoch));
+    let chroot = Chroot::new(root, Some(built.source_date_epoch)).with_cancel(stop.clone());
     let recipe_dir = recipe.path.parent().unwrap_or(Path::new("."));
     steps::apply(root, &recipe.steps, recipe_dir, &chroot)?;
     progress.end(Stage::Configure);

@@ -9,6 +9,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// A command in the image failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,12 @@ pub enum ChrootError {
         root: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The build was interrupted while the command ran; it was stopped.
+    #[error("{what}: interrupted")]
+    Interrupted {
+        /// The command.
+        what: String,
     },
     /// The command exited non-zero.
     #[error("{what} failed in the image ({status}){}", output_tail(.output))]
@@ -49,7 +58,12 @@ fn output_tail(out: &str) -> String {
 pub struct Chroot {
     root: PathBuf,
     env: Vec<(String, String)>,
+    cancel: Option<Arc<AtomicBool>>,
 }
+
+/// How long a stopped command may take to exit after SIGTERM before its
+/// process group gets SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Device nodes created in the private /dev: name, char major, minor.
 const DEVICES: [(&str, u32, u32); 6] = [
@@ -82,7 +96,18 @@ impl Chroot {
         Chroot {
             root: root.to_path_buf(),
             env,
+            cancel: None,
         }
+    }
+
+    /// Makes commands stoppable: each runs in its own process group, and
+    /// once `flag` is set the group gets SIGTERM (SIGKILL after a grace
+    /// period) and the command fails with [`ChrootError::Interrupted`].
+    /// Without it a command shares the caller's process group, so a
+    /// terminal's Ctrl-C reaches it directly.
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Chroot {
+        self.cancel = Some(flag);
+        self
     }
 
     /// Runs `argv` in the image; output is captured and returned in the
@@ -132,6 +157,11 @@ impl Chroot {
         let writer2 = writer.try_clone().map_err(spawn_err)?;
         cmd.stdout(writer).stderr(writer2);
         let setup = Setup::new(&self.root, network).map_err(spawn_err)?;
+        if self.cancel.is_some() {
+            // Its own process group, so that stopping it reaches every
+            // process it started (and only those).
+            cmd.process_group(0);
+        }
         // SAFETY: the closure only makes async-signal-safe system calls on
         // data prepared before the fork (no allocation, no locks).
         unsafe {
@@ -139,15 +169,36 @@ impl Chroot {
         }
         let mut child = cmd.spawn().map_err(spawn_err)?;
         drop(cmd);
+        // Output is collected on a thread so that this one can watch the
+        // cancel flag.
+        let collector = std::thread::spawn(move || {
+            let mut reader = reader;
+            let mut buf = Vec::new();
+            let r = std::io::Read::read_to_end(&mut reader, &mut buf);
+            r.map(|_| buf)
+        });
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(data).map_err(spawn_err)?;
         }
-        let mut output = String::new();
-        let mut reader = reader;
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut reader, &mut buf).map_err(spawn_err)?;
-        output.push_str(&String::from_utf8_lossy(&buf));
-        let status = child.wait().map_err(spawn_err)?;
+        let status = match &self.cancel {
+            None => child.wait().map_err(spawn_err)?,
+            Some(flag) => match wait_or_stop(&mut child, flag).map_err(spawn_err)? {
+                Some(status) => status,
+                None => {
+                    // Not joined: a daemon that left the process group
+                    // could hold the pipe open.
+                    drop(collector);
+                    return Err(ChrootError::Interrupted {
+                        what: what.to_string(),
+                    });
+                }
+            },
+        };
+        let buf = collector
+            .join()
+            .map_err(|_| spawn_err(std::io::Error::other("output reader panicked")))?
+            .map_err(spawn_err)?;
+        let output = String::from_utf8_lossy(&buf).into_owned();
         if !status.success() {
             return Err(ChrootError::Failed {
                 what: what.to_string(),
@@ -162,6 +213,43 @@ impl Chroot {
     pub fn shell(&self, what: &str, script: &str, network: bool) -> Result<String, ChrootError> {
         self.run(what, &["/bin/sh", "-c", script], &[], None, network)
     }
+}
+
+/// Waits for `child`, polling `flag`; once it is set, stops the child's
+/// process group (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and returns
+/// `None`. The mount namespace, and with it every mount the command had,
+/// goes away with its last process.
+fn wait_or_stop(
+    child: &mut std::process::Child,
+    flag: &AtomicBool,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let poll = Duration::from_millis(50);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if flag.load(Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(poll);
+    }
+    let pgid = child.id() as libc::pid_t;
+    // SAFETY: signalling a process group we created.
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        if child.try_wait()?.is_some() {
+            // Stragglers that ignored SIGTERM still go.
+            // SAFETY: as above.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            return Ok(None);
+        }
+        std::thread::sleep(poll);
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    child.wait()?;
+    Ok(None)
 }
 
 /// The seccomp architecture token of this build target.

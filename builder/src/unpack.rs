@@ -117,29 +117,59 @@ impl Root {
     }
 }
 
-/// Which paths each package wrote, to detect two packages shipping one file.
+/// Which archives ship each non-directory path. The first archive to
+/// claim a path writes it; later ones skip the member and are recorded,
+/// so that the caller can decide afterwards, as dpkg would (Replaces,
+/// diversions), who owns it. The decision cannot be made while unpacking
+/// in parallel: which archive comes first there is an accident of timing.
 #[derive(Debug, Default)]
 pub struct Claims {
-    files: Mutex<HashMap<String, String>>,
+    files: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Claims {
-    fn claim(&self, path: &str, owner: &str) -> Result<(), UnpackError> {
+    /// Records that `owner` ships `path`; true when `owner` is the first
+    /// (or only) archive to do so and should write it now.
+    fn claim(&self, path: &str, owner: &str) -> Result<bool, UnpackError> {
         let mut m = self.files.lock().map_err(|_| UnpackError::Corrupt {
             archive: owner.to_string(),
             message: "claims lock poisoned".into(),
         })?;
-        if let Some(first) = m.get(path)
-            && first != owner
-        {
-            return Err(UnpackError::Conflict {
-                path: path.to_string(),
-                first: first.clone(),
-                second: owner.to_string(),
-            });
+        let owners = m.entry(path.to_string()).or_default();
+        if owners.is_empty() || owners[0] == owner {
+            if owners.is_empty() {
+                owners.push(owner.to_string());
+            }
+            return Ok(true);
         }
-        m.insert(path.to_string(), owner.to_string());
-        Ok(())
+        if !owners.iter().any(|o| o == owner) {
+            owners.push(owner.to_string());
+        }
+        Ok(false)
+    }
+
+    /// Paths shipped by more than one archive, sorted, each with its
+    /// archives in claim order (the first one's content is on disk).
+    pub fn contested(&self) -> Vec<(String, Vec<String>)> {
+        let Ok(m) = self.files.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, Vec<String>)> = m
+            .iter()
+            .filter(|(_, o)| o.len() > 1)
+            .map(|(p, o)| (p.clone(), o.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The archives that ship `path` (`/usr/bin/x`), in claim order.
+    pub fn owners(&self, path: &str) -> Vec<String> {
+        self.files
+            .lock()
+            .ok()
+            .and_then(|m| m.get(path).cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -168,6 +198,88 @@ pub struct Report {
     pub dirs: Vec<DirMeta>,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Extended attributes of directory members (pax `SCHILY.xattr.*`),
+    /// applied by [`apply_dir_xattrs`] once everything is extracted: a
+    /// default ACL set early would change the modes of files created in
+    /// the directory afterwards.
+    pub dir_xattrs: Vec<(String, Xattrs)>,
+    /// Members not written because another archive claimed the path
+    /// first (see [`Claims`]), and hard links to them (`/usr/bin/x`).
+    pub skipped: Vec<String>,
+    /// With [`Options::md5sums`]: `<md5>  <path>` for every regular file
+    /// and hard link in archive order, of this archive's own content
+    /// (skipped members too), as dpkg records it while unpacking.
+    pub md5sums: String,
+}
+
+/// A writer that hashes what passes through it (md5, for dpkg's md5sums).
+struct Md5Writer<W> {
+    inner: W,
+    hash: Option<md5::Md5>,
+}
+
+impl<W: std::io::Write> std::io::Write for Md5Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(h) = &mut self.hash {
+            md5::Digest::update(h, &buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W> Md5Writer<W> {
+    fn new(inner: W, on: bool) -> Md5Writer<W> {
+        Md5Writer {
+            inner,
+            hash: on.then(<md5::Md5 as md5::Digest>::new),
+        }
+    }
+
+    /// The hex digest, when hashing.
+    fn hex(self) -> Option<String> {
+        self.hash.map(|h| hex::encode(md5::Digest::finalize(h)))
+    }
+}
+
+/// Extended attributes of one member: (name, value), in archive order.
+pub type Xattrs = Vec<(String, Vec<u8>)>;
+
+/// The extended attributes a pax header carries as `SCHILY.xattr.NAME`
+/// (what GNU tar `--xattrs`, bsdtar and Go's archive/tar, hence `docker
+/// export`, write).
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Xattrs> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr."))
+                && !name.is_empty()
+            {
+                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets `xattrs` on the entry `name` in directory `dir` without following
+/// a symlink (there is no `lsetxattrat`; the path goes through the
+/// directory's descriptor in /proc).
+fn set_xattrs_at(dir: &OwnedFd, name: &str, xattrs: &Xattrs) -> rustix::io::Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}/{name}", dir.as_raw_fd());
+    for (k, v) in xattrs {
+        rustix::fs::lsetxattr(&path, k.as_str(), v, rustix::fs::XattrFlags::empty())?;
+    }
+    Ok(())
 }
 
 /// Options for one archive.
@@ -178,6 +290,9 @@ pub struct Options<'a> {
     pub conffiles: Option<&'a std::collections::BTreeSet<String>>,
     /// Detect files shipped by two archives.
     pub claims: Option<&'a Claims>,
+    /// Compute [`Report::md5sums`] (dpkg does for a package that ships no
+    /// `md5sums`).
+    pub md5sums: bool,
 }
 
 /// Normalises a member name to a root-relative path; `None` for the root.
@@ -211,35 +326,139 @@ pub fn unpack_tar<R: Read>(
     archive: &str,
     opts: &Options<'_>,
 ) -> Result<Report, UnpackError> {
+    extract(root, reader, archive, opts, None)
+}
+
+/// Where [`extract_selected`] puts each chosen member: the member as dpkg
+/// lists it (`/usr/bin/x`) → its destination in the root
+/// (`/usr/bin/x.distrib` for a diverted file, or the same path).
+pub type Selection = std::collections::BTreeMap<String, String>;
+
+/// Extracts again only the members named in `select`, to their
+/// destinations, replacing whatever non-directory is there (conffiles get
+/// their `.dpkg-new` suffix as when unpacking). Directories are left
+/// alone. A hard link whose target is extracted in the same pass links to
+/// the target's new place, otherwise to what is on disk at the target.
+pub fn extract_selected<R: Read>(
+    root: &Root,
+    reader: R,
+    archive: &str,
+    conffiles: Option<&std::collections::BTreeSet<String>>,
+    select: &Selection,
+) -> Result<(), UnpackError> {
+    let opts = Options {
+        conffiles,
+        claims: None,
+        md5sums: false,
+    };
+    extract(root, reader, archive, &opts, Some(select)).map(|_| ())
+}
+
+/// Splits a root-relative path into its directory and file name.
+fn split_rel(rel: &str) -> (String, String) {
+    match rel.rsplit_once('/') {
+        Some((p, f)) => (p.to_string(), f.to_string()),
+        None => (String::new(), rel.to_string()),
+    }
+}
+
+fn extract<R: Read>(
+    root: &Root,
+    reader: R,
+    archive: &str,
+    opts: &Options<'_>,
+    select: Option<&Selection>,
+) -> Result<Report, UnpackError> {
     let mut ar = tar::Archive::new(reader);
     let mut report = Report::default();
     let corrupt = |e: std::io::Error| UnpackError::Corrupt {
         archive: archive.to_string(),
         message: e.to_string(),
     };
+    // Paths written elsewhere in this pass (selection), or skipped
+    // because another archive claimed them (unpacking).
+    let mut moved: HashMap<String, String> = HashMap::new();
+    let mut skipped: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Member → md5 of its content, for hard links (with `opts.md5sums`).
+    let mut sums: HashMap<String, String> = HashMap::new();
     let mut parent_cache: Option<(String, OwnedFd)> = None;
     for entry in ar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let name = entry.path().map_err(corrupt)?.into_owned();
         let Some(rel) = clean(&name, archive)? else {
-            report.paths.push("/.".to_string());
+            if select.is_none() {
+                report.paths.push("/.".to_string());
+            }
             continue;
+        };
+        let listed = format!("/{rel}");
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        // Where this member goes: its own path, or its selected place.
+        let dest = match select {
+            None => rel.clone(),
+            Some(_) if kind == tar::EntryType::Directory => continue,
+            Some(sel) => match sel.get(&listed) {
+                Some(d) => match clean(Path::new(d), archive)? {
+                    Some(d) => d,
+                    None => continue,
+                },
+                None => continue,
+            },
         };
         let io = |what: &str, e: Errno| UnpackError::Io {
             archive: archive.to_string(),
             member: rel.clone(),
             message: format!("{what}: {e}"),
         };
-        let header = entry.header().clone();
-        let kind = header.entry_type();
         let mode = header.mode().map_err(corrupt)? & 0o7777;
         let uid = header.uid().map_err(corrupt)? as u32;
         let gid = header.gid().map_err(corrupt)? as u32;
         let mtime = header.mtime().map_err(corrupt)? as i64;
-        let (parent, file) = match rel.rsplit_once('/') {
-            Some((p, f)) => (p.to_string(), f.to_string()),
-            None => (String::new(), rel.clone()),
-        };
+        let xattrs = pax_xattrs(&mut entry).map_err(corrupt)?;
+        if kind != tar::EntryType::Directory
+            && let Some(c) = opts.claims
+        {
+            // A hard link to a member this archive did not write cannot
+            // be made now; it is extracted again once ownership is known.
+            let link_to_skipped = kind == tar::EntryType::Link
+                && entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .and_then(|t| clean(&t, archive).ok().flatten())
+                    .is_some_and(|t| skipped.contains(&format!("/{t}")));
+            if !c.claim(&listed, archive)? || link_to_skipped {
+                if opts.md5sums && select.is_none() {
+                    // dpkg hashes what it unpacks, kept or not.
+                    match kind {
+                        tar::EntryType::Regular
+                        | tar::EntryType::Continuous
+                        | tar::EntryType::GNUSparse => {
+                            let mut w = Md5Writer::new(std::io::sink(), true);
+                            std::io::copy(&mut entry, &mut w).map_err(corrupt)?;
+                            if let Some(sum) = w.hex() {
+                                note_sum(&mut report, &mut sums, &listed, sum);
+                            }
+                        }
+                        tar::EntryType::Link => {
+                            if let Some(sum) = link_sum(&mut entry, archive, &sums) {
+                                note_sum(&mut report, &mut sums, &listed, sum);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                skipped.insert(listed.clone());
+                report.skipped.push(listed.clone());
+                report.paths.push(listed);
+                continue;
+            }
+        }
+        if select.is_some() && dest != rel {
+            moved.insert(listed.clone(), format!("/{dest}"));
+        }
+        let (parent, file) = split_rel(&dest);
         let pfd = match &parent_cache {
             Some((p, fd)) if *p == parent => fd
                 .try_clone()
@@ -254,7 +473,6 @@ pub fn unpack_tar<R: Read>(
                 fd
             }
         };
-        let listed = format!("/{rel}");
         let times = Timestamps {
             last_access: Timespec {
                 tv_sec: mtime,
@@ -285,25 +503,36 @@ pub fn unpack_tar<R: Read>(
                     gid,
                     mtime,
                 });
+                if !xattrs.is_empty() {
+                    report.dir_xattrs.push((rel.clone(), xattrs));
+                }
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            // GNU sparse members read back with their holes as zeros.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let target = match opts.conffiles {
                     Some(c) if c.contains(&listed) => format!("{file}.dpkg-new"),
                     _ => file.clone(),
                 };
-                if let Some(c) = opts.claims {
-                    c.claim(&listed, archive)?;
-                }
                 let fd = create_excl(&pfd, &target).map_err(|e| io("create", e))?;
-                let mut f = std::fs::File::from(fd);
-                report.bytes += std::io::copy(&mut entry, &mut f).map_err(|e| UnpackError::Io {
+                let hashing = opts.md5sums && select.is_none();
+                let mut w = Md5Writer::new(std::fs::File::from(fd), hashing);
+                report.bytes += std::io::copy(&mut entry, &mut w).map_err(|e| UnpackError::Io {
                     archive: archive.to_string(),
                     member: rel.clone(),
                     message: format!("write: {e}"),
                 })?;
+                let f = w.inner;
+                if let Some(sum) = w.hash.map(|h| hex::encode(md5::Digest::finalize(h))) {
+                    note_sum(&mut report, &mut sums, &listed, sum);
+                }
                 rustix::fs::fchown(&f, Some(uid_of(uid)), Some(gid_of(gid)))
                     .map_err(|e| io("chown", e))?;
                 rustix::fs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(|e| io("chmod", e))?;
+                // After chown, which clears security.capability.
+                for (k, v) in &xattrs {
+                    rustix::fs::fsetxattr(&f, k.as_str(), v, rustix::fs::XattrFlags::empty())
+                        .map_err(|e| io(&format!("setxattr {k}"), e))?;
+                }
                 rustix::fs::futimens(&f, &times).map_err(|e| io("utimens", e))?;
             }
             tar::EntryType::Symlink => {
@@ -312,9 +541,6 @@ pub fn unpack_tar<R: Read>(
                     .map_err(corrupt)?
                     .ok_or_else(|| io("symlink without target", Errno::INVAL))?
                     .into_owned();
-                if let Some(c) = opts.claims {
-                    c.claim(&listed, archive)?;
-                }
                 replace(&pfd, &file, |fd, n| rustix::fs::symlinkat(&target, fd, n))
                     .map_err(|e| io("symlink", e))?;
                 rustix::fs::chownat(
@@ -325,6 +551,7 @@ pub fn unpack_tar<R: Read>(
                     AtFlags::SYMLINK_NOFOLLOW,
                 )
                 .map_err(|e| io("chown", e))?;
+                set_xattrs_at(&pfd, &file, &xattrs).map_err(|e| io("setxattr", e))?;
                 rustix::fs::utimensat(&pfd, file.as_str(), &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| io("utimens", e))?;
             }
@@ -333,21 +560,31 @@ pub fn unpack_tar<R: Read>(
                     .link_name()
                     .map_err(corrupt)?
                     .ok_or_else(|| io("hard link without target", Errno::INVAL))?;
-                let Some(trel) = clean(&target, archive)? else {
+                let Some(mut trel) = clean(&target, archive)? else {
                     return Err(io("hard link to the root", Errno::INVAL));
                 };
-                let (tp, tf) = match trel.rsplit_once('/') {
-                    Some((p, f)) => (p.to_string(), f.to_string()),
-                    None => (String::new(), trel.clone()),
-                };
-                let tfd = root.open_dir(&tp).map_err(|e| io("open link target", e))?;
-                if let Some(c) = opts.claims {
-                    c.claim(&listed, archive)?;
+                let tlisted = format!("/{trel}");
+                // The target was put somewhere else in this pass.
+                if let Some(m) = moved.get(&tlisted) {
+                    trel = m.trim_start_matches('/').to_string();
                 }
+                let (tp, mut tf) = split_rel(&trel);
+                // A conffile target is still under its `.dpkg-new` name,
+                // as dpkg links it.
+                if opts.conffiles.is_some_and(|c| c.contains(&tlisted)) {
+                    tf.push_str(".dpkg-new");
+                }
+                let tfd = root.open_dir(&tp).map_err(|e| io("open link target", e))?;
                 replace(&pfd, &file, |fd, n| {
                     rustix::fs::linkat(&tfd, tf.as_str(), fd, n, AtFlags::empty())
                 })
                 .map_err(|e| io("link", e))?;
+                if opts.md5sums
+                    && select.is_none()
+                    && let Some(sum) = sums.get(&tlisted).cloned()
+                {
+                    note_sum(&mut report, &mut sums, &listed, sum);
+                }
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let ft = match kind {
@@ -358,9 +595,6 @@ pub fn unpack_tar<R: Read>(
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 let dev = rustix::fs::makedev(major, minor);
-                if let Some(c) = opts.claims {
-                    c.claim(&listed, archive)?;
-                }
                 replace(&pfd, &file, |fd, n| {
                     rustix::fs::mknodat(fd, n, ft, Mode::from_raw_mode(mode), dev)
                 })
@@ -380,6 +614,7 @@ pub fn unpack_tar<R: Read>(
                     AtFlags::empty(),
                 )
                 .map_err(|e| io("chmod", e))?;
+                set_xattrs_at(&pfd, &file, &xattrs).map_err(|e| io("setxattr", e))?;
             }
             // pax/GNU metadata entries are consumed by the tar crate; others
             // (sparse etc.) do not occur in packages.
@@ -394,6 +629,26 @@ pub fn unpack_tar<R: Read>(
         report.paths.push(listed);
     }
     Ok(report)
+}
+
+/// Records a member's md5 in the report (dpkg's md5sums line) and for
+/// hard links to it.
+fn note_sum(report: &mut Report, sums: &mut HashMap<String, String>, listed: &str, sum: String) {
+    report
+        .md5sums
+        .push_str(&format!("{sum}  {}\n", listed.trim_start_matches('/')));
+    sums.insert(listed.to_string(), sum);
+}
+
+/// The md5 already noted for a hard link's target in this archive.
+fn link_sum<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    archive: &str,
+    sums: &HashMap<String, String>,
+) -> Option<String> {
+    let t = entry.link_name().ok().flatten()?;
+    let t = clean(&t, archive).ok().flatten()?;
+    sums.get(&format!("/{t}")).cloned()
 }
 
 fn uid_of(u: u32) -> rustix::fs::Uid {
@@ -476,6 +731,43 @@ pub fn apply_dir_meta<'a>(
             },
         )
         .map_err(|e| io("utimens", e))?;
+    }
+    Ok(())
+}
+
+/// Sets the extended attributes recorded for directory members (after
+/// [`apply_dir_meta`], whose chown would clear some of them). Like there,
+/// a directory that is a symlink in the root is left alone.
+pub fn apply_dir_xattrs<'a>(
+    root: &Root,
+    dirs: impl Iterator<Item = &'a (String, Xattrs)>,
+) -> Result<(), UnpackError> {
+    for (path, xattrs) in dirs {
+        let io = |what: &str, e: Errno| UnpackError::Io {
+            archive: "directory metadata".into(),
+            member: path.clone(),
+            message: format!("{what}: {e}"),
+        };
+        let (parent, file) = match path.rsplit_once('/') {
+            Some((p, f)) => (p, f),
+            None => ("", path.as_str()),
+        };
+        let pfd = root.open_dir(parent).map_err(|e| io("open", e))?;
+        let fd = match rustix::fs::openat(
+            &pfd,
+            file,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // A symlink (merged /usr) or something else now.
+            Err(Errno::LOOP | Errno::NOTDIR) => continue,
+            Err(e) => return Err(io("open", e)),
+        };
+        for (k, v) in xattrs {
+            rustix::fs::fsetxattr(&fd, k.as_str(), v, rustix::fs::XattrFlags::empty())
+                .map_err(|e| io(&format!("setxattr {k}"), e))?;
+        }
     }
     Ok(())
 }
@@ -570,10 +862,53 @@ mod tests {
         let opts = Options {
             conffiles: Some(&conff),
             claims: Some(&claims),
+            md5sums: true,
         };
-        unpack_tar(&root, &t[..], "a", &opts).unwrap();
+        let r = unpack_tar(&root, &t[..], "a", &opts).unwrap();
+        // md5("c")
+        assert_eq!(r.md5sums, "4a8a08f09d37b73795649038408b5f33  etc/c\n");
         assert!(dir.path().join("r/etc/c.dpkg-new").is_file());
-        let e = unpack_tar(&root, &t[..], "b", &opts).unwrap_err();
-        assert!(e.to_string().contains("in both a and b"), "{e}");
+        // A second archive shipping the path does not overwrite it; the
+        // claim is recorded for the caller to decide.
+        let t2 = tar_with(&[
+            ("./etc/c", tar::EntryType::Regular, "b's"),
+            ("./etc/d", tar::EntryType::Link, "./etc/c"),
+        ]);
+        let r = unpack_tar(&root, &t2[..], "b", &opts).unwrap();
+        assert_eq!(r.skipped, ["/etc/c", "/etc/d"]);
+        // Skipped members are still hashed, as dpkg hashes what it unpacks;
+        // the hard link has its target's sum. md5("b's")
+        assert_eq!(
+            r.md5sums,
+            "58f828245c23565d7e1a320d7d26155d  etc/c\n58f828245c23565d7e1a320d7d26155d  etc/d\n"
+        );
+        assert_eq!(r.paths, ["/etc/c", "/etc/d"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("r/etc/c.dpkg-new")).unwrap(),
+            b"c"
+        );
+        assert!(!dir.path().join("r/etc/d").exists());
+        assert_eq!(
+            claims.contested(),
+            [("/etc/c".to_string(), vec!["a".to_string(), "b".to_string()])]
+        );
+        assert_eq!(claims.owners("/etc/d"), ["b"]);
+        // Extracting b's members again, to chosen places: the link follows
+        // its target.
+        let sel: Selection = [
+            ("/etc/c".to_string(), "/etc/c.diverted".to_string()),
+            ("/etc/d".to_string(), "/etc/d".to_string()),
+        ]
+        .into();
+        extract_selected(&root, &t2[..], "b", Some(&conff), &sel).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("r/etc/c.diverted.dpkg-new")).unwrap(),
+            b"b's"
+        );
+        assert_eq!(std::fs::read(dir.path().join("r/etc/d")).unwrap(), b"b's");
+        assert_eq!(
+            std::fs::read(dir.path().join("r/etc/c.dpkg-new")).unwrap(),
+            b"c"
+        );
     }
 }

@@ -319,19 +319,102 @@ pub struct DiffArgs {
     pub a: String,
     /// New version
     pub b: String,
+    /// Only compare the package lists (both versions must have been built
+    /// from packages)
+    #[arg(long)]
+    pub packages: bool,
 }
 
-/// Prints what changed between two versions.
+/// The package list a commit's metadata carries (`vnfs.packages`), or
+/// `None` for a commit made from a plain directory.
+fn package_list(
+    c: &vnfs_store::Commit,
+    spec: &str,
+) -> anyhow::Result<Option<Vec<vnfs_capsule::manifest::Package>>> {
+    if !c.metadata.contains_key(vnfs_capsule::metadata::PACKAGES) {
+        return Ok(None);
+    }
+    let m = vnfs_capsule::metadata::ImageMetadata::from_commit(&c.metadata, "")
+        .with_context(|| format!("reading the package list of {spec}"))?;
+    Ok(Some(m.packages))
+}
+
+/// Prints the package section of `vnfs diff`.
+fn print_package_diff(
+    out: &mut impl std::io::Write,
+    d: &vnfs_builder::pkgdiff::PackageDiff,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "packages: {} added, {} removed, {} changed",
+        d.added.len(),
+        d.removed.len(),
+        d.changed.len()
+    )?;
+    for p in &d.added {
+        writeln!(out, "+ {} {} ({})", p.name, p.version, p.arch)?;
+    }
+    for p in &d.removed {
+        writeln!(out, "- {} {} ({})", p.name, p.version, p.arch)?;
+    }
+    for c in &d.changed {
+        let arch = if c.old_arch == c.new_arch {
+            c.new_arch.clone()
+        } else {
+            format!("{} -> {}", c.old_arch, c.new_arch)
+        };
+        let what = serde_json::to_value(c.direction)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "~ {} {} -> {} ({arch}; {what})",
+            c.name, c.old_version, c.new_version
+        )?;
+    }
+    Ok(())
+}
+
+/// Prints what changed between two versions: the package lists first
+/// (when both were built from packages), then the paths.
 pub fn diff(a: DiffArgs, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let (_, ia) = store.resolve(&a.a)?;
     let (_, ib) = store.resolve(&a.b)?;
-    let d = store.diff(&ia, &ib)?;
+    let pa = package_list(&store.read_commit(&ia)?, &a.a)?;
+    let pb = package_list(&store.read_commit(&ib)?, &a.b)?;
+    let pkgs = match (&pa, &pb) {
+        (Some(x), Some(y)) => Some(vnfs_builder::pkgdiff::diff(x, y)),
+        _ => None,
+    };
+    if a.packages && pkgs.is_none() {
+        let which = if pa.is_none() { &a.a } else { &a.b };
+        bail!("{which} has no package list (it was not built from packages)");
+    }
+    let d = if a.packages {
+        None
+    } else {
+        Some(store.diff(&ia, &ib)?)
+    };
     if ctx.json {
-        return ctx.print_json(&d);
+        let mut v = match &d {
+            Some(d) => serde_json::to_value(d)?,
+            None => serde_json::json!({}),
+        };
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("packages".into(), serde_json::to_value(&pkgs)?);
+        }
+        return ctx.print_json(&v);
     }
     use std::io::Write;
     let mut out = std::io::stdout().lock();
+    if let Some(p) = &pkgs {
+        print_package_diff(&mut out, p)?;
+    }
+    let Some(d) = d else {
+        return Ok(());
+    };
     for e in &d.entries {
         let path = String::from_utf8_lossy(&e.path_bytes);
         let path = if path.starts_with('/') {

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::control;
 use super::deb::{Deb, DebError};
-use super::packages::parse_relations;
+use super::ownership::{self, Decisions, OwnershipError, PkgView};
+use super::packages::{Relation, parse_relations};
 use crate::chroot::{Chroot, ChrootError};
 use crate::progress::{Progress, Stage};
 use crate::unpack::{self, Claims, Root, UnpackError};
@@ -64,6 +65,9 @@ pub enum InstallError {
     /// A command inside the image failed.
     #[error(transparent)]
     Chroot(#[from] ChrootError),
+    /// Two packages ship one path and dpkg would refuse it.
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
     /// The control data is not usable.
     #[error("package {name}: {message}")]
     Control {
@@ -87,6 +91,26 @@ struct Unpacked {
     provides: Vec<String>,
     has_preinst: bool,
     version: String,
+    /// `Replaces:`, for files another package also ships.
+    replaces: Vec<Relation>,
+    /// Pre-Depends, Depends and Recommends groups: what would break if
+    /// this package disappeared.
+    relations: Vec<Vec<String>>,
+    /// The `.deb`, to extract members again once ownership is decided.
+    deb_path: PathBuf,
+}
+
+impl Unpacked {
+    fn view(&self) -> PkgView<'_> {
+        PkgView {
+            name: &self.name,
+            version: &self.version,
+            replaces: &self.replaces,
+            depends: &self.relations,
+            provides: &self.provides,
+            paths: &self.report.paths,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> InstallError + '_ {
@@ -134,11 +158,15 @@ pub fn install(
         })
         .collect::<Result<_, _>>()?;
     unpacked.sort_by(|a, b| a.name.cmp(&b.name));
-    let order = install_order(&unpacked);
+    let mut order = install_order(&unpacked);
     unpack::apply_dir_meta(
         &root,
         order.iter().flat_map(|&i| unpacked[i].report.dirs.iter()),
     )?;
+    let decisions = settle_replaces(&root, &mut unpacked, &order, &claims)?;
+    if !decisions.disappeared.is_empty() {
+        order = install_order(&unpacked);
+    }
     write_database(root_path, &unpacked)?;
     progress.end(Stage::Unpack);
     tracing::info!("unpacked {} packages in {:.2?}", debs.len(), t0.elapsed());
@@ -177,6 +205,7 @@ pub fn install(
         None,
         false,
     )?;
+    settle_diversions(&root, &mut unpacked, &order, &claims, &decisions)?;
     let kernel_side = kernel_dependents(&unpacked);
     if !kernel_side.is_empty() && kernel_side.len() < unpacked.len() {
         // Configuring everything but the kernel first lets dpkg settle the
@@ -322,6 +351,7 @@ fn unpack_one(
         &unpack::Options {
             conffiles: Some(&conff_set),
             claims: Some(claims),
+            md5sums: !deb.control.contains_key("md5sums"),
         },
     )?;
     let rel = |f: &str| {
@@ -337,7 +367,25 @@ fn unpack_one(
         .flatten()
         .map(|r| r.name)
         .collect();
+    // Fields only the ownership rules read: a malformed one is ignored
+    // (with a warning) rather than failing a build that never needs it.
+    let lenient = |f: &str| {
+        rel(f).unwrap_or_else(|e| {
+            tracing::warn!("{e}; ignoring the field");
+            Vec::new()
+        })
+    };
+    let replaces = lenient("Replaces").into_iter().flatten().collect();
+    let relations = rel("Pre-Depends")?
+        .into_iter()
+        .chain(rel("Depends")?)
+        .chain(lenient("Recommends"))
+        .map(|g| g.into_iter().map(|r| r.name).collect())
+        .collect();
     Ok(Unpacked {
+        replaces,
+        relations,
+        deb_path: d.path.clone(),
         has_preinst: deb.control.contains_key("preinst"),
         control: deb.control.clone(),
         fields: p.fields.clone(),
@@ -350,6 +398,167 @@ fn unpack_one(
         provides,
         version,
     })
+}
+
+/// Extracts members of an unpacked package's `.deb` again, to the places
+/// `sel` names.
+fn reextract(root: &Root, u: &Unpacked, sel: &unpack::Selection) -> Result<(), InstallError> {
+    let bytes = std::fs::read(&u.deb_path).map_err(io_err(&u.deb_path))?;
+    let label = format!("{} ({})", u.name, u.deb_path.display());
+    let deb = Deb::parse(&bytes, &label)?;
+    let conff: BTreeSet<String> = u.conffiles.iter().cloned().collect();
+    unpack::extract_selected(root, deb.data_reader()?, &u.name, Some(&conff), sel)?;
+    Ok(())
+}
+
+/// Decides by `Replaces` who owns each path several packages shipped
+/// (see [`ownership`]): losers drop it from their file lists, a winner
+/// whose copy was skipped while unpacking extracts it now, and completely
+/// replaced packages disappear. Paths no `Replaces` settles wait for the
+/// diversions the `preinst` scripts may add ([`settle_diversions`]).
+fn settle_replaces(
+    root: &Root,
+    pkgs: &mut Vec<Unpacked>,
+    order: &[usize],
+    claims: &Claims,
+) -> Result<Decisions, InstallError> {
+    let contested = claims.contested();
+    if contested.is_empty() && pkgs.iter().all(|u| u.report.skipped.is_empty()) {
+        return Ok(Decisions::default());
+    }
+    let views: Vec<PkgView<'_>> = pkgs.iter().map(Unpacked::view).collect();
+    let d = ownership::decide(&views, order, &contested);
+    let rank: BTreeMap<String, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(r, &i)| (pkgs[i].name.clone(), r))
+        .collect();
+    for u in pkgs.iter_mut() {
+        let name = u.name.clone();
+        // A file kept by an earlier package that Replaces this one was
+        // never unpacked by dpkg ("Replaced by files in installed
+        // package"), so it is not in this package's md5sums either.
+        let mine = rank.get(&name).copied().unwrap_or(usize::MAX);
+        let skipped_by_dpkg: BTreeSet<&str> = d
+            .owner
+            .iter()
+            .filter(|(p, w)| {
+                **w != name
+                    && u.report.paths.contains(p)
+                    && rank.get(*w).copied().unwrap_or(usize::MAX) < mine
+            })
+            .map(|(p, _)| p.trim_start_matches('/'))
+            .collect();
+        if !skipped_by_dpkg.is_empty() {
+            u.report.md5sums = u
+                .report
+                .md5sums
+                .lines()
+                .filter(|l| {
+                    l.split_once("  ")
+                        .is_none_or(|(_, p)| !skipped_by_dpkg.contains(p))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
+        u.report.paths.retain(|p| !d.lost(&name, p));
+    }
+    for u in pkgs.iter() {
+        let sel: unpack::Selection = u
+            .report
+            .skipped
+            .iter()
+            .filter(|p| !d.lost(&u.name, p) && !d.open.contains_key(p.as_str()))
+            .map(|p| (p.clone(), p.clone()))
+            .collect();
+        if !sel.is_empty() {
+            reextract(root, u, &sel)?;
+        }
+    }
+    for name in &d.disappeared {
+        tracing::info!("{name} is completely replaced and disappears, as dpkg would note");
+    }
+    pkgs.retain(|u| !d.disappeared.contains(&u.name));
+    Ok(d)
+}
+
+/// After the `preinst` scripts: puts every diverted path where
+/// `/var/lib/dpkg/diversions` says (the diverting package's copy at the
+/// original name, the other package's at the divert-to name), and fails
+/// on a path two packages ship that neither `Replaces` nor a diversion
+/// settles.
+fn settle_diversions(
+    root: &Root,
+    pkgs: &mut [Unpacked],
+    order: &[usize],
+    claims: &Claims,
+    d: &Decisions,
+) -> Result<(), InstallError> {
+    let diversions =
+        ownership::read_diversions(root.path()).map_err(|source| InstallError::Io {
+            path: root.path().join("var/lib/dpkg/diversions"),
+            source,
+        })?;
+    if diversions.is_empty() && d.open.is_empty() {
+        return Ok(());
+    }
+    let placement = {
+        let views: Vec<PkgView<'_>> = pkgs.iter().map(Unpacked::view).collect();
+        ownership::place_diverted(&views, order, d, &|p| claims.owners(p), &diversions)?
+    };
+    for path in &placement.clear {
+        for name in [path.clone(), format!("{path}.dpkg-new")] {
+            remove_non_dir(root, &name)?;
+        }
+    }
+    for u in pkgs.iter() {
+        if let Some(sel) = placement.extract.get(&u.name) {
+            reextract(root, u, sel)?;
+        }
+    }
+    let info = root.path().join("var/lib/dpkg/info");
+    for u in pkgs.iter_mut() {
+        if let Some(gone) = placement.unlisted.get(&u.name) {
+            u.report.paths.retain(|p| !gone.contains(p));
+            write_list(&info, u)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `path` (inside the root) unless it is absent or a directory.
+fn remove_non_dir(root: &Root, path: &str) -> Result<(), InstallError> {
+    use rustix::fs::{AtFlags, FileType};
+    let rel = path.trim_start_matches('/');
+    let (parent, file) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let host = root.path().join(rel);
+    let err = |e: rustix::io::Errno| InstallError::Io {
+        path: host.clone(),
+        source: e.into(),
+    };
+    let pfd = match root.open_dir(parent) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    match rustix::fs::statat(&pfd, file, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
+            rustix::fs::unlinkat(&pfd, file, AtFlags::empty()).map_err(err)
+        }
+        Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Writes `info/<pkg>.list`: every path the package owns, in archive order.
+fn write_list(info: &Path, u: &Unpacked) -> Result<(), InstallError> {
+    let mut list = u.report.paths.join("\n");
+    list.push('\n');
+    write_file(
+        &info.join(format!("{}.list", u.info_name)),
+        list.as_bytes(),
+        0o644,
+    )
 }
 
 /// The packages that ship a kernel image (`/boot/vmlinuz-*`) and every
@@ -475,13 +684,16 @@ fn write_database(root: &Path, pkgs: &[Unpacked]) -> Result<(), InstallError> {
                 }
             }
         }
-        let mut list = p.report.paths.join("\n");
-        list.push('\n');
-        write_file(
-            &info.join(format!("{}.list", p.info_name)),
-            list.as_bytes(),
-            0o644,
-        )?;
+        write_list(&info, p)?;
+        // dpkg records what it unpacked when the package ships no md5sums
+        // (lost or diverted files included, under their original names).
+        if !p.control.contains_key("md5sums") {
+            write_file(
+                &info.join(format!("{}.md5sums", p.info_name)),
+                p.report.md5sums.as_bytes(),
+                0o644,
+            )?;
+        }
         // The status stanza: control fields plus Status and Conffiles.
         let _ = writeln!(status, "Package: {}", p.name);
         let _ = writeln!(status, "Status: install ok unpacked");
@@ -553,6 +765,9 @@ mod tests {
             provides: provides.iter().map(|p| p.to_string()).collect(),
             has_preinst: false,
             version: "1".into(),
+            replaces: Vec::new(),
+            relations: Vec::new(),
+            deb_path: PathBuf::new(),
         }
     }
 

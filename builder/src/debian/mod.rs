@@ -6,6 +6,7 @@ pub mod control;
 pub mod deb;
 pub mod inrelease;
 pub mod install;
+pub mod ownership;
 pub mod packages;
 pub mod repo;
 pub mod resolve;
