@@ -8,11 +8,17 @@
 # Prints, for the node tree v1 (built by bench/lib.sh debian_tree, shared
 # with bench/store.sh under $BENCH_DIR, default /var/tmp/vnfs-bench):
 #   capsule size          vs  tar -c | zstd -3          target <= 1.10x
+#     (default layout, and --solid-below 1M: every chunk recompressed)
 #   export throughput     (stored bytes / s)            target >= 1 GB/s
+#     into a file (fsync included) and into a pipe, cold and warm cache
 #   import, fully verified, into an empty store          target >= 300 MB/s
+#     vs the peer: zstd -d -T0 < tree.tar.zst | tar -x, then sync (the packs
+#     are fsynced too); the disk's own write speed (dd of the capsule with
+#     fdatasync) is printed as well
 #   vnfs image --format squashfs (zstd 3) vs mksquashfs -comp zstd -Xcompression-level 3
 #                                                        target <= 1.00x
 # Needs root, squashfs-tools, zstd, mmdebstrap (first run only) and bc.
+# The machine is shared: the load average is printed before and after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -24,6 +30,7 @@ cargo build --release --quiet -p vnfs
 VNFS=${CARGO_TARGET_DIR:-$PWD/target}/release/vnfs
 debian_tree "$B/v1" "$NODE_PKGS"
 echo "tree v1: $(du -sh --apparent-size "$B/v1" | cut -f1), $(find "$B/v1" | wc -l) entries" >&2
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 W=$B/work-capsule; rm -rf "$W"; mkdir -p "$W"
 # The source store (not timed here: bench/store.sh measures ingest).
@@ -32,25 +39,35 @@ VNFS_HOME=$W/a "$VNFS" -q commit "$B/v1" -n node --timestamp 1700000000 >/dev/nu
 VNFS_HOME=$W/a "$VNFS" -q checkout node "$W/co"
 stored=$(du -sb "$W/a/store/packs" | cut -f1)
 
-declare -a t_tar t_exp t_imp t_vsq t_msq
+declare -a t_tar t_exp t_pipe t_imp t_untar t_vsq t_msq t_dd
 for run in $(seq "$RUNS"); do
-  rm -rf "$W/b" "$W"/*.vnfs "$W"/*.sqfs "$W"/*.tar.zst
+  rm -rf "$W/b" "$W/x" "$W"/*.vnfs "$W"/*.sqfs "$W"/*.tar.zst "$W/dd"
   drop_caches; timed t sh -c "tar -C '$W/co' -cf - . | zstd -q -3 -T0 > '$W/v1.tar.zst'"; t_tar+=("$t")
   drop_caches; timed t env VNFS_HOME="$W/a" "$VNFS" -q export node "$W/node.vnfs"; t_exp+=("$t")
+  drop_caches; timed t sh -c "VNFS_HOME='$W/a' '$VNFS' -q export node - | cat > /dev/null"; t_pipe+=("$t")
   drop_caches; timed t env VNFS_HOME="$W/b" VNFS_UNSIGNED=accept "$VNFS" -q import "$W/node.vnfs" >/dev/null; t_imp+=("$t")
+  mkdir -p "$W/x"; drop_caches; timed t sh -c "zstd -q -d -T0 < '$W/v1.tar.zst' | tar -C '$W/x' -xf - && sync"; t_untar+=("$t")
+  drop_caches; timed t dd if="$W/node.vnfs" of="$W/dd" bs=4M conv=fdatasync status=none; t_dd+=("$t")
   drop_caches; timed t env VNFS_HOME="$W/a" "$VNFS" -q image node --format squashfs --compression zstd --level 3 -o "$W/vnfs.sqfs"; t_vsq+=("$t")
   drop_caches; timed t mksquashfs "$W/co" "$W/mk.sqfs" -comp zstd -Xcompression-level 3 -quiet -no-progress 2>/dev/null; t_msq+=("$t")
 done
+rm -f "$W/dd"
 
 # Warm page cache (the pack files and the capsule read twice, second timed).
-declare -a w_exp w_imp
+declare -a w_exp w_pipe w_imp w_untar
 for run in $(seq "$RUNS"); do
-  rm -rf "$W/b"
+  rm -rf "$W/b" "$W/x"; mkdir -p "$W/x"
   find "$W/a/store/packs" -type f -exec cat {} + > /dev/null
   timed t env VNFS_HOME="$W/a" "$VNFS" -q export node "$W/node.vnfs"; w_exp+=("$t")
-  cat "$W/node.vnfs" > /dev/null
+  timed t sh -c "VNFS_HOME='$W/a' '$VNFS' -q export node - | cat > /dev/null"; w_pipe+=("$t")
+  cat "$W/node.vnfs" "$W/v1.tar.zst" > /dev/null
   timed t env VNFS_HOME="$W/b" VNFS_UNSIGNED=accept "$VNFS" -q import "$W/node.vnfs" >/dev/null; w_imp+=("$t")
+  timed t sh -c "zstd -q -d -T0 < '$W/v1.tar.zst' | tar -C '$W/x' -xf - && sync"; w_untar+=("$t")
 done
+rm -rf "$W/x"
+# The size at the other end of the trade-off: every chunk recompressed.
+VNFS_HOME=$W/a "$VNFS" -q export node "$W/compact.vnfs" --solid-below 1M
+compact=$(stat -c %s "$W/compact.vnfs")
 # The squashfs image, loop-mounted, must equal the checkout (ACLs aside:
 # squashfs has no system.* xattrs, mksquashfs drops them too).
 mkdir -p "$W/mnt"; mount -t squashfs -o loop,ro "$W/vnfs.sqfs" "$W/mnt"
@@ -64,18 +81,26 @@ capsule=$(stat -c %s "$W/node.vnfs"); tarz=$(stat -c %s "$W/v1.tar.zst")
 vsq=$(stat -c %s "$W/vnfs.sqfs"); msq=$(stat -c %s "$W/mk.sqfs")
 logical=$(du -sb --apparent-size "$W/co" | cut -f1)
 me=$(median "${t_exp[@]}"); mi=$(median "${t_imp[@]}"); mv=$(median "${t_vsq[@]}"); mm=$(median "${t_msq[@]}")
-mt=$(median "${t_tar[@]}")
+mt=$(median "${t_tar[@]}"); mp=$(median "${t_pipe[@]}"); md=$(median "${t_dd[@]}")
+mu=$(median "${t_untar[@]}"); wi=$(median "${w_imp[@]}"); wu=$(median "${w_untar[@]}")
 mbs() { echo "scale=0; $1 / $2 / 1000000" | bc -l; }
 
 printf '\n%-44s %14s %14s %8s %s\n' "measure (median of $RUNS, caches dropped)" "vnfs" "peer" "ratio" "target"
 printf '%-44s %11s MB %11s MB %8s %s\n' "capsule size vs tar|zstd -3" "$((capsule/1000000))" "$((tarz/1000000))" "$(ratio "$capsule" "$tarz")" "<= 1.10"
+printf '%-44s %11s MB %11s MB %8s %s\n' "  --solid-below 1M (all chunks recompressed)" "$((compact/1000000))" "$((tarz/1000000))" "$(ratio "$compact" "$tarz")" ""
 printf '%-44s %12s s %12s s %8s %s\n' "  (time: export vs tar|zstd -3 -T0)" "$me" "$mt" "$(ratio "$me" "$mt")" ""
-printf '%-44s %9s MB/s %14s %8s %s\n' "export throughput (stored $((stored/1000000)) MB)" "$(mbs "$stored" "$me")" "" "" ">= 1000"
-printf '%-44s %9s MB/s %14s %8s %s\n' "  export, warm cache" "$(mbs "$stored" "$(median "${w_exp[@]}")")" "" "" ">= 1000"
-printf '%-44s %9s MB/s %14s %8s %s\n' "import, verified, empty store" "$(mbs "$capsule" "$mi")" "" "" ">= 300"
-printf '%-44s %9s MB/s %14s %8s %s\n' "  import, warm cache" "$(mbs "$capsule" "$(median "${w_imp[@]}")")" "" "" ">= 300"
+printf '%-44s %9s MB/s %14s %8s %s\n' "export to a file, cold (stored $((stored/1000000)) MB)" "$(mbs "$stored" "$me")" "" "" ">= 1000"
+printf '%-44s %9s MB/s %14s %8s %s\n' "  export to a file, warm cache" "$(mbs "$stored" "$(median "${w_exp[@]}")")" "" "" ">= 1000"
+printf '%-44s %9s MB/s %14s %8s %s\n' "  export to a pipe, cold" "$(mbs "$stored" "$mp")" "" "" ">= 1000"
+printf '%-44s %9s MB/s %14s %8s %s\n' "  export to a pipe, warm cache" "$(mbs "$stored" "$(median "${w_pipe[@]}")")" "" "" ">= 1000"
+printf '%-44s %9s MB/s %14s %8s %s\n' "import, verified, empty store, cold" "$(mbs "$capsule" "$mi")" "" "" ">= 300"
+printf '%-44s %9s MB/s %14s %8s %s\n' "  import, warm cache" "$(mbs "$capsule" "$wi")" "" "" ">= 300"
+printf '%-44s %12s s %12s s %8s %s\n' "  (time: import vs zstd -d | tar -x; sync), cold" "$mi" "$mu" "$(ratio "$mi" "$mu")" ""
+printf '%-44s %12s s %12s s %8s %s\n' "  (time: the same, warm cache)" "$wi" "$wu" "$(ratio "$wi" "$wu")" ""
+printf '%-44s %9s MB/s %14s %8s %s\n' "  disk: dd of the capsule, fdatasync (ceiling)" "$(mbs "$capsule" "$md")" "" "" ""
 printf '%-44s %12s s %12s s %8s %s\n' "squashfs zstd-3 render vs mksquashfs" "$mv" "$mm" "$(ratio "$mv" "$mm")" "<= 1.00"
 printf '%-44s %11s MB %11s MB %8s\n' "  squashfs size" "$((vsq/1000000))" "$((msq/1000000))" "$(ratio "$vsq" "$msq")"
-echo "logical tree $((logical/1000000)) MB; all runs: export ${t_exp[*]}; import ${t_imp[*]}; vnfs sqfs ${t_vsq[*]}; mksquashfs ${t_msq[*]}"
+echo "logical tree $((logical/1000000)) MB; all runs: export ${t_exp[*]}; pipe ${t_pipe[*]}; import ${t_imp[*]}; untar ${t_untar[*]}; warm export ${w_exp[*]}; warm pipe ${w_pipe[*]}; warm import ${w_imp[*]}; warm untar ${w_untar[*]}; dd ${t_dd[*]}; vnfs sqfs ${t_vsq[*]}; mksquashfs ${t_msq[*]}"
+echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores)"
 echo "vnfs squashfs (loop mount) equals the checkout: $([ "$sq_same" = 0 ] && echo yes || echo "NO ($sq_same differences)")"
 echo "site B checkout equals site A's: $([ "$same" = 0 ] && echo yes || echo "NO ($same differences)")"

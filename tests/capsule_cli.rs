@@ -6,8 +6,18 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn vnfs(home: &Path, args: &[&str], stdin: Option<&Path>) -> Output {
+    vnfs_env(home, args, stdin, None)
+}
+
+fn vnfs_env(home: &Path, args: &[&str], stdin: Option<&Path>, unsigned: Option<&str>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vnfs"));
-    c.arg("--home").arg(home).args(args);
+    c.arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("VNFS_UNSIGNED");
+    if let Some(u) = unsigned {
+        c.env("VNFS_UNSIGNED", u);
+    }
     if let Some(f) = stdin {
         c.stdin(std::fs::File::open(f).unwrap());
     }
@@ -83,4 +93,72 @@ fn export_import_inspect_through_the_cli() {
     let again = vnfs(&b, &["import", file_s], None);
     assert!(String::from_utf8_lossy(&again.stderr).contains("image unchanged"));
     assert!(ok(vnfs(&b, &["list"], None)).contains(name));
+}
+
+#[test]
+fn unsigned_policy_from_flag_env_or_vnfs_conf() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x\n").unwrap();
+    ok(vnfs(
+        &a,
+        &["commit", src.to_str().unwrap(), "-n", "img"],
+        None,
+    ));
+    let file = t.path().join("img.vnfs");
+    ok(vnfs(&a, &["export", "img", file.to_str().unwrap()], None));
+    let file = file.to_str().unwrap();
+
+    // (vnfs.conf, VNFS_UNSIGNED, --unsigned) -> accepted?, warned?
+    let cases: [(Option<&str>, Option<&str>, Option<&str>, bool, bool); 8] = [
+        (None, None, None, true, true),
+        (Some("warn"), None, None, true, true),
+        (Some("accept"), None, None, true, false),
+        (Some("reject"), None, None, false, false),
+        (Some("reject"), Some("accept"), None, true, false),
+        (Some("accept"), Some("reject"), None, false, false),
+        (Some("reject"), Some("reject"), Some("warn"), true, true),
+        (None, Some("accept"), Some("reject"), false, false),
+    ];
+    for (i, (conf, env, flag, accepted, warned)) in cases.into_iter().enumerate() {
+        let home = t.path().join(format!("b{i}"));
+        std::fs::create_dir_all(&home).unwrap();
+        if let Some(c) = conf {
+            std::fs::write(
+                home.join("vnfs.conf"),
+                format!("# site policy\nUnsigned Capsules = {c}\n"),
+            )
+            .unwrap();
+        }
+        let mut args = vec!["import", file];
+        if let Some(f) = flag {
+            args.extend(["--unsigned", f]);
+        }
+        let out = vnfs_env(&home, &args, None, env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let case = format!("case {i}: conf {conf:?} env {env:?} flag {flag:?}: {stderr}");
+        assert_eq!(out.status.success(), accepted, "{case}");
+        if !accepted {
+            assert!(stderr.contains("refusing unsigned capsule"), "{case}");
+        }
+        assert_eq!(
+            stderr.contains("warning: capsule is not signed"),
+            warned,
+            "{case}"
+        );
+    }
+
+    // A bad value is an error naming the file and line.
+    let home = t.path().join("bad");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("vnfs.conf"), "unsigned capsules = sometimes\n").unwrap();
+    let out = vnfs(&home, &["import", file], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("vnfs.conf:1") && stderr.contains("sometimes"),
+        "{stderr}"
+    );
 }

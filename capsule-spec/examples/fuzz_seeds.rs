@@ -63,5 +63,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         std::fs::write(format!("{dir}/{name}.vnfs"), out.inner)?;
     }
+    // Solid blocks: one compressed (chunks, tree and commit together) after
+    // a single record, one kept raw.
+    let mut w = CapsuleWriter::new(Vec::new(), &m, None)?;
+    w.add(&records[0].as_record())?;
+    let mut b = BlockBuilder::new();
+    for r in &records[1..] {
+        let raw = match r.compression {
+            Compression::Raw => r.stored.clone(),
+            Compression::Zstd => zstd::bulk::decompress(&r.stored, r.raw_len as usize)?,
+        };
+        b.push(r.kind, r.id, &raw)?;
+    }
+    b.push_raw(ObjectKind::Chunk, &b"more text, more text ".repeat(8))?;
+    w.add_block(&b.finish(3)?)?;
+    let mut b = BlockBuilder::new();
+    b.push_raw(ObjectKind::Chunk, b"x")?;
+    b.push_raw(ObjectKind::Chunk, b"")?;
+    w.add_block(&b.finish(3)?)?;
+    std::fs::write(format!("{dir}/blocks.vnfs"), w.finish()?.inner)?;
     Ok(())
 }

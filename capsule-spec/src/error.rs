@@ -63,13 +63,11 @@ pub enum CapsuleError {
         /// What is wrong with it.
         source: ManifestError,
     },
-    /// A record is not in strictly increasing (kind, id) order: duplicates
-    /// and reordering are both refused.
-    #[error(
-        "{kind} {id} at offset {offset} is out of order (records are sorted by kind, then id, each once)"
-    )]
-    OutOfOrder {
-        /// Where the record starts.
+    /// An object appears twice (as a record or a block member): a capsule
+    /// holds each object once.
+    #[error("{kind} {id} at offset {offset} is already in the capsule (each object goes in once)")]
+    Duplicate {
+        /// Where the record (or the block holding it) starts.
         offset: u64,
         /// Its kind.
         kind: ObjectKind,

@@ -13,7 +13,7 @@ use crate::id::{Compression, ID_LEN, ObjectId, ObjectKind};
 /// text-mode transfers that would mangle the file, as PNG's signature does.
 pub const MAGIC: [u8; 8] = [0x89, b'V', b'N', b'F', b'S', b'\r', b'\n', 0x1a];
 /// Major version this crate reads and writes; a reader refuses other majors.
-pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MAJOR: u16 = 2;
 /// Minor version this crate writes; a reader accepts any lower or equal minor
 /// strictly, and a higher one leniently (see SPEC.md, "Evolution").
 pub const VERSION_MINOR: u16 = 0;
@@ -162,7 +162,8 @@ impl Header {
     }
 }
 
-/// The fixed part of one object record, followed by `stored_len` bytes.
+/// The fixed part of one single-object record, followed by `stored_len`
+/// bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
     /// Object kind.
@@ -189,31 +190,166 @@ impl RecordHeader {
         b
     }
 
+    /// Total record size: header plus stored bytes.
+    pub fn record_len(&self) -> u64 {
+        RECORD_HEADER_LEN as u64 + u64::from(self.stored_len)
+    }
+}
+
+/// Type code of a solid block record (object kinds use 1 to 3).
+pub const BLOCK_CODE: u8 = 4;
+/// Size of one member entry in a solid block's member table.
+pub const MEMBER_LEN: usize = 8 + ID_LEN;
+
+/// The fixed part of a solid block: small objects compressed together.
+/// Followed by `members` member entries ([`Member`]) and then `stored_len`
+/// bytes that decode to the members' raw bytes, concatenated in table order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// How the payload encodes the concatenated members.
+    pub compression: Compression,
+    /// Payload bytes after the member table.
+    pub stored_len: u32,
+    /// Sum of the members' raw lengths (the decoded payload's length).
+    pub raw_len: u32,
+    /// Number of member entries.
+    pub members: u32,
+}
+
+impl BlockHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+        let mut b = [0u8; RECORD_HEADER_LEN];
+        b[0] = BLOCK_CODE;
+        b[1] = self.compression.code();
+        b[4..8].copy_from_slice(&self.stored_len.to_le_bytes());
+        b[8..12].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[12..16].copy_from_slice(&self.members.to_le_bytes());
+        b
+    }
+
+    /// Bytes of the member table.
+    pub fn table_len(&self) -> u64 {
+        u64::from(self.members) * MEMBER_LEN as u64
+    }
+
+    /// Total record size: header, member table and payload.
+    pub fn record_len(&self) -> u64 {
+        RECORD_HEADER_LEN as u64 + self.table_len() + u64::from(self.stored_len)
+    }
+}
+
+/// One entry of a solid block's member table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Object kind.
+    pub kind: ObjectKind,
+    /// Raw length: the member's share of the decoded payload.
+    pub raw_len: u32,
+    /// The object's id.
+    pub id: ObjectId,
+}
+
+impl Member {
+    /// Encodes the entry.
+    pub fn encode(&self) -> [u8; MEMBER_LEN] {
+        let mut b = [0u8; MEMBER_LEN];
+        b[0] = self.kind.code();
+        b[4..8].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[8..].copy_from_slice(self.id.as_bytes());
+        b
+    }
+
+    /// Decodes an entry, checking its kind code and reserved bytes.
+    pub fn decode(b: &[u8; MEMBER_LEN]) -> Result<Member, LayoutError> {
+        let kind = ObjectKind::from_code(b[0]).ok_or(LayoutError::Kind(b[0]))?;
+        if b[1..4] != [0; 3] {
+            return Err(LayoutError::Reserved("member entry"));
+        }
+        Ok(Member {
+            kind,
+            raw_len: u32_at(b, 4),
+            id: id_at(b, 8),
+        })
+    }
+}
+
+/// A record header of either type, as read from the object section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordHead {
+    /// One object.
+    Object(RecordHeader),
+    /// A solid block of small objects.
+    Block(BlockHeader),
+}
+
+impl RecordHead {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+        match self {
+            RecordHead::Object(h) => h.encode(),
+            RecordHead::Block(h) => h.encode(),
+        }
+    }
+
     /// Decodes a record header; `Ok(None)` is the end marker (all zero).
-    pub fn decode(b: &[u8; RECORD_HEADER_LEN]) -> Result<Option<RecordHeader>, LayoutError> {
+    pub fn decode(b: &[u8; RECORD_HEADER_LEN]) -> Result<Option<RecordHead>, LayoutError> {
         if b[0] == 0 {
             if b.iter().any(|&x| x != 0) {
                 return Err(LayoutError::Reserved("end marker"));
             }
             return Ok(None);
         }
-        let kind = ObjectKind::from_code(b[0]).ok_or(LayoutError::Kind(b[0]))?;
         let compression = Compression::from_code(b[1]).ok_or(LayoutError::Compression(b[1]))?;
-        if b[2..4] != [0, 0] || b[12..16] != [0; 4] {
+        if b[2..4] != [0, 0] {
             return Err(LayoutError::Reserved("record header"));
         }
-        Ok(Some(RecordHeader {
+        if b[0] == BLOCK_CODE {
+            if b[16..48].iter().any(|&x| x != 0) {
+                return Err(LayoutError::Reserved("block header"));
+            }
+            return Ok(Some(RecordHead::Block(BlockHeader {
+                compression,
+                stored_len: u32_at(b, 4),
+                raw_len: u32_at(b, 8),
+                members: u32_at(b, 12),
+            })));
+        }
+        let kind = ObjectKind::from_code(b[0]).ok_or(LayoutError::Kind(b[0]))?;
+        if b[12..16] != [0; 4] {
+            return Err(LayoutError::Reserved("record header"));
+        }
+        Ok(Some(RecordHead::Object(RecordHeader {
             kind,
             compression,
             stored_len: u32_at(b, 4),
             raw_len: u32_at(b, 8),
             id: id_at(b, 16),
-        }))
+        })))
     }
 
-    /// Total record size: header plus stored bytes.
+    /// Total record size.
     pub fn record_len(&self) -> u64 {
-        RECORD_HEADER_LEN as u64 + u64::from(self.stored_len)
+        match self {
+            RecordHead::Object(h) => h.record_len(),
+            RecordHead::Block(h) => h.record_len(),
+        }
+    }
+
+    /// Stored (payload) bytes.
+    pub fn stored_len(&self) -> u32 {
+        match self {
+            RecordHead::Object(h) => h.stored_len,
+            RecordHead::Block(h) => h.stored_len,
+        }
+    }
+
+    /// Raw bytes the record decodes to.
+    pub fn raw_len(&self) -> u32 {
+        match self {
+            RecordHead::Object(h) => h.raw_len,
+            RecordHead::Block(h) => h.raw_len,
+        }
     }
 }
 
@@ -223,7 +359,7 @@ pub struct IndexEntry {
     /// File offset of the record header.
     pub offset: u64,
     /// The record's header.
-    pub record: RecordHeader,
+    pub record: RecordHead,
 }
 
 impl IndexEntry {
@@ -239,7 +375,7 @@ impl IndexEntry {
     pub fn decode(b: &[u8; INDEX_ENTRY_LEN]) -> Result<IndexEntry, LayoutError> {
         let mut r = [0u8; RECORD_HEADER_LEN];
         r.copy_from_slice(&b[8..]);
-        let record = RecordHeader::decode(&r)?.ok_or(LayoutError::Kind(0))?;
+        let record = RecordHead::decode(&r)?.ok_or(LayoutError::Kind(0))?;
         Ok(IndexEntry {
             offset: u64_at(b, 0),
             record,
@@ -252,9 +388,13 @@ impl IndexEntry {
 pub struct Trailer {
     /// File offset of the first index entry.
     pub index_offset: u64,
-    /// Number of object records (and index entries).
+    /// Number of objects: single-object records plus block members.
     pub object_count: u64,
-    /// Sum of the records' stored lengths.
+    /// Number of records (single objects and solid blocks), which is the
+    /// number of index entries.
+    pub record_count: u64,
+    /// Sum of the records' stored lengths (block payloads, not their member
+    /// tables).
     pub stored_total: u64,
     /// Sum of the records' raw lengths.
     pub raw_total: u64,
@@ -272,17 +412,15 @@ impl Trailer {
         b[16..24].copy_from_slice(&self.object_count.to_le_bytes());
         b[24..32].copy_from_slice(&self.stored_total.to_le_bytes());
         b[32..40].copy_from_slice(&self.raw_total.to_le_bytes());
+        b[40..48].copy_from_slice(&self.record_count.to_le_bytes());
         b[48..80].copy_from_slice(&self.file_hash);
         b
     }
 
-    /// Decodes the trailer, checking its magic and reserved bytes.
+    /// Decodes the trailer, checking its magic.
     pub fn decode(b: &[u8; TRAILER_LEN]) -> Result<Trailer, LayoutError> {
         if b[0..8] != TRAILER_MAGIC {
             return Err(LayoutError::BadMagic);
-        }
-        if b[40..48] != [0u8; 8] {
-            return Err(LayoutError::Reserved("trailer[40..48]"));
         }
         let mut file_hash = [0u8; 32];
         file_hash.copy_from_slice(&b[48..80]);
@@ -291,6 +429,7 @@ impl Trailer {
             object_count: u64_at(b, 16),
             stored_total: u64_at(b, 24),
             raw_total: u64_at(b, 32),
+            record_count: u64_at(b, 40),
             file_hash,
         })
     }
@@ -346,7 +485,7 @@ mod tests {
     #[test]
     fn structures_round_trip() {
         let h = Header {
-            major: 1,
+            major: VERSION_MAJOR,
             minor: 0,
             flags: FLAG_SIGNED,
             manifest_len: 77,
@@ -359,16 +498,41 @@ mod tests {
             raw_len: 9,
             id: ObjectKind::Tree.id_of(b"t"),
         };
-        assert_eq!(RecordHeader::decode(&r.encode()), Ok(Some(r)));
-        assert_eq!(RecordHeader::decode(&[0; RECORD_HEADER_LEN]), Ok(None));
-        let e = IndexEntry {
-            offset: 123,
-            record: r,
+        assert_eq!(r.record_len(), 53);
+        let r = RecordHead::Object(r);
+        assert_eq!(RecordHead::decode(&r.encode()), Ok(Some(r)));
+        assert_eq!(RecordHead::decode(&[0; RECORD_HEADER_LEN]), Ok(None));
+        let b = RecordHead::Block(BlockHeader {
+            compression: Compression::Zstd,
+            stored_len: 100,
+            raw_len: 4000,
+            members: 3,
+        });
+        assert_eq!(RecordHead::decode(&b.encode()), Ok(Some(b)));
+        assert_eq!(b.record_len(), 48 + 3 * 40 + 100);
+        let m = Member {
+            kind: ObjectKind::Tree,
+            raw_len: 77,
+            id: ObjectKind::Tree.id_of(b"m"),
         };
-        assert_eq!(IndexEntry::decode(&e.encode()), Ok(e));
+        assert_eq!(Member::decode(&m.encode()), Ok(m));
+        let mut mb = m.encode();
+        mb[2] = 1;
+        assert_eq!(
+            Member::decode(&mb),
+            Err(LayoutError::Reserved("member entry"))
+        );
+        for e in [r, b] {
+            let e = IndexEntry {
+                offset: 123,
+                record: e,
+            };
+            assert_eq!(IndexEntry::decode(&e.encode()), Ok(e));
+        }
         let t = Trailer {
             index_offset: 1,
             object_count: 2,
+            record_count: 5,
             stored_total: 3,
             raw_total: 4,
             file_hash: [7; 32],
@@ -377,9 +541,31 @@ mod tests {
     }
 
     #[test]
+    fn block_header_reserved_bytes_are_checked() {
+        let b = BlockHeader {
+            compression: Compression::Raw,
+            stored_len: 1,
+            raw_len: 1,
+            members: 1,
+        }
+        .encode();
+        for at in [2, 3, 16, 47] {
+            let mut x = b;
+            x[at] = 1;
+            assert!(
+                matches!(RecordHead::decode(&x), Err(LayoutError::Reserved(_))),
+                "byte {at}"
+            );
+        }
+        let mut x = b;
+        x[0] = 5;
+        assert_eq!(RecordHead::decode(&x), Err(LayoutError::Kind(5)));
+    }
+
+    #[test]
     fn header_refusals() {
         let h = Header {
-            major: 1,
+            major: VERSION_MAJOR,
             minor: 0,
             flags: 0,
             manifest_len: 0,
@@ -388,8 +574,10 @@ mod tests {
         b[0] = b'P';
         assert_eq!(Header::decode(&b), Err(LayoutError::BadMagic));
         let mut b = h.encode();
-        b[8] = 2;
-        assert_eq!(Header::decode(&b), Err(LayoutError::Version(2, 0)));
+        b[8] = 1;
+        assert_eq!(Header::decode(&b), Err(LayoutError::Version(1, 0)));
+        b[8] = 3;
+        assert_eq!(Header::decode(&b), Err(LayoutError::Version(3, 0)));
         let mut b = h.encode();
         b[12] = 0x82;
         assert_eq!(Header::decode(&b), Err(LayoutError::Flags(0x82)));

@@ -1,17 +1,19 @@
 //! Inspection of a capsule file without importing it, using seeks: the
-//! trailer is found from the end, the index from the trailer, and the
-//! whole-file checksum and signature are verified in one sequential pass
-//! without decompressing objects. `deep` additionally verifies every object
+//! trailer is found from the end, the index from the trailer, the member
+//! tables of solid blocks from the index, and the whole-file checksum and
+//! signature are verified in one sequential pass without decompressing
+//! objects. `deep` additionally verifies every object
 //! id (the full streaming reader).
 
+use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 
 use crate::error::{CapsuleError, Result};
 use crate::format::{
-    FILE_HASH_CONTEXT, HEADER_LEN, Header, INDEX_ENTRY_LEN, IndexEntry, RECORD_HEADER_LEN,
-    SIGNATURE_BLOCK_LEN, SignatureBlock, TRAILER_HASHED_LEN, TRAILER_LEN, Trailer,
+    FILE_HASH_CONTEXT, HEADER_LEN, Header, INDEX_ENTRY_LEN, IndexEntry, MEMBER_LEN, Member,
+    RECORD_HEADER_LEN, RecordHead, SIGNATURE_BLOCK_LEN, SignatureBlock, TRAILER_HASHED_LEN,
+    TRAILER_LEN, Trailer,
 };
-use crate::id::ObjectKind;
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::reader::{CapsuleReader, ReadOptions, Stats};
@@ -27,7 +29,8 @@ pub struct Inspection {
     pub manifest: Manifest,
     /// The trailer.
     pub trailer: Trailer,
-    /// Record totals by kind, from the index (from the records when deep).
+    /// Object and block totals, from the index and the blocks' member
+    /// tables (from the records when deep).
     pub stats: Stats,
     /// File length.
     pub file_len: u64,
@@ -144,29 +147,34 @@ pub fn inspect<R: Read + Seek>(
     };
 
     // Index: its place and size follow from the trailer; each entry must
-    // point at the next record in sequence, sorted, ending at the marker.
+    // point at the next record in sequence, ending at the marker.
     let inconsistent = |reason: String| CapsuleError::Inconsistent {
         what: "trailer",
         offset: trailer_at,
         reason,
     };
-    let index_len = trailer
-        .object_count
+    trailer
+        .record_count
         .checked_mul(INDEX_ENTRY_LEN as u64)
         .filter(|&l| trailer.index_offset.checked_add(l) == Some(trailer_at))
         .ok_or_else(|| {
             inconsistent(format!(
                 "index at {} with {} entries does not end where the trailer starts",
-                trailer.index_offset, trailer.object_count
+                trailer.index_offset, trailer.record_count
             ))
         })?;
-    if trailer.object_count > limits.max_objects {
-        return Err(CapsuleError::TooLarge {
-            what: "object count",
-            offset: trailer_at,
-            value: trailer.object_count,
-            limit: limits.max_objects,
-        });
+    for (what, value) in [
+        ("record count", trailer.record_count),
+        ("object count", trailer.object_count),
+    ] {
+        if value > limits.max_objects {
+            return Err(CapsuleError::TooLarge {
+                what,
+                offset: trailer_at,
+                value,
+                limit: limits.max_objects,
+            });
+        }
     }
     let marker_at = trailer
         .index_offset
@@ -182,36 +190,97 @@ pub fn inspect<R: Read + Seek>(
         .map_err(io(trailer.index_offset))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, &mut file);
     let mut stats = Stats::default();
+    let mut seen = HashSet::new();
+    let mut blocks = Vec::new();
     let mut expect = objects_start;
-    let mut last: Option<(ObjectKind, crate::id::ObjectId)> = None;
-    for i in 0..trailer.object_count {
+    for i in 0..trailer.record_count {
         let at = trailer.index_offset + i * INDEX_ENTRY_LEN as u64;
         let mut b = [0u8; INDEX_ENTRY_LEN];
         reader.read_exact(&mut b).map_err(io(at))?;
         let e = IndexEntry::decode(&b).map_err(layout("index entry", at))?;
-        let key = (e.record.kind, e.record.id);
-        if e.offset != expect || last.is_some_and(|l| l >= key) {
+        if e.offset != expect {
             return Err(CapsuleError::Inconsistent {
                 what: "index entry",
                 offset: at,
                 reason: format!(
-                    "entry {i} ({} {}) at record offset {} is out of sequence (expected offset {expect}, sorted by kind and id)",
-                    e.record.kind, e.record.id, e.offset
+                    "entry {i} at record offset {} is out of sequence (expected offset {expect})",
+                    e.offset
                 ),
             });
         }
-        last = Some(key);
+        match e.record {
+            RecordHead::Object(h) => {
+                if !seen.insert(h.id) {
+                    return Err(CapsuleError::Duplicate {
+                        offset: e.offset,
+                        kind: h.kind,
+                        id: h.id,
+                    });
+                }
+                stats.add_single(&h);
+            }
+            RecordHead::Block(h) => {
+                if h.members == 0 || h.members > limits.max_block_members {
+                    return Err(CapsuleError::Inconsistent {
+                        what: "index entry",
+                        offset: at,
+                        reason: format!("block with {} members", h.members),
+                    });
+                }
+                blocks.push((e.offset, h));
+            }
+        }
         expect += e.record.record_len();
-        stats.add(&e.record);
     }
     drop(reader);
-    let _ = index_len;
+    // Member tables, read where the blocks are (few and small).
+    for (at, h) in blocks {
+        let table_at = at + RECORD_HEADER_LEN as u64;
+        file.seek(SeekFrom::Start(table_at)).map_err(io(table_at))?;
+        let mut members = Vec::with_capacity(h.members as usize);
+        let mut sum = 0u64;
+        let mut r = std::io::BufReader::with_capacity(64 << 10, (&mut file).take(h.table_len()));
+        for i in 0..u64::from(h.members) {
+            let mut mb = [0u8; MEMBER_LEN];
+            let eat = table_at + i * MEMBER_LEN as u64;
+            r.read_exact(&mut mb).map_err(io(eat))?;
+            let m = Member::decode(&mb).map_err(layout("block member entry", eat))?;
+            if !seen.insert(m.id) {
+                return Err(CapsuleError::Duplicate {
+                    offset: at,
+                    kind: m.kind,
+                    id: m.id,
+                });
+            }
+            sum += u64::from(m.raw_len);
+            members.push(m);
+        }
+        if sum != u64::from(h.raw_len) {
+            return Err(CapsuleError::Inconsistent {
+                what: "block",
+                offset: at,
+                reason: format!(
+                    "its members add up to {sum} bytes, but it declares {}",
+                    h.raw_len
+                ),
+            });
+        }
+        stats.add_block(&h, &members);
+    }
     let total = stats.total();
-    if expect != marker_at || total.stored != trailer.stored_total || total.raw != trailer.raw_total
+    if expect != marker_at
+        || total.stored != trailer.stored_total
+        || total.raw != trailer.raw_total
+        || total.count != trailer.object_count
     {
         return Err(inconsistent(format!(
-            "index totals (records end at {expect}, {} stored, {} raw) disagree with the trailer (marker at {marker_at}, {} stored, {} raw)",
-            total.stored, total.raw, trailer.stored_total, trailer.raw_total
+            "index totals (records end at {expect}, {} objects, {} stored, {} raw) disagree with the trailer (marker at {marker_at}, {} objects, {} stored, {} raw)",
+            total.count,
+            total.stored,
+            total.raw,
+            trailer.object_count,
+            trailer.stored_total,
+            trailer.raw_total
         )));
     }
 

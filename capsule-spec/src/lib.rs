@@ -42,8 +42,10 @@ pub use limits::Limits;
 pub use manifest::{CommitInfo, Manifest, ManifestError, Package, VnfsConfig};
 pub use naming::{Naming, validate_image_name};
 pub use reader::{
-    CapsuleReader, KindStats, ObjectSink, ReadOptions, Stats, VerifiedCapsule, VerifiedObject,
-    read_capsule,
+    BlockStats, CapsuleReader, KindStats, ObjectSink, ReadOptions, Stats, VerifiedCapsule,
+    VerifiedObject, read_capsule,
 };
 pub use trust::{SignaturePolicy, SignatureStatus, TrustList, UnsignedPolicy, Verdict};
-pub use writer::{CapsuleWriter, OwnedRecord, Record, WriteSummary, write_capsule};
+pub use writer::{
+    Block, BlockBuilder, CapsuleWriter, OwnedRecord, Record, WriteSummary, write_capsule,
+};

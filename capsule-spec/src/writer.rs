@@ -1,18 +1,21 @@
-//! Streaming capsule writer: header and manifest first, then the object
-//! records in (kind, id) order, then the index, trailer and optional
-//! signature. Nothing is ever rewritten, so it writes into a pipe.
+//! Streaming capsule writer: header and manifest first, then the records
+//! (single objects and solid blocks) in the caller's order, then the index,
+//! trailer and optional signature. Nothing is ever rewritten, so it writes
+//! into a pipe.
 //!
 //! The writer copies the caller's stored bytes as they are (already
 //! compressed bytes from the store go straight through); it does not
 //! re-verify ids, because the reader verifies every one of them on import.
+//! [`BlockBuilder`] makes solid blocks from raw small objects.
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use crate::error::{CapsuleError, Result};
 use crate::format::{
-    FILE_HASH_CONTEXT, FLAG_SIGNED, HEADER_LEN, Header, IndexEntry, RECORD_HEADER_LEN,
-    RecordHeader, SignatureBlock, TRAILER_HASHED_LEN, TRAILER_LEN, Trailer, VERSION_MAJOR,
-    VERSION_MINOR,
+    BlockHeader, FILE_HASH_CONTEXT, FLAG_SIGNED, HEADER_LEN, Header, IndexEntry, MEMBER_LEN,
+    Member, RECORD_HEADER_LEN, RecordHead, RecordHeader, SignatureBlock, TRAILER_HASHED_LEN,
+    TRAILER_LEN, Trailer, VERSION_MAJOR, VERSION_MINOR,
 };
 use crate::id::{Compression, ObjectId, ObjectKind};
 use crate::keys::{PublicKey, SecretKey};
@@ -92,6 +95,107 @@ impl OwnedRecord {
     }
 }
 
+/// A solid block ready to be written: small objects, concatenated in
+/// member order and compressed together so that each benefits from the
+/// others' context (made by [`BlockBuilder`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// How `payload` encodes the concatenated members.
+    pub compression: Compression,
+    /// Sum of the members' raw lengths.
+    pub raw_len: u32,
+    /// The members, in payload order.
+    pub members: Vec<Member>,
+    /// The encoded payload.
+    pub payload: Vec<u8>,
+}
+
+/// Collects raw small objects for one solid block.
+#[derive(Debug, Default)]
+pub struct BlockBuilder {
+    members: Vec<Member>,
+    raw: Vec<u8>,
+}
+
+impl BlockBuilder {
+    /// An empty builder.
+    pub fn new() -> BlockBuilder {
+        BlockBuilder::default()
+    }
+
+    /// Appends an object whose id the caller has already checked.
+    pub fn push(&mut self, kind: ObjectKind, id: ObjectId, raw: &[u8]) -> Result<()> {
+        let raw_len = u32::try_from(raw.len())
+            .ok()
+            .filter(|_| self.raw.len() + raw.len() <= u32::MAX as usize)
+            .ok_or_else(|| CapsuleError::Input(format!("{kind} {id} overflows its block")))?;
+        self.members.push(Member { kind, raw_len, id });
+        self.raw.extend_from_slice(raw);
+        Ok(())
+    }
+
+    /// Appends an object given by its raw bytes, computing its id.
+    pub fn push_raw(&mut self, kind: ObjectKind, raw: &[u8]) -> Result<ObjectId> {
+        let id = kind.id_of(raw);
+        self.push(kind, id, raw)?;
+        Ok(id)
+    }
+
+    /// Raw bytes collected so far.
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Members collected so far.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Compresses the collected bytes as one zstd frame at `level` (kept
+    /// raw when that is not smaller) and returns the block. Compression is
+    /// single-threaded and deterministic: the same members at the same
+    /// level give the same bytes with the same zstd version.
+    pub fn finish(self, level: i32) -> Result<Block> {
+        let raw_len = self.raw.len() as u32; // bounded in push
+        let z = BLOCK_COMPRESSOR.with(|c| {
+            let mut c = c.borrow_mut();
+            let c = match &mut *c {
+                Some((l, c)) if *l == level => c,
+                slot => {
+                    let fresh = zstd::bulk::Compressor::new(level)
+                        .map_err(|e| CapsuleError::Input(format!("zstd level {level}: {e}")))?;
+                    &mut slot.insert((level, fresh)).1
+                }
+            };
+            c.compress(&self.raw)
+                .map_err(|e| CapsuleError::Input(format!("compressing a block: {e}")))
+        })?;
+        let (compression, payload) = if z.len() < self.raw.len() {
+            (Compression::Zstd, z)
+        } else {
+            (Compression::Raw, self.raw)
+        };
+        Ok(Block {
+            compression,
+            raw_len,
+            members: self.members,
+            payload,
+        })
+    }
+}
+
+thread_local! {
+    /// One zstd context per thread and level: making one costs more than
+    /// compressing a small block.
+    static BLOCK_COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// What a finished write produced.
 #[derive(Debug)]
 pub struct WriteSummary<W> {
@@ -99,8 +203,10 @@ pub struct WriteSummary<W> {
     pub inner: W,
     /// Total bytes written.
     pub bytes: u64,
-    /// Object records written.
+    /// Objects written (single records plus block members).
     pub objects: u64,
+    /// Records written (single objects and blocks).
+    pub records: u64,
     /// Sum of stored lengths.
     pub stored_total: u64,
     /// Sum of raw lengths.
@@ -184,9 +290,11 @@ pub struct CapsuleWriter<'k, W: Write> {
     limits: Limits,
     head: ObjectId,
     head_seen: bool,
-    last: Option<(ObjectKind, ObjectId)>,
+    // Every id written, so no object goes in twice (readers refuse that).
+    seen: HashSet<ObjectId>,
+    objects: u64,
     // The index must come after the records; entries are kept (56 bytes per
-    // object) because the output cannot be rewound.
+    // record) because the output cannot be rewound.
     index: Vec<IndexEntry>,
     stored_total: u64,
     raw_total: u64,
@@ -229,30 +337,41 @@ impl<'k, W: Write> CapsuleWriter<'k, W> {
             limits,
             head: manifest.head,
             head_seen: false,
-            last: None,
+            seen: HashSet::new(),
+            objects: 0,
             index: Vec::new(),
             stored_total: 0,
             raw_total: 0,
         })
     }
 
-    /// Appends one object record. Records must come in strictly increasing
-    /// (kind, id) order: chunks, then trees, then commits, each by id.
-    pub fn add(&mut self, r: &Record<'_>) -> Result<()> {
-        let key = (r.kind, r.id);
-        if self.last.is_some_and(|last| last >= key) {
+    /// Notes an object about to be written; refuses a second copy.
+    fn note(&mut self, kind: ObjectKind, id: ObjectId) -> Result<()> {
+        if !self.seen.insert(id) {
             return Err(CapsuleError::Input(format!(
-                "{} {} given out of order (records must be sorted by kind, then id, without duplicates)",
-                r.kind, r.id
+                "{kind} {id} given twice (each object goes into a capsule once)"
             )));
         }
+        self.objects += 1;
+        self.head_seen |= kind == ObjectKind::Commit && id == self.head;
+        Ok(())
+    }
+
+    fn too_large(&self, what: String) -> CapsuleError {
+        CapsuleError::Input(format!(
+            "{what} is larger than readers accept ({} bytes)",
+            self.limits.max_object_len
+        ))
+    }
+
+    /// Appends one single-object record. Records may come in any order
+    /// (the exporter uses the image's walk order, which keeps related
+    /// objects together), but each object only once.
+    pub fn add(&mut self, r: &Record<'_>) -> Result<()> {
         let max = self.limits.max_object_len;
         let stored_len = u32::try_from(r.stored.len()).ok().filter(|&l| l <= max);
         let Some(stored_len) = stored_len.filter(|_| r.raw_len <= max) else {
-            return Err(CapsuleError::Input(format!(
-                "{} {} is larger than readers accept ({max} bytes)",
-                r.kind, r.id
-            )));
+            return Err(self.too_large(format!("{} {}", r.kind, r.id)));
         };
         if r.compression == Compression::Raw && stored_len != r.raw_len {
             return Err(CapsuleError::Input(format!(
@@ -260,13 +379,14 @@ impl<'k, W: Write> CapsuleWriter<'k, W> {
                 r.kind, r.id, r.raw_len, stored_len
             )));
         }
-        let header = RecordHeader {
+        self.note(r.kind, r.id)?;
+        let header = RecordHead::Object(RecordHeader {
             kind: r.kind,
             compression: r.compression,
             stored_len,
             raw_len: r.raw_len,
             id: r.id,
-        };
+        });
         self.index.push(IndexEntry {
             offset: self.out.pos,
             record: header,
@@ -275,8 +395,56 @@ impl<'k, W: Write> CapsuleWriter<'k, W> {
         self.out.put(r.stored)?;
         self.stored_total += u64::from(stored_len);
         self.raw_total += u64::from(r.raw_len);
-        self.head_seen |= r.kind == ObjectKind::Commit && r.id == self.head;
-        self.last = Some(key);
+        Ok(())
+    }
+
+    /// Appends a solid block (see [`BlockBuilder`]).
+    pub fn add_block(&mut self, b: &Block) -> Result<()> {
+        let max = self.limits.max_object_len;
+        if b.members.is_empty() || b.members.len() as u64 > u64::from(self.limits.max_block_members)
+        {
+            return Err(CapsuleError::Input(format!(
+                "a block of {} members (1 to {} allowed)",
+                b.members.len(),
+                self.limits.max_block_members
+            )));
+        }
+        let sum: u64 = b.members.iter().map(|m| u64::from(m.raw_len)).sum();
+        let stored_len = u32::try_from(b.payload.len()).ok().filter(|&l| l <= max);
+        let Some(stored_len) = stored_len.filter(|_| b.raw_len <= max) else {
+            return Err(self.too_large(format!("a block of {} members", b.members.len())));
+        };
+        if sum != u64::from(b.raw_len)
+            || (b.compression == Compression::Raw && stored_len != b.raw_len)
+        {
+            return Err(CapsuleError::Input(format!(
+                "block lengths disagree: members {sum}, raw {}, stored {stored_len} ({})",
+                b.raw_len,
+                b.compression.name()
+            )));
+        }
+        for m in &b.members {
+            self.note(m.kind, m.id)?;
+        }
+        let header = RecordHead::Block(BlockHeader {
+            compression: b.compression,
+            stored_len,
+            raw_len: b.raw_len,
+            members: b.members.len() as u32,
+        });
+        self.index.push(IndexEntry {
+            offset: self.out.pos,
+            record: header,
+        });
+        self.out.put(&header.encode())?;
+        let mut table = Vec::with_capacity(b.members.len() * MEMBER_LEN);
+        for m in &b.members {
+            table.extend_from_slice(&m.encode());
+        }
+        self.out.put(&table)?;
+        self.out.put(&b.payload)?;
+        self.stored_total += u64::from(stored_len);
+        self.raw_total += u64::from(b.raw_len);
         Ok(())
     }
 
@@ -297,7 +465,8 @@ impl<'k, W: Write> CapsuleWriter<'k, W> {
         }
         let mut trailer = Trailer {
             index_offset,
-            object_count: self.index.len() as u64,
+            object_count: self.objects,
+            record_count: self.index.len() as u64,
             stored_total: self.stored_total,
             raw_total: self.raw_total,
             file_hash: [0; 32],
@@ -325,7 +494,8 @@ impl<'k, W: Write> CapsuleWriter<'k, W> {
         Ok(WriteSummary {
             inner,
             bytes: pos,
-            objects: self.index.len() as u64,
+            objects: self.objects,
+            records: self.index.len() as u64,
             stored_total: self.stored_total,
             raw_total: self.raw_total,
             file_hash: trailer.file_hash,
@@ -334,8 +504,8 @@ impl<'k, W: Write> CapsuleWriter<'k, W> {
     }
 }
 
-/// Writes a whole capsule from an iterator of records (already sorted by
-/// kind, then id). A failing item aborts the write with its error.
+/// Writes a whole capsule of single-object records from an iterator, in
+/// its order. A failing item aborts the write with its error.
 pub fn write_capsule<W, I, E>(
     out: W,
     manifest: &Manifest,

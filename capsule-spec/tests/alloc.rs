@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use common::*;
-use vnfs_capsule::format::{RECORD_HEADER_LEN, RecordHeader};
+use vnfs_capsule::format::{BlockHeader, RECORD_HEADER_LEN, RecordHeader};
 use vnfs_capsule::*;
 
 struct Counting;
@@ -74,6 +74,21 @@ fn lying_lengths_do_not_allocate() {
     let p = peak_during(|| assert!(read(&b, opts(None)).is_err()));
     eprintln!("lying record length: peak {} KiB", p >> 10);
     assert!(p < 4 * MIB, "record: peak {p}");
+
+    // A block declaring the most members (a 2.5 MiB table) and 60 MiB of
+    // payload, 16 bytes present.
+    let mut b = bytes[..first + RECORD_HEADER_LEN].to_vec();
+    let h = BlockHeader {
+        compression: Compression::Zstd,
+        stored_len: 60 << 20,
+        raw_len: 60 << 20,
+        members: 1 << 16,
+    };
+    b[first..first + RECORD_HEADER_LEN].copy_from_slice(&h.encode());
+    b.extend_from_slice(&[0u8; 16]);
+    let p = peak_during(|| assert!(read(&b, opts(None)).is_err()));
+    eprintln!("lying block: peak {} KiB", p >> 10);
+    assert!(p < 4 * MIB, "block: peak {p}");
 }
 
 #[test]

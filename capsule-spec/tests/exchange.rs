@@ -196,3 +196,94 @@ fn diverged_name_is_refused() {
     assert!(matches!(e, ExchangeError::Diverged { .. }), "{e}");
     assert_eq!(b.get_ref("debian-node").unwrap(), Some(sid(&vb)));
 }
+
+#[test]
+fn small_objects_travel_in_blocks_and_land_compressed() {
+    use vnfs_capsule::exchange::{ExportOptions, export_with};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let b = Store::open_or_create(&tmp.path().join("b")).unwrap();
+    let src = tmp.path().join("src");
+    // Many small, similar text files (as /etc and /usr/share hold) and one
+    // large file.
+    for d in 0..4 {
+        let dir = src.join(format!("etc/conf{d}.d"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..40 {
+            let text = format!(
+                "# configuration file {d}/{f}\n[section]\nname = value-{f}\nenabled = true\npath = /usr/lib/thing{d}\n"
+            )
+            .repeat(3);
+            std::fs::write(dir.join(format!("{f}.conf")), text).unwrap();
+        }
+    }
+    std::fs::create_dir_all(src.join("usr/lib")).unwrap();
+    std::fs::write(src.join("usr/lib/libbig.so"), noise(1, 2 << 20)).unwrap();
+    let out = a
+        .commit_dir(
+            &src,
+            &CommitOptions {
+                name: "debian-node".into(),
+                timestamp: Some(1_700_000_000),
+                ..CommitOptions::default()
+            },
+            &NoProgress,
+        )
+        .unwrap();
+    let head = ObjectId::from_bytes(out.id.0);
+
+    let (r, full) = export(&a, "debian-node", head, None, None, Vec::new()).unwrap();
+    assert!(r.blocks >= 2, "file content and trees in blocks: {r:?}");
+    let i = inspect(
+        std::io::Cursor::new(&full),
+        Limits::default(),
+        &TrustList::new(),
+        false,
+    )
+    .unwrap();
+    // 160 small files + 8 trees + 1 commit in blocks; the large file's
+    // chunks (and only they) as single records.
+    assert_eq!(i.stats.blocks.members, 160 + 8 + 1);
+    let singles = i.stats.total().count - i.stats.blocks.members;
+    assert!(singles >= 8, "{singles} chunks of a 2 MiB file");
+    assert_eq!(i.stats.chunks.count - 160, singles);
+    // Without blocks for content, the capsule is larger: each small file
+    // then pays a record and compresses without its neighbours.
+    let singles_only = ExportOptions {
+        solid_below: 0,
+        ..ExportOptions::default()
+    };
+    let (_, plain) = export_with(
+        &a,
+        "debian-node",
+        head,
+        None,
+        None,
+        Vec::new(),
+        &singles_only,
+    )
+    .unwrap();
+    assert!(
+        plain.len() > full.len() + 160 * 100,
+        "blocks {} vs singles {}",
+        full.len(),
+        plain.len()
+    );
+
+    // B gets every object, each stored on its own, compressed where that
+    // helps, exactly as A keeps it.
+    import(&b, &full[..], None, ReadOptions::default()).unwrap();
+    assert_eq!(a.object_counts(), b.object_counts());
+    let (ca, cb) = (tmp.path().join("ca"), tmp.path().join("cb"));
+    a.checkout(&out.id, &ca, &NoProgress).unwrap();
+    b.checkout(&out.id, &cb, &NoProgress).unwrap();
+    for f in ["etc/conf3.d/39.conf", "usr/lib/libbig.so"] {
+        assert_eq!(
+            std::fs::read(ca.join(f)).unwrap(),
+            std::fs::read(cb.join(f)).unwrap()
+        );
+    }
+    let fsck = b.fsck(&NoProgress).unwrap();
+    assert!(fsck.problems.is_empty(), "{fsck:?}");
+    assert_eq!(fsck.objects, i.stats.total().count);
+}

@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use vnfs_capsule::format::{HEADER_LEN, RECORD_HEADER_LEN, RecordHeader, TRAILER_LEN};
+use vnfs_capsule::format::{
+    BlockHeader, HEADER_LEN, Member, RECORD_HEADER_LEN, RecordHeader, TRAILER_LEN,
+};
 use vnfs_capsule::*;
 
 fn err_of(bytes: &[u8]) -> CapsuleError {
@@ -98,13 +100,16 @@ fn wrong_magic_and_version() {
         e.to_string().contains("header at offset 0: bad magic"),
         "{e}"
     );
-    let mut b = bytes.clone();
-    b[8] = 2; // major 2
-    let e = err_of(&b);
-    assert!(
-        e.to_string().contains("unsupported format version 2.0"),
-        "{e}"
-    );
+    for major in [1u8, 3] {
+        let mut b = bytes.clone();
+        b[8] = major;
+        let e = err_of(&b);
+        assert!(
+            e.to_string()
+                .contains(&format!("unsupported format version {major}.0")),
+            "{e}"
+        );
+    }
     let e = err_of(b"PK\x03\x04 not a capsule: a zip file, 32 bytes long!");
     assert!(e.to_string().contains("bad magic"), "{e}");
     let e = err_of(b"");
@@ -171,13 +176,139 @@ fn content_not_matching_id_is_named() {
     let mut p = parts(&records);
     p[0].0.kind = ObjectKind::Commit;
     let e = err_of(&assemble(&m, &p, None, |_, _| {}));
-    assert!(
-        matches!(
-            e,
-            CapsuleError::IdMismatch { .. } | CapsuleError::OutOfOrder { .. }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, CapsuleError::IdMismatch { .. }), "{e}");
+}
+
+/// The parts of the sample capsule: two singles, one block.
+fn sample_parts() -> Vec<Part> {
+    let mut p: Vec<Part> = parts(&sample_singles())
+        .into_iter()
+        .map(|(h, d)| Part::Single(h, d))
+        .collect();
+    p.push(Part::block(&sample_block()));
+    p
+}
+
+fn sample_manifest() -> Vec<u8> {
+    manifest(ObjectKind::Commit.id_of(COMMIT)).encode().unwrap()
+}
+
+#[test]
+fn block_members_not_matching_their_ids_are_named() {
+    let m = sample_manifest();
+    let block = sample_block();
+    let block_at =
+        (objects_start(&m) + sample_parts()[..2].iter().map(Part::len).sum::<usize>()) as u64;
+    // Two members swap ids: each is now wrong; the first one is named.
+    let mut p = sample_parts();
+    let mut lying = block.clone();
+    let (a, b) = (lying.members[1].id, lying.members[2].id);
+    lying.members[1].id = b;
+    lying.members[2].id = a;
+    p[2] = Part::block(&lying);
+    match err_of(&assemble_parts(&m, &p, None, |_, _| {})) {
+        CapsuleError::IdMismatch {
+            offset, kind, id, ..
+        } => {
+            assert_eq!((offset, kind, id), (block_at, ObjectKind::Tree, b));
+        }
+        e => panic!("{e}"),
+    }
+    // Members whose lengths are shifted (same total): the split is wrong.
+    let mut lying = block.clone();
+    lying.members[1].raw_len += 1;
+    lying.members[2].raw_len -= 1;
+    let mut p = sample_parts();
+    p[2] = Part::block(&lying);
+    assert!(matches!(
+        err_of(&assemble_parts(&m, &p, None, |_, _| {})),
+        CapsuleError::IdMismatch { .. }
+    ));
+    // A payload that decompresses to other bytes of the right length.
+    let mut p = sample_parts();
+    let other = zstd::bulk::compress(&vec![b'z'; block.raw_len as usize], 3).unwrap();
+    let mut lying = block.clone();
+    lying.payload = other;
+    p[2] = Part::block(&lying);
+    assert!(matches!(
+        err_of(&assemble_parts(&m, &p, None, |_, _| {})),
+        CapsuleError::IdMismatch { .. }
+    ));
+}
+
+#[test]
+fn block_lengths_and_counts_that_lie() {
+    let m = sample_manifest();
+    let with = |edit: &dyn Fn(&mut Part)| {
+        let mut p = sample_parts();
+        edit(&mut p[2]);
+        assemble_parts(&m, &p, None, |_, _| {})
+    };
+    // Declared raw length differs from the members' sum.
+    let e = err_of(&with(&|p| {
+        if let Part::Block(h, _, _) = p {
+            h.raw_len += 1;
+        }
+    }));
+    assert!(e.to_string().contains("members add up to"), "{e}");
+    // Members and raw length agree, but the payload decodes to less or more.
+    for delta in [-1i64, 1] {
+        let e = err_of(&with(&|p| {
+            if let Part::Block(h, m, _) = p {
+                h.raw_len = (i64::from(h.raw_len) + delta) as u32;
+                m[1].raw_len = (i64::from(m[1].raw_len) + delta) as u32;
+            }
+        }));
+        assert!(
+            matches!(e, CapsuleError::Inconsistent { what: "block", .. }),
+            "raw {delta:+}: {e}"
+        );
+    }
+    // No members at all.
+    let e = err_of(&with(&|p| {
+        if let Part::Block(h, m, _) = p {
+            h.members = 0;
+            m.clear();
+        }
+    }));
+    assert!(e.to_string().contains("no members"), "{e}");
+    // A raw block whose lengths disagree.
+    let e = err_of(&with(&|p| {
+        if let Part::Block(h, _, d) = p {
+            h.compression = Compression::Raw;
+            h.stored_len = d.len() as u32;
+        }
+    }));
+    assert!(e.to_string().contains("raw block declares"), "{e}");
+    // A member entry with an unknown kind.
+    let mut b = assemble_parts(&m, &sample_parts(), None, |_, _| {});
+    let table = objects_start(&m)
+        + sample_parts()[..2].iter().map(Part::len).sum::<usize>()
+        + RECORD_HEADER_LEN;
+    b[table + 40] = 9; // kind of member 1
+    let e = err_of(&b);
+    assert!(e.to_string().contains("block member entry"), "{e}");
+    // Record and member counts in the trailer and index must be right.
+    type Tweak = fn(&mut Vec<vnfs_capsule::format::IndexEntry>, &mut vnfs_capsule::format::Trailer);
+    let tweaks: [(&str, Tweak); 3] = [
+        ("record count", |_, t| t.record_count += 1),
+        ("object count", |_, t| t.object_count -= 1),
+        ("members in index", |i, _| {
+            if let vnfs_capsule::format::RecordHead::Block(h) = &mut i[2].record {
+                h.members += 1;
+            }
+        }),
+    ];
+    for (what, tweak) in tweaks {
+        let e = err_of(&assemble_parts(&m, &sample_parts(), None, tweak));
+        assert!(
+            matches!(
+                e,
+                CapsuleError::Inconsistent { .. } | CapsuleError::Layout { .. }
+            ),
+            "{what}: {e}"
+        );
+    }
 }
 
 #[test]
@@ -215,12 +346,17 @@ fn lying_lengths_and_counts() {
 
     // Trailer lying about each total; index lying about an entry.
     type Tweak = fn(&mut Vec<vnfs_capsule::format::IndexEntry>, &mut vnfs_capsule::format::Trailer);
-    let tweaks: [(&str, Tweak); 7] = [
+    let tweaks: [(&str, Tweak); 8] = [
         ("object count", |_, t| t.object_count += 1),
+        ("record count", |_, t| t.record_count -= 1),
         ("stored total", |_, t| t.stored_total -= 1),
         ("raw total", |_, t| t.raw_total += 7),
         ("index offset", |_, t| t.index_offset -= 1),
-        ("index", |i, _| i[1].record.raw_len += 1),
+        ("index", |i, _| {
+            if let vnfs_capsule::format::RecordHead::Object(h) = &mut i[1].record {
+                h.raw_len += 1;
+            }
+        }),
         ("index entry", |i, _| i[2].offset += 1),
         ("index entry missing", |i, _| {
             i.pop();
@@ -256,20 +392,48 @@ fn lying_lengths_and_counts() {
 }
 
 #[test]
-fn order_duplicates_and_trailing_data() {
+fn duplicates_and_trailing_data() {
     let records = sample_records(COMMIT);
     let m = manifest(ObjectKind::Commit.id_of(COMMIT)).encode().unwrap();
+    // Any order is accepted...
     let mut p = parts(&records);
-    p.swap(0, 1);
-    assert!(matches!(
-        err_of(&assemble(&m, &p, None, |_, _| {})),
-        CapsuleError::OutOfOrder { .. }
-    ));
+    p.reverse();
+    read(&assemble(&m, &p, None, |_, _| {}), opts(None)).unwrap();
+    // ...but an object twice is not: as two records,
     let mut p = parts(&records);
     p.insert(1, p[0].clone());
+    let second = (objects_start(&m) + RECORD_HEADER_LEN + p[0].1.len()) as u64;
+    match err_of(&assemble(&m, &p, None, |_, _| {})) {
+        CapsuleError::Duplicate { offset, id, .. } => {
+            assert_eq!((offset, id), (second, p[0].0.id));
+        }
+        e => panic!("{e}"),
+    }
+    // as a record and a block member,
+    let sm = sample_manifest();
+    let mut p = sample_parts();
+    if let (Part::Single(h, _), Part::Block(bh, members, _)) = (p[0].clone(), &mut p[2]) {
+        members.push(Member {
+            kind: h.kind,
+            raw_len: 0,
+            id: h.id,
+        });
+        bh.members += 1;
+    }
     assert!(matches!(
-        err_of(&assemble(&m, &p, None, |_, _| {})),
-        CapsuleError::OutOfOrder { .. }
+        err_of(&assemble_parts(&sm, &p, None, |_, _| {})),
+        CapsuleError::Duplicate { .. }
+    ));
+    // or twice in one block.
+    let mut p = sample_parts();
+    if let Part::Block(bh, members, _) = &mut p[2] {
+        let first = members[0];
+        members.push(first);
+        bh.members += 1;
+    }
+    assert!(matches!(
+        err_of(&assemble_parts(&sm, &p, None, |_, _| {})),
+        CapsuleError::Duplicate { .. }
     ));
     let (_, _, mut bytes) = sample(None);
     let end = bytes.len() as u64;
@@ -383,19 +547,55 @@ fn huge_declared_lengths_are_capped() {
             ..
         }
     ));
-    // Seekable path: a trailer declaring an absurd object count.
+    // Seekable path: a trailer declaring an absurd object or record count.
+    for at in [16, 40] {
+        let mut b = bytes.clone();
+        let t = b.len() - TRAILER_LEN;
+        b[t + at..t + at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(
+            inspect(
+                std::io::Cursor::new(&b),
+                Limits::default(),
+                &TrustList::new(),
+                false
+            )
+            .is_err()
+        );
+    }
+    // A block declaring more members than the limit, or a table that is
+    // not there.
+    let block_at = first + sample_parts()[..2].iter().map(Part::len).sum::<usize>();
     let mut b = bytes.clone();
-    let t = b.len() - TRAILER_LEN;
-    b[t + 16..t + 24].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(
-        inspect(
-            std::io::Cursor::new(&b),
-            Limits::default(),
-            &TrustList::new(),
-            false
-        )
-        .is_err()
-    );
+    b[block_at + 12..block_at + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        err_of(&b),
+        CapsuleError::TooLarge {
+            what: "block member count",
+            ..
+        }
+    ));
+    let mut b = bytes[..block_at + RECORD_HEADER_LEN].to_vec();
+    let h = BlockHeader {
+        compression: Compression::Zstd,
+        stored_len: 10,
+        raw_len: 10,
+        members: 60_000,
+    };
+    b[block_at..].copy_from_slice(&h.encode());
+    b.extend_from_slice(&[1u8; 100]);
+    assert!(matches!(
+        err_of(&b),
+        CapsuleError::Truncated {
+            what: "block member table",
+            ..
+        }
+    ));
+    let mut o = opts(None);
+    o.limits.max_block_members = 3;
+    assert!(matches!(
+        read(&bytes, o).unwrap_err(),
+        CapsuleError::TooLarge { .. }
+    ));
 }
 
 #[test]

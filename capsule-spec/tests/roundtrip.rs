@@ -10,7 +10,7 @@ use vnfs_capsule::*;
 
 #[test]
 fn full_round_trip() {
-    let (records, m, bytes) = sample(None);
+    let (singles, m, bytes) = sample(None);
     let (v, c) = read(&bytes, opts(None)).unwrap();
     assert_eq!(v.manifest, m);
     assert_eq!(v.file_len, bytes.len() as u64);
@@ -19,12 +19,64 @@ fn full_round_trip() {
     assert_eq!(v.stats.chunks.count, 3);
     assert_eq!(v.stats.trees.count, 2);
     assert_eq!(v.stats.commits.count, 1);
+    let block = sample_block();
+    assert_eq!(
+        v.stats.blocks,
+        BlockStats {
+            count: 1,
+            members: 4,
+            stored: block.payload.len() as u64,
+            raw: u64::from(block.raw_len),
+        }
+    );
+    assert_eq!(v.trailer.record_count, 3);
+    assert_eq!(v.trailer.object_count, 6);
+    // Objects arrive in file order: the singles, then the block's members.
     let got: Vec<_> = c.objects.iter().map(|(k, id, _)| (*k, *id)).collect();
-    let want: Vec<_> = records.iter().map(|r| (r.kind, r.id)).collect();
-    assert_eq!(got, want);
-    for ((_, _, raw), r) in c.objects.iter().zip(&records) {
+    assert_eq!(got, sample_ids());
+    for ((_, _, raw), r) in c.objects.iter().zip(&singles) {
         assert_eq!(raw.len() as u32, r.raw_len);
     }
+    assert_eq!(c.objects[5].2, COMMIT);
+}
+
+#[test]
+fn block_members_are_handed_over_compressed_for_a_store() {
+    // A sink that keeps objects compressed one by one (as the store does)
+    // gets block members that way; each decodes to the verified raw bytes.
+    struct Storeish(Vec<(ObjectId, Compression, Vec<u8>, Vec<u8>)>);
+    impl ObjectSink for Storeish {
+        fn member_level(&self) -> Option<i32> {
+            Some(3)
+        }
+        fn put(&mut self, o: &VerifiedObject<'_>) -> Result<(), BoxError> {
+            self.0
+                .push((o.id, o.compression, o.stored.to_vec(), o.raw.to_vec()));
+            Ok(())
+        }
+    }
+    let (_, _, bytes) = sample(None);
+    let mut s = Storeish(Vec::new());
+    read_capsule(&bytes[..], opts(None), &mut s).unwrap();
+    assert_eq!(s.0.len(), 6);
+    let mut zstd_members = 0;
+    for (id, compression, stored, raw) in &s.0[2..] {
+        match compression {
+            Compression::Raw => assert_eq!(stored, raw),
+            Compression::Zstd => {
+                zstd_members += 1;
+                assert!(stored.len() < raw.len());
+                assert_eq!(&zstd::bulk::decompress(stored, raw.len()).unwrap(), raw);
+            }
+        }
+        assert!(
+            sample_ids()
+                .iter()
+                .any(|(k, i)| i == id && k.id_of(raw) == *id)
+        );
+    }
+    // The 400-byte repetitive tree compresses; the empty chunk cannot.
+    assert_eq!(zstd_members, 1);
 }
 
 #[test]
@@ -72,14 +124,13 @@ impl Read for Trickle<'_> {
 
 #[test]
 fn streams_through_pipes() {
-    let (records, m, bytes) = sample(None);
-    let out = write_capsule(
-        Pipe(Vec::new()),
-        &m,
-        None,
-        records.into_iter().map(Ok::<_, String>),
-    )
-    .unwrap();
+    let (singles, m, bytes) = sample(None);
+    let mut w = CapsuleWriter::new(Pipe(Vec::new()), &m, None).unwrap();
+    for r in &singles {
+        w.add(&r.as_record()).unwrap();
+    }
+    w.add_block(&sample_block()).unwrap();
+    let out = w.finish().unwrap();
     assert_eq!(out.inner.0, bytes);
     assert_eq!(out.bytes, bytes.len() as u64);
     let mut c = Collect::default();
@@ -90,12 +141,15 @@ fn streams_through_pipes() {
 
 #[test]
 fn real_os_pipe() {
-    let (records, m, bytes) = sample(None);
+    let (singles, m, bytes) = sample(None);
     let (mut rx, tx) = std::io::pipe().unwrap();
     let writer = std::thread::spawn(move || {
-        write_capsule(tx, &m, None, records.into_iter().map(Ok::<_, String>))
-            .map(|s| s.bytes)
-            .unwrap()
+        let mut w = CapsuleWriter::new(tx, &m, None).unwrap();
+        for r in &singles {
+            w.add(&r.as_record()).unwrap();
+        }
+        w.add_block(&sample_block()).unwrap();
+        w.finish().unwrap().bytes
     });
     let mut got = Vec::new();
     rx.read_to_end(&mut got).unwrap();
@@ -105,41 +159,81 @@ fn real_os_pipe() {
 
 #[test]
 fn sink_can_skip_present_objects() {
-    let (records, _, bytes) = sample(None);
+    let ids = sample_ids();
+    let (_, _, bytes) = sample(None);
+    // A single record and a block member are skipped...
     let mut c = Collect {
-        skip: vec![records[0].id, records[3].id],
+        skip: vec![ids[0].1, ids[3].1],
         ..Collect::default()
     };
     let v = read_capsule(&bytes[..], opts(None), &mut c).unwrap();
     assert_eq!(v.skipped, 2);
     assert_eq!(c.objects.len(), 4);
+    // ...and a block whose members are all present is not even decoded:
+    // a corrupt payload goes unnoticed by the objects, though not by the
+    // file checksum, which the reader still checks.
+    let mut c = Collect {
+        skip: ids[2..].iter().map(|(_, id)| *id).collect(),
+        ..Collect::default()
+    };
+    let v = read_capsule(&bytes[..], opts(None), &mut c).unwrap();
+    assert_eq!(v.skipped, 4);
+    assert_eq!(c.objects.len(), 2);
 }
 
 #[test]
-fn pull_api_and_early_finish() {
-    let (records, m, bytes) = sample(None);
-    let mut r = CapsuleReader::open(&bytes[..], opts(None)).unwrap();
+fn finish_verifies_objects_never_read() {
+    let (_, m, bytes) = sample(None);
+    let r = CapsuleReader::open(&bytes[..], opts(None)).unwrap();
     assert_eq!(r.unverified_manifest(), &m);
-    let first = r.next_object().unwrap().unwrap();
-    assert_eq!(first.id, records[0].id);
-    // finish() still verifies the objects that were not pulled.
     let v = r.finish().unwrap();
     assert_eq!(v.stats.total().count, 6);
+    // The same with a member whose content lies: finish() finds it.
+    let block = sample_block();
+    let mut parts: Vec<Part> = parts(&sample_singles())
+        .into_iter()
+        .map(|(h, d)| Part::Single(h, d))
+        .collect();
+    let mut lying = block.clone();
+    lying.members[1].id = ObjectKind::Tree.id_of(b"something else");
+    parts.push(Part::block(&lying));
+    let bytes = assemble_parts(&m.encode().unwrap(), &parts, None, |_, _| {});
+    let r = CapsuleReader::open(&bytes[..], opts(None)).unwrap();
+    assert!(matches!(
+        r.finish().unwrap_err(),
+        CapsuleError::IdMismatch { .. }
+    ));
 }
 
 #[test]
 fn writer_refuses_bad_input() {
     let records = sample_records(COMMIT);
     let m = manifest(ObjectKind::Commit.id_of(COMMIT));
-    // Unsorted.
+    // Any order is fine...
     let mut w = CapsuleWriter::new(Vec::new(), &m, None).unwrap();
-    w.add(&records[1].as_record()).unwrap();
-    let e = w.add(&records[0].as_record()).unwrap_err();
-    assert!(e.to_string().contains("out of order"), "{e}");
-    // Duplicate.
+    for r in records.iter().rev() {
+        w.add(&r.as_record()).unwrap();
+    }
+    w.finish().unwrap();
+    // ...but each object once: as a record twice, or in a block as well.
     let mut w = CapsuleWriter::new(Vec::new(), &m, None).unwrap();
     w.add(&records[0].as_record()).unwrap();
-    assert!(w.add(&records[0].as_record()).is_err());
+    let e = w.add(&records[0].as_record()).unwrap_err();
+    assert!(e.to_string().contains("given twice"), "{e}");
+    let mut b = BlockBuilder::new();
+    b.push_raw(records[1].kind, &[]).unwrap();
+    b.push(records[0].kind, records[0].id, &noise(1, 700))
+        .unwrap();
+    assert!(w.add_block(&b.finish(3).unwrap()).is_err());
+    // Blocks must be non-empty and their lengths must add up.
+    let mut w = CapsuleWriter::new(Vec::new(), &m, None).unwrap();
+    assert!(
+        w.add_block(&BlockBuilder::new().finish(3).unwrap())
+            .is_err()
+    );
+    let mut lying = sample_block();
+    lying.raw_len += 1;
+    assert!(w.add_block(&lying).is_err());
     // Head missing.
     let mut w = CapsuleWriter::new(Vec::new(), &m, None).unwrap();
     w.add(&records[0].as_record()).unwrap();
@@ -228,6 +322,7 @@ proptest! {
     #[test]
     fn prop_round_trip(
         objs in prop::collection::vec((kind(), prop::collection::vec(any::<u8>(), 0..600), any::<bool>(), any::<bool>()), 0..12),
+        in_block in prop::collection::vec(any::<bool>(), 12),
         args in text(),
         patterns in prop::collection::vec("/[a-z]{1,8}(/[a-z*]{1,8}){0,3}", 0..4),
         message in text(),
@@ -243,23 +338,49 @@ proptest! {
             })
             .collect();
         records.push(OwnedRecord::from_raw(ObjectKind::Commit, &commit_raw, None).unwrap());
-        records.sort_by_key(|r| (r.kind, r.id));
-        records.dedup_by_key(|r| (r.kind, r.id));
+        let mut seen = std::collections::HashSet::new();
+        records.retain(|r| seen.insert(r.id));
         let mut m = manifest(ObjectKind::Commit.id_of(&commit_raw));
         m.config.kernel_args = args;
         m.config.hybridize = patterns;
         m.history[0].message = message;
         m.history[0].timestamp = timestamp;
-        let a = write_capsule(Vec::new(), &m, None, records.iter().cloned().map(Ok::<_, String>)).unwrap();
-        let b = write_capsule(Vec::new(), &m, None, records.iter().cloned().map(Ok::<_, String>)).unwrap();
+        // Some objects go into one solid block (after the singles).
+        let write = || {
+            let mut w = CapsuleWriter::new(Vec::new(), &m, None).unwrap();
+            let mut block = BlockBuilder::new();
+            let mut order = Vec::new();
+            for (i, r) in records.iter().enumerate() {
+                if in_block[i % in_block.len()] {
+                    let raw = match r.compression {
+                        Compression::Raw => r.stored.clone(),
+                        Compression::Zstd => zstd::bulk::decompress(&r.stored, r.raw_len as usize).unwrap(),
+                    };
+                    block.push(r.kind, r.id, &raw).unwrap();
+                } else {
+                    w.add(&r.as_record()).unwrap();
+                    order.push((r.kind, r.id));
+                }
+            }
+            if !block.is_empty() {
+                let b = block.finish(3).unwrap();
+                order.extend(b.members.iter().map(|x| (x.kind, x.id)));
+                w.add_block(&b).unwrap();
+            }
+            (w.finish().unwrap(), order)
+        };
+        let (a, order) = write();
+        let (b, _) = write();
         prop_assert_eq!(&a.inner, &b.inner);
         let (v, c) = read(&a.inner, opts(None)).unwrap();
         prop_assert_eq!(v.manifest, m);
         prop_assert_eq!(c.objects.len(), records.len());
-        for ((k, id, raw), r) in c.objects.iter().zip(&records) {
-            prop_assert_eq!((*k, *id), (r.kind, r.id));
-            prop_assert_eq!(r.kind.id_of(raw), r.id);
+        for ((k, id, raw), want) in c.objects.iter().zip(&order) {
+            prop_assert_eq!((*k, *id), *want);
+            prop_assert_eq!(k.id_of(raw), *id);
         }
         prop_assert_eq!(v.trailer.stored_total, a.stored_total);
+        let i = inspect(std::io::Cursor::new(&a.inner), Limits::default(), &TrustList::new(), false).unwrap();
+        prop_assert_eq!(i.stats, v.stats);
     }
 }

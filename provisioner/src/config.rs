@@ -39,6 +39,33 @@ pub struct VnfsConf {
     pub dhcp_end: Ipv4Addr,
     /// DNS domain (and search path) for the nodes.
     pub domain: String,
+    /// What `vnfs import` does with a capsule that carries no signature
+    /// (`--unsigned` and `VNFS_UNSIGNED` override it).
+    pub unsigned_capsules: UnsignedCapsules,
+}
+
+/// Policy for unsigned capsules (`unsigned capsules = accept|warn|reject`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsignedCapsules {
+    /// Import silently.
+    Accept,
+    /// Import with a warning (the default).
+    #[default]
+    Warn,
+    /// Refuse.
+    Reject,
+}
+
+impl UnsignedCapsules {
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsignedCapsules::Accept => "accept",
+            UnsignedCapsules::Warn => "warn",
+            UnsignedCapsules::Reject => "reject",
+        }
+    }
 }
 
 impl Default for VnfsConf {
@@ -54,6 +81,7 @@ impl Default for VnfsConf {
             dhcp_start: Ipv4Addr::new(10, 0, 128, 0),
             dhcp_end: Ipv4Addr::new(10, 0, 255, 254),
             domain: "cluster".into(),
+            unsigned_capsules: UnsignedCapsules::default(),
         }
     }
 }
@@ -211,6 +239,20 @@ pub fn parse_vnfs_conf(path: &Path, text: &str) -> Result<(VnfsConf, Vec<String>
             "dhcp range start" => c.dhcp_start = parse_ip(path, &e)?,
             "dhcp range end" => c.dhcp_end = parse_ip(path, &e)?,
             "domain" => c.domain = e.value.clone(),
+            "unsigned capsules" => {
+                c.unsigned_capsules = match e.value.to_lowercase().as_str() {
+                    "accept" => UnsignedCapsules::Accept,
+                    "warn" => UnsignedCapsules::Warn,
+                    "reject" => UnsignedCapsules::Reject,
+                    _ => {
+                        return Err(bad(
+                            path,
+                            &e,
+                            format!("'{}' is not one of accept, warn, reject", e.value),
+                        ));
+                    }
+                }
+            }
             other => warnings.push(format!(
                 "{}:{}: ignoring unknown key '{other}'",
                 path.display(),
@@ -302,7 +344,12 @@ pub fn render_vnfs_conf(c: &VnfsConf) -> String {
          dhcp range end = {}\n\
          \n\
          # DNS domain and search path of the nodes.\n\
-         domain = {}\n",
+         domain = {}\n\
+         \n\
+         # What `vnfs import` does with a capsule that carries no signature:\n\
+         # accept, warn (import with a warning) or reject. --unsigned and\n\
+         # VNFS_UNSIGNED override it; signed capsules always need a trusted key.\n\
+         unsigned capsules = {}\n",
         c.master_device,
         c.master_address,
         TRANSFER_METHODS.join(", "),
@@ -313,7 +360,8 @@ pub fn render_vnfs_conf(c: &VnfsConf) -> String {
         c.database.display(),
         c.dhcp_start,
         c.dhcp_end,
-        c.domain
+        c.domain,
+        c.unsigned_capsules.as_str()
     )
 }
 
@@ -448,6 +496,30 @@ Total Nodes = 10000
     }
 
     #[test]
+    fn unsigned_capsules_policy() {
+        let read = |v: &str| {
+            parse_vnfs_conf(
+                Path::new("vnfs.conf"),
+                &format!("Unsigned Capsules = {v}\n"),
+            )
+        };
+        assert_eq!(
+            read("REJECT").unwrap().0.unsigned_capsules,
+            UnsignedCapsules::Reject
+        );
+        assert_eq!(
+            read("accept").unwrap().0.unsigned_capsules,
+            UnsignedCapsules::Accept
+        );
+        assert_eq!(
+            read("").unwrap().0.unsigned_capsules,
+            UnsignedCapsules::Warn
+        );
+        let e = read("maybe").unwrap_err().to_string();
+        assert!(e.contains("vnfs.conf:1:") && e.contains("maybe"), "{e}");
+    }
+
+    #[test]
     fn filled_perceus_conf_maps_keys() {
         let text = "master network device = eth1\nvnfs transfer master = 10.0.0.1\nnode timeout = 300\ndatabase type = btree\n";
         let (c, warn) = parse_vnfs_conf(Path::new("p.conf"), text).unwrap();
@@ -462,6 +534,7 @@ Total Nodes = 10000
         let c = VnfsConf {
             master_device: "enp3s0".into(),
             node_timeout: 42,
+            unsigned_capsules: UnsignedCapsules::Reject,
             ..VnfsConf::default()
         };
         let (back, warn) = parse_vnfs_conf(Path::new("v"), &render_vnfs_conf(&c)).unwrap();

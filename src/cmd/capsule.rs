@@ -4,8 +4,9 @@
 //!
 //! Configuration: the trust list is `trusted-keys` in the configuration
 //! directory (`--config`, default /etc/vnfs as root; public key lines, see
-//! capsule-spec/SPEC.md §8); the unsigned-capsule policy is `--unsigned` or
-//! `VNFS_UNSIGNED` (accept, warn, reject; default warn).
+//! capsule-spec/SPEC.md §8); the unsigned-capsule policy is `--unsigned`,
+//! else `VNFS_UNSIGNED`, else `unsigned capsules` in vnfs.conf (accept,
+//! warn, reject; default warn).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,31 @@ pub struct ExportArgs {
     /// Sign with this secret key file (see `vnfs key generate`)
     #[arg(long, value_name = "KEYFILE")]
     pub sign: Option<PathBuf>,
+    /// Chunks smaller than this travel recompressed together in solid
+    /// blocks, larger ones as stored (bytes, or with a K or M suffix; 0: all
+    /// single). Larger values give smaller capsules and slower exports
+    #[arg(long, value_name = "SIZE", default_value_t = exchange::DEFAULT_SOLID_BELOW, value_parser = parse_size)]
+    pub solid_below: u32,
+}
+
+/// Parses `N`, `NK` or `NM` (binary units) as a byte count.
+fn parse_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        _ => return Err(format!("'{s}': expected a size like 16384, 16K or 1M")),
+    };
+    digits
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("'{s}': expected a size like 16384, 16K or 1M (below 4G)"))
 }
 
 /// What to do with an unsigned capsule.
@@ -56,9 +82,10 @@ pub struct ImportArgs {
     /// Image name to import under (default: the capsule's)
     #[arg(long, short = 'n')]
     pub name: Option<String>,
-    /// Policy for unsigned capsules
-    #[arg(long, env = "VNFS_UNSIGNED", value_enum, default_value_t = Unsigned::Warn)]
-    pub unsigned: Unsigned,
+    /// Policy for unsigned capsules [default: `unsigned capsules` in
+    /// vnfs.conf, else warn]
+    #[arg(long, env = "VNFS_UNSIGNED", value_enum)]
+    pub unsigned: Option<Unsigned>,
     /// Accept capsules with a valid signature by a key not in the trust list
     #[arg(long)]
     pub allow_untrusted: bool,
@@ -119,9 +146,14 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
         .transpose()
         .context("resolving --base")?;
     let key = a.sign.as_deref().map(SecretKey::load).transpose()?;
+    let layout = exchange::ExportOptions {
+        solid_below: a.solid_below,
+        ..exchange::ExportOptions::default()
+    };
     let report = if a.output == "-" {
         let out = std::io::stdout().lock();
-        let (r, mut out) = exchange::export(&store, &name, head, base, key.as_ref(), out)?;
+        let (r, mut out) =
+            exchange::export_with(&store, &name, head, base, key.as_ref(), out, &layout)?;
         out.flush()?;
         r
     } else {
@@ -140,13 +172,14 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
         let tmp = tempfile_in(&dir)?;
         let file =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let result = exchange::export(
+        let result = exchange::export_with(
             &store,
             &name,
             head,
             base,
             key.as_ref(),
-            std::io::BufWriter::new(file),
+            Writeback::new(file),
+            &layout,
         );
         let (r, out) = match result {
             Ok(x) => x,
@@ -155,8 +188,9 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
                 return Err(e.into());
             }
         };
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        out.file
+            .sync_all()
+            .with_context(|| format!("writing {}", tmp.display()))?;
         let dest = if dir_target {
             dir.join(&r.file_name)
         } else {
@@ -173,11 +207,13 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if !ctx.quiet {
         eprintln!(
-            "{}{}: {} objects, {} stored ({} raw), capsule {}{}",
+            "{}{}: {} objects ({} small ones in {} solid blocks), {} stored ({} raw), capsule {}{}",
             name,
             base.map(|b| format!(" (delta over {})", &b.to_hex()[..12]))
                 .unwrap_or_default(),
             report.objects,
+            report.objects + report.blocks - report.records,
+            report.blocks,
             bytes(report.stored_bytes),
             bytes(report.raw_bytes),
             bytes(report.capsule_bytes),
@@ -191,11 +227,75 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A file writer that asks the kernel to start writing back every 16 MiB,
+/// so the final fsync waits only for the tail instead of the whole capsule
+/// (the store's pack writer does the same).
+struct Writeback {
+    file: std::fs::File,
+    written: u64,
+    started: u64,
+}
+
+impl Writeback {
+    fn new(file: std::fs::File) -> Writeback {
+        Writeback {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(b)?;
+        self.written += n as u64;
+        if self.written - self.started >= 16 << 20 {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid open fd; SYNC_FILE_RANGE_WRITE only schedules
+            // I/O (its failure only means a longer fsync later).
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as i64,
+                    (self.written - self.started) as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 fn tempfile_in(dir: &Path) -> anyhow::Result<PathBuf> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
     Ok(dir.join(format!(".vnfs-export-{}.tmp", std::process::id())))
+}
+
+/// The unsigned-capsule policy: the flag (or its environment variable),
+/// else vnfs.conf (read only then, so a flag works without one), else warn.
+fn unsigned_policy(flag: Option<Unsigned>, ctx: &Context) -> anyhow::Result<UnsignedPolicy> {
+    use vnfs_provisioner::config::{self, UnsignedCapsules};
+    Ok(match flag {
+        Some(Unsigned::Accept) => UnsignedPolicy::Accept,
+        Some(Unsigned::Warn) => UnsignedPolicy::Warn,
+        Some(Unsigned::Reject) => UnsignedPolicy::Reject,
+        None => match config::load_vnfs_conf(&ctx.confdir)? {
+            None => UnsignedPolicy::Warn,
+            Some((conf, _)) => match conf.unsigned_capsules {
+                UnsignedCapsules::Accept => UnsignedPolicy::Accept,
+                UnsignedCapsules::Warn => UnsignedPolicy::Warn,
+                UnsignedCapsules::Reject => UnsignedPolicy::Reject,
+            },
+        },
+    })
 }
 
 /// Imports a capsule.
@@ -205,11 +305,7 @@ pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
         limits: Limits::default(),
         trust: TrustList::load(&trust_path(ctx))?,
         policy: SignaturePolicy {
-            unsigned: match a.unsigned {
-                Unsigned::Accept => UnsignedPolicy::Accept,
-                Unsigned::Warn => UnsignedPolicy::Warn,
-                Unsigned::Reject => UnsignedPolicy::Reject,
-            },
+            unsigned: unsigned_policy(a.unsigned, ctx)?,
             allow_untrusted: a.allow_untrusted,
         },
     };
@@ -286,13 +382,17 @@ pub fn capsule(c: CapsuleCmd, ctx: &Context) -> anyhow::Result<()> {
                 ("trees", i.stats.trees),
                 ("commits", i.stats.commits),
             ] {
-                println!(
-                    "{what:<11} {:>8}  {} stored, {} raw",
-                    k.count,
-                    bytes(k.stored),
-                    bytes(k.raw)
-                );
+                println!("{what:<11} {:>8}  {} raw", k.count, bytes(k.raw));
             }
+            let single = i.stats.total().stored - i.stats.blocks.stored;
+            println!(
+                "records:    {:>8}  {} stored: {} single objects, {} blocks holding {} small objects",
+                i.trailer.record_count,
+                bytes(i.stats.total().stored),
+                bytes(single),
+                i.stats.blocks.count,
+                i.stats.blocks.members
+            );
             println!("signature:  {}", i.signature);
             println!(
                 "verified:   checksum{}",

@@ -8,6 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StoreError};
@@ -22,6 +23,8 @@ pub const RECORD_HEADER: usize = 1 + 1 + 32 + 4 + 4;
 const IDX_ENTRY: usize = 32 + 1 + 1 + 8 + 4 + 4;
 /// Largest object the store accepts (a tree of a huge directory, say).
 pub const MAX_OBJECT: u32 = 1 << 30;
+/// zstd level objects are compressed at.
+pub const ZSTD_LEVEL: i32 = 3;
 
 /// How an object's bytes are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +111,7 @@ impl StoredObject {
         };
         let raw = match self.compression {
             Compression::Raw => self.data.clone(),
-            Compression::Zstd => zstd::bulk::decompress(&self.data, self.raw_len as usize)
+            Compression::Zstd => zstd_decompress(&self.data, self.raw_len as usize)
                 .map_err(|e| corrupt(format!("zstd: {e}")))?,
         };
         if raw.len() != self.raw_len as usize {
@@ -128,6 +131,22 @@ impl StoredObject {
 thread_local! {
     static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses into a buffer of at most `capacity` bytes with a
+/// per-thread context: creating a zstd context per call costs more than
+/// decompressing a small object.
+fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        let d = match &mut *d {
+            Some(d) => d,
+            slot => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(data, capacity)
+    })
 }
 
 /// zstd level 3 with a per-thread context (creating one costs more than
@@ -136,7 +155,7 @@ fn zstd_compress(raw: &[u8]) -> Option<Vec<u8>> {
     COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
-            *c = zstd::bulk::Compressor::new(3).ok();
+            *c = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
         }
         c.as_mut()?.compress(raw).ok()
     })
@@ -145,9 +164,15 @@ fn zstd_compress(raw: &[u8]) -> Option<Vec<u8>> {
 /// Appends records to a new pack under a temporary name.
 pub struct PackWriter {
     tmp_path: PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    /// Bytes not yet written; hashed and written a whole buffer at a time,
+    /// because BLAKE3 reaches its SIMD speed only on large updates aligned
+    /// to its chunk tree (a 42-byte header then a payload halves it).
+    buf: Vec<u8>,
     hasher: blake3::Hasher,
     offset: u64,
+    /// Bytes handed to the kernel so far.
+    written: u64,
     synced: u64,
     entries: Vec<IndexEntry>,
     done: bool,
@@ -155,6 +180,8 @@ pub struct PackWriter {
 
 /// Bytes between early-writeback requests.
 const WRITEBACK_STEP: u64 = 16 << 20;
+/// Write buffer size (a power of two, so hash updates stay aligned).
+const WRITE_BUF: usize = 1 << 20;
 
 impl PackWriter {
     /// Starts a pack in `tmp_dir`.
@@ -167,9 +194,11 @@ impl PackWriter {
             .at(&tmp_path)?;
         let mut w = PackWriter {
             tmp_path,
-            out: BufWriter::with_capacity(1 << 20, file),
+            file,
+            buf: Vec::with_capacity(WRITE_BUF),
             hasher: blake3::Hasher::new(),
             offset: 0,
+            written: 0,
             synced: 0,
             entries: Vec::new(),
             done: false,
@@ -180,49 +209,73 @@ impl PackWriter {
         Ok(w)
     }
 
-    fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.out.write_all(b).at(&self.tmp_path)?;
-        self.hasher.update(b);
+    fn write(&mut self, mut b: &[u8]) -> Result<()> {
         self.offset += b.len() as u64;
-        if self.offset - self.synced >= WRITEBACK_STEP {
-            self.start_writeback()?;
+        while !b.is_empty() {
+            let n = b.len().min(WRITE_BUF - self.buf.len());
+            self.buf.extend_from_slice(&b[..n]);
+            b = &b[n..];
+            if self.buf.len() == WRITE_BUF {
+                self.drain()?;
+            }
         }
         Ok(())
     }
 
-    /// Asks the kernel to start writing what we have so far without
-    /// waiting: the fsync at `finish` then only waits for the tail, instead
-    /// of the whole pack landing on the disk at once.
-    fn start_writeback(&mut self) -> Result<()> {
-        self.out.flush().at(&self.tmp_path)?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid open fd; SYNC_FILE_RANGE_WRITE only schedules I/O.
-        unsafe {
-            libc::sync_file_range(
-                self.out.get_ref().as_raw_fd(),
-                self.synced as i64,
-                (self.offset - self.synced) as i64,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
+    /// Hashes and writes out the buffer; every 16 MiB asks the kernel to
+    /// start writing what we have so far without waiting, so the fsync at
+    /// `finish` only waits for the tail instead of the whole pack landing
+    /// on the disk at once.
+    fn drain(&mut self) -> Result<()> {
+        self.hasher.update(&self.buf);
+        self.file.write_all(&self.buf).at(&self.tmp_path)?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        if self.written - self.synced >= WRITEBACK_STEP {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid open fd; SYNC_FILE_RANGE_WRITE only schedules I/O.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.synced as i64,
+                    (self.written - self.synced) as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.synced = self.written;
         }
-        self.synced = self.offset;
         Ok(())
     }
 
     /// Appends one object record.
     pub fn add(&mut self, obj: &StoredObject) -> Result<IndexEntry> {
-        let stored_len = u32::try_from(obj.data.len())
-            .map_err(|_| StoreError::Invalid(format!("object {} too large", obj.id)))?;
+        self.add_parts(obj.kind, obj.id, obj.compression, obj.raw_len, &obj.data)
+    }
+
+    /// Appends one object record given by its parts (no copy of `data`
+    /// into a [`StoredObject`] needed).
+    pub fn add_parts(
+        &mut self,
+        kind: ObjectKind,
+        id: ObjectId,
+        compression: Compression,
+        raw_len: u32,
+        data: &[u8],
+    ) -> Result<IndexEntry> {
+        let stored_len = u32::try_from(data.len())
+            .ok()
+            .filter(|&n| n <= MAX_OBJECT)
+            .ok_or_else(|| StoreError::Invalid(format!("object {id} too large")))?;
         let entry = IndexEntry {
-            id: obj.id,
-            kind: obj.kind,
-            compression: obj.compression,
+            id,
+            kind,
+            compression,
             offset: self.offset,
-            raw_len: obj.raw_len,
+            raw_len,
             stored_len,
         };
         self.write(&record_header(&entry))?;
-        self.write(&obj.data)?;
+        self.write(data)?;
         self.entries.push(entry);
         Ok(entry)
     }
@@ -240,8 +293,10 @@ impl PackWriter {
     /// Flushes and fsyncs the pack, writes its index, and renames both into
     /// `packs_dir/<xx>/`. Returns the pack's name and its entries.
     pub fn finish(mut self, packs_dir: &Path) -> Result<(String, Vec<IndexEntry>)> {
-        self.out.flush().at(&self.tmp_path)?;
-        self.out.get_ref().sync_all().at(&self.tmp_path)?;
+        if !self.buf.is_empty() {
+            self.drain()?;
+        }
+        self.file.sync_all().at(&self.tmp_path)?;
         let pack_hash = self.hasher.finalize();
         let name = pack_hash.to_hex().to_string();
         let dir = packs_dir.join(&name[..2]);
@@ -271,7 +326,7 @@ impl Drop for PackWriter {
     }
 }
 
-fn record_header(e: &IndexEntry) -> [u8; RECORD_HEADER] {
+pub(crate) fn record_header(e: &IndexEntry) -> [u8; RECORD_HEADER] {
     let mut h = [0u8; RECORD_HEADER];
     h[0] = e.kind as u8;
     h[1] = e.compression as u8;

@@ -3,15 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustix::fs::{FlockOperation, flock};
 
 use crate::commit::Commit;
 use crate::error::{IoContext, Result, StoreError};
 use crate::id::{IdMap, IdSet, ObjectId, ObjectKind};
-use crate::pack::{self, IndexEntry, PackWriter, StoredObject};
+use crate::pack::{self, Compression, IndexEntry, PackWriter, StoredObject};
 use crate::tree::Tree;
 
 const VERSION_FILE: &str = "VERSION";
@@ -30,7 +31,7 @@ pub(crate) struct Location {
 pub(crate) struct PackHandle {
     pub name: String,
     pub path: PathBuf,
-    pub file: File,
+    pub file: Arc<File>,
     pub entries: usize,
 }
 
@@ -177,6 +178,71 @@ impl Store {
         pack::read_whole_record(&p.file, &p.path, &loc.entry)
     }
 
+    /// How an object is kept (kind, compression, lengths), if present.
+    pub fn entry(&self, id: &ObjectId) -> Option<IndexEntry> {
+        self.read_index().objects.get(id).map(|l| l.entry)
+    }
+
+    /// Groups objects, in the given order, into runs that follow each
+    /// other in one pack, at most `max_gap` bytes apart (the gap is read and
+    /// skipped), each run at most `max_run` bytes (a single larger object is
+    /// a run of its own). Reading a run is one large read instead of one
+    /// per object; an export in the image's walk order finds most of its
+    /// objects nearly side by side, as ingest wrote them (its parallel
+    /// workers interleave neighbouring files a little).
+    pub fn plan_reads(
+        &self,
+        objects: &[(ObjectId, ObjectKind)],
+        max_run: usize,
+        max_gap: usize,
+    ) -> Result<Vec<ReadRun>> {
+        let idx = self.read_index();
+        let mut runs: Vec<ReadRun> = Vec::new();
+        for (id, kind) in objects {
+            let loc = idx.objects.get(id).ok_or(StoreError::Missing {
+                id: *id,
+                kind: *kind,
+            })?;
+            let p = &idx.packs[loc.pack as usize];
+            if loc.entry.kind != *kind {
+                return Err(StoreError::Corrupt {
+                    id: *id,
+                    kind: *kind,
+                    where_: p.path.clone(),
+                    why: format!("stored as a {}, expected a {kind}", loc.entry.kind),
+                });
+            }
+            if loc.entry.raw_len > pack::MAX_OBJECT || loc.entry.stored_len > pack::MAX_OBJECT {
+                return Err(StoreError::BadPack {
+                    path: p.path.clone(),
+                    why: format!("object {id} declares an impossible size"),
+                });
+            }
+            let len = pack::RECORD_HEADER + loc.entry.stored_len as usize;
+            let end = loc.entry.offset + len as u64;
+            match runs.last_mut() {
+                Some(r)
+                    if r.pack == loc.pack
+                        && loc.entry.offset >= r.start + r.len as u64
+                        && loc.entry.offset - (r.start + r.len as u64) <= max_gap as u64
+                        && end - r.start <= max_run as u64 =>
+                {
+                    r.len = (end - r.start) as usize;
+                    r.entries.push(loc.entry);
+                }
+                _ => runs.push(ReadRun {
+                    pack: loc.pack,
+                    file: Arc::clone(&p.file),
+                    path: p.path.clone(),
+                    start: loc.entry.offset,
+                    len,
+                    entries: vec![loc.entry],
+                }),
+            }
+        }
+        Ok(runs)
+    }
+
     /// The raw bytes of an object, verified against its id.
     pub fn read_raw(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
         let obj = self.read_stored(id, kind)?;
@@ -310,7 +376,7 @@ fn load_pack(idx_path: &Path, name: &str) -> Result<(PackHandle, Vec<IndexEntry>
         PackHandle {
             name: name.to_string(),
             path,
-            file,
+            file: Arc::new(file),
             entries: entries.len(),
         },
         entries,
@@ -410,6 +476,24 @@ impl Writer<'_> {
         Ok(true)
     }
 
+    /// Adds an object given by its stored parts (already verified by the
+    /// caller) unless present, without copying `data` first. Returns true
+    /// if it was written.
+    pub fn put_stored_parts(
+        &self,
+        kind: ObjectKind,
+        id: ObjectId,
+        compression: Compression,
+        raw_len: u32,
+        data: &[u8],
+    ) -> Result<bool> {
+        if !self.claim(&id) {
+            return Ok(false);
+        }
+        self.append_parts(kind, id, compression, raw_len, data)?;
+        Ok(true)
+    }
+
     /// Reserves an id for writing; false if it is stored or reserved already.
     fn claim(&self, id: &ObjectId) -> bool {
         if self.store.contains(id) {
@@ -419,6 +503,17 @@ impl Writer<'_> {
     }
 
     fn append(&self, obj: &StoredObject) -> Result<()> {
+        self.append_parts(obj.kind, obj.id, obj.compression, obj.raw_len, &obj.data)
+    }
+
+    fn append_parts(
+        &self,
+        kind: ObjectKind,
+        id: ObjectId,
+        compression: Compression,
+        raw_len: u32,
+        data: &[u8],
+    ) -> Result<()> {
         let mut slot = lock(&self.pack);
         if slot.is_none() {
             *slot = Some(PackWriter::create(&self.store.tmp_dir())?);
@@ -426,12 +521,12 @@ impl Writer<'_> {
         let Some(w) = slot.as_mut() else {
             unreachable!("pack writer created above")
         };
-        w.add(obj)?;
+        w.add_parts(kind, id, compression, raw_len, data)?;
         {
             let mut s = lock(&self.written);
             s.objects += 1;
-            s.raw_bytes += u64::from(obj.raw_len);
-            s.stored_bytes += obj.data.len() as u64;
+            s.raw_bytes += u64::from(raw_len);
+            s.stored_bytes += data.len() as u64;
         }
         if w.len() >= PACK_TARGET
             && let Some(full) = slot.take()
@@ -480,4 +575,103 @@ impl Writer<'_> {
 /// not turn every later call into a second panic).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Objects that lie side by side in one pack, read with one `pread`
+/// (see [`Store::plan_reads`]). It holds the pack open, so it stays
+/// readable while the store's index is reloaded.
+#[derive(Debug)]
+pub struct ReadRun {
+    pack: u32,
+    file: Arc<File>,
+    path: PathBuf,
+    start: u64,
+    len: usize,
+    entries: Vec<IndexEntry>,
+}
+
+/// One object of a [`ReadRun`]: where its stored bytes are in the run's
+/// buffer.
+#[derive(Clone, Debug)]
+pub struct StoredSpan {
+    /// Object kind.
+    pub kind: ObjectKind,
+    /// Object id (of the raw bytes; not re-checked here).
+    pub id: ObjectId,
+    /// How the stored bytes are encoded.
+    pub compression: Compression,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// The stored bytes' range in the buffer.
+    pub range: std::ops::Range<usize>,
+}
+
+impl ReadRun {
+    /// Bytes the run spans in its pack.
+    pub fn byte_len(&self) -> usize {
+        self.len
+    }
+
+    /// Number of objects in the run.
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Reads the run's bytes into `buf` (replacing its contents).
+    pub fn fill(&self, buf: &mut Vec<u8>) -> Result<()> {
+        // Reused buffers are overwritten by the read: zero only new space.
+        if buf.len() < self.len {
+            buf.resize(self.len, 0);
+        }
+        buf.truncate(self.len);
+        self.file
+            .read_exact_at(buf, self.start)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::UnexpectedEof => StoreError::BadPack {
+                    path: self.path.clone(),
+                    why: format!(
+                        "pack is truncated: {} bytes at offset {} are missing",
+                        self.len, self.start
+                    ),
+                },
+                _ => StoreError::Io {
+                    path: self.path.clone(),
+                    source,
+                },
+            })
+    }
+
+    /// The objects in `buf` (filled by [`ReadRun::fill`]), in order, each
+    /// record header checked against the index.
+    pub fn spans(&self, buf: &[u8]) -> Result<Vec<StoredSpan>> {
+        let mut out = Vec::with_capacity(self.entries.len());
+        for e in &self.entries {
+            let at = (e.offset - self.start) as usize;
+            let data_at = at + pack::RECORD_HEADER;
+            let end = data_at + e.stored_len as usize;
+            let corrupt = |why: String| StoreError::Corrupt {
+                id: e.id,
+                kind: e.kind,
+                where_: self.path.clone(),
+                why,
+            };
+            let Some(rec) = buf.get(at..end) else {
+                return Err(corrupt("run buffer does not hold the record".into()));
+            };
+            if rec[..pack::RECORD_HEADER] != pack::record_header(e) {
+                return Err(corrupt(format!(
+                    "record header at offset {} does not match the index",
+                    e.offset
+                )));
+            }
+            out.push(StoredSpan {
+                kind: e.kind,
+                id: e.id,
+                compression: e.compression,
+                raw_len: e.raw_len,
+                range: data_at..end,
+            });
+        }
+        Ok(out)
+    }
 }

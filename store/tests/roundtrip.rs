@@ -243,3 +243,64 @@ fn real_system_directories_round_trip() {
         common::assert_same_tree(Path::new(dir), &dst, &skip);
     }
 }
+
+#[test]
+fn pack_runs_read_objects_in_order_with_one_read_each() {
+    use vnfs_store::{Compression, ObjectKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open_or_create(&tmp.path().join("s")).unwrap();
+    let w = store.writer().unwrap();
+    let objs: Vec<Vec<u8>> = (0..20u8)
+        .map(|i| {
+            if i % 2 == 0 {
+                vec![i; 3000 + usize::from(i)]
+            } else {
+                (0..2000u32)
+                    .map(|x| (x.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i)
+                    .collect()
+            }
+        })
+        .collect();
+    let ids: Vec<_> = objs
+        .iter()
+        .map(|o| w.put(ObjectKind::Chunk, o).unwrap())
+        .collect();
+    w.flush().unwrap();
+    drop(w);
+    let want: Vec<_> = ids.iter().map(|id| (*id, ObjectKind::Chunk)).collect();
+    // Consecutive records: one run; a small size limit splits it.
+    let runs = store.plan_reads(&want, 1 << 20, 0).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].count(), 20);
+    let third = runs[0].byte_len() / 3;
+    let small = store.plan_reads(&want, third, 0).unwrap();
+    assert!(small.len() >= 3, "{} runs", small.len());
+    assert!(small.iter().all(|r| r.byte_len() <= third));
+    assert_eq!(small.iter().map(|r| r.count()).sum::<usize>(), 20);
+    assert_eq!(store.plan_reads(&want, 1, 0).unwrap().len(), 20);
+    // Every other object: gaps; read across them only when allowed.
+    let odd: Vec<_> = want.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(store.plan_reads(&odd, 1 << 20, 0).unwrap().len(), 10);
+    let runs = store.plan_reads(&odd, 1 << 20, 4 << 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    let mut buf = Vec::new();
+    runs[0].fill(&mut buf).unwrap();
+    for (span, (id, _)) in runs[0].spans(&buf).unwrap().iter().zip(&odd) {
+        assert_eq!(span.id, *id);
+        let data = &buf[span.range.clone()];
+        let raw = match span.compression {
+            Compression::Raw => data.to_vec(),
+            Compression::Zstd => zstd::bulk::decompress(data, span.raw_len as usize).unwrap(),
+        };
+        assert_eq!(raw, store.read_raw(id, ObjectKind::Chunk).unwrap());
+    }
+    // Out of order: a new run whenever the next object lies behind.
+    let rev: Vec<_> = want.iter().rev().copied().collect();
+    assert_eq!(store.plan_reads(&rev, 1 << 20, 1 << 20).unwrap().len(), 20);
+    // A missing object is named.
+    let missing = vnfs_store::ObjectId::of(ObjectKind::Chunk, b"absent");
+    let e = store
+        .plan_reads(&[(missing, ObjectKind::Chunk)], 1 << 20, 0)
+        .unwrap_err();
+    assert!(e.to_string().contains(&missing.to_string()), "{e}");
+}

@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_manifest_len: 1 << 20,
         max_object_len: 1 << 20,
+        max_block_members: 1 << 12,
         max_objects: 1 << 16,
     };
     let opts = ReadOptions {
@@ -21,9 +22,16 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(o.kind.id_of(o.raw), o.id, "unverified object reached the sink");
         Ok(())
     };
-    if let Ok(v) = read_capsule(data, opts, &mut sink) {
+    let accepted = read_capsule(data, opts, &mut sink);
+    if let Ok(v) = &accepted {
         // Anything accepted is a complete capsule of exactly this length.
         assert_eq!(v.file_len, data.len() as u64);
     }
-    let _ = inspect(std::io::Cursor::new(data), limits, &TrustList::new(), false);
+    // The seekable inspection agrees with the streaming read on everything
+    // the streaming read accepts.
+    let i = inspect(std::io::Cursor::new(data), limits, &TrustList::new(), false);
+    if let Ok(v) = &accepted {
+        let i = i.expect("inspect refused a capsule the reader accepted");
+        assert_eq!(i.stats, v.stats);
+    }
 });

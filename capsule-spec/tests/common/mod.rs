@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 
 use vnfs_capsule::format::{
-    FILE_HASH_CONTEXT, FLAG_SIGNED, HEADER_LEN, Header, IndexEntry, RECORD_HEADER_LEN,
-    RecordHeader, SignatureBlock, TRAILER_HASHED_LEN, Trailer, VERSION_MAJOR, VERSION_MINOR,
+    BlockHeader, FILE_HASH_CONTEXT, FLAG_SIGNED, HEADER_LEN, Header, IndexEntry, Member,
+    RECORD_HEADER_LEN, RecordHead, RecordHeader, SignatureBlock, TRAILER_HASHED_LEN, Trailer,
+    VERSION_MAJOR, VERSION_MINOR,
 };
 use vnfs_capsule::*;
 
@@ -74,18 +75,46 @@ pub fn manifest(head: ObjectId) -> Manifest {
 /// The head commit text used by [`sample`].
 pub const COMMIT: &[u8] = b"commit: tree=..., parents=[], message=first version";
 
-/// A sample capsule (records, manifest, bytes), optionally signed.
+/// The single records of [`sample`]: a chunk kept raw, a compressed one.
+pub fn sample_singles() -> Vec<OwnedRecord> {
+    vec![
+        OwnedRecord::from_raw(ObjectKind::Chunk, &noise(1, 700), Some(3)).unwrap(),
+        OwnedRecord::from_raw(ObjectKind::Chunk, &b"abcd".repeat(300), Some(3)).unwrap(),
+    ]
+}
+
+/// The solid block of [`sample`]: an empty chunk, two trees and the head
+/// commit, compressed together.
+pub fn sample_block() -> Block {
+    let mut b = BlockBuilder::new();
+    b.push_raw(ObjectKind::Chunk, b"").unwrap();
+    b.push_raw(ObjectKind::Tree, b"tree: etc/ usr/").unwrap();
+    b.push_raw(ObjectKind::Tree, &b"dir entry\n".repeat(40))
+        .unwrap();
+    b.push_raw(ObjectKind::Commit, COMMIT).unwrap();
+    let block = b.finish(3).unwrap();
+    assert_eq!(block.compression, Compression::Zstd);
+    block
+}
+
+/// (kind, id) of every object of [`sample`], in file order.
+pub fn sample_ids() -> Vec<(ObjectKind, ObjectId)> {
+    let mut v: Vec<_> = sample_singles().iter().map(|r| (r.kind, r.id)).collect();
+    v.extend(sample_block().members.iter().map(|m| (m.kind, m.id)));
+    v
+}
+
+/// A sample capsule (its singles, manifest, bytes), optionally signed: two
+/// single records, then one solid block.
 pub fn sample(signer: Option<&SecretKey>) -> (Vec<OwnedRecord>, Manifest, Vec<u8>) {
-    let records = sample_records(COMMIT);
+    let singles = sample_singles();
     let m = manifest(ObjectKind::Commit.id_of(COMMIT));
-    let out = write_capsule(
-        Vec::new(),
-        &m,
-        signer,
-        records.iter().cloned().map(Ok::<_, String>),
-    )
-    .unwrap();
-    (records, m, out.inner)
+    let mut w = CapsuleWriter::new(Vec::new(), &m, signer).unwrap();
+    for r in &singles {
+        w.add(&r.as_record()).unwrap();
+    }
+    w.add_block(&sample_block()).unwrap();
+    (singles, m, w.finish().unwrap().inner)
 }
 
 /// Collects what the reader hands over, re-checking each id itself.
@@ -127,11 +156,60 @@ pub fn read(bytes: &[u8], o: ReadOptions) -> Result<(VerifiedCapsule, Collect), 
     Ok((v, c))
 }
 
-/// Builds a capsule from parts, sealed with a correct checksum (and
-/// signature), after letting `tweak` alter the index and trailer.
+/// One record for [`assemble_parts`].
+#[derive(Clone, Debug)]
+pub enum Part {
+    /// A single object: header and stored bytes.
+    Single(RecordHeader, Vec<u8>),
+    /// A solid block: header, member table and payload.
+    Block(BlockHeader, Vec<Member>, Vec<u8>),
+}
+
+impl Part {
+    /// The part of a block as the writer would make it.
+    pub fn block(b: &Block) -> Part {
+        Part::Block(
+            BlockHeader {
+                compression: b.compression,
+                stored_len: b.payload.len() as u32,
+                raw_len: b.raw_len,
+                members: b.members.len() as u32,
+            },
+            b.members.clone(),
+            b.payload.clone(),
+        )
+    }
+
+    /// Encoded length.
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Single(_, d) => RECORD_HEADER_LEN + d.len(),
+            Part::Block(_, m, d) => RECORD_HEADER_LEN + m.len() * 40 + d.len(),
+        }
+    }
+}
+
+/// Builds a capsule from single records, sealed with a correct checksum
+/// (and signature), after letting `tweak` alter the index and trailer.
 pub fn assemble(
     manifest: &[u8],
     records: &[(RecordHeader, Vec<u8>)],
+    signer: Option<&SecretKey>,
+    tweak: impl FnOnce(&mut Vec<IndexEntry>, &mut Trailer),
+) -> Vec<u8> {
+    let parts: Vec<Part> = records
+        .iter()
+        .map(|(h, d)| Part::Single(*h, d.clone()))
+        .collect();
+    assemble_parts(manifest, &parts, signer, tweak)
+}
+
+/// Builds a capsule from records of both types, sealed with a correct
+/// checksum (and signature), after letting `tweak` alter index and trailer.
+/// Totals are computed from the headers as given, so lies stay lies.
+pub fn assemble_parts(
+    manifest: &[u8],
+    parts: &[Part],
     signer: Option<&SecretKey>,
     tweak: impl FnOnce(&mut Vec<IndexEntry>, &mut Trailer),
 ) -> Vec<u8> {
@@ -144,21 +222,42 @@ pub fn assemble(
     let mut b = header.encode().to_vec();
     b.extend_from_slice(manifest);
     let mut index = Vec::new();
-    let (mut stored, mut raw) = (0u64, 0u64);
-    for (h, data) in records {
-        index.push(IndexEntry {
-            offset: b.len() as u64,
-            record: *h,
-        });
-        b.extend_from_slice(&h.encode());
-        b.extend_from_slice(data);
-        stored += u64::from(h.stored_len);
-        raw += u64::from(h.raw_len);
+    let (mut stored, mut raw, mut objects) = (0u64, 0u64, 0u64);
+    for p in parts {
+        let offset = b.len() as u64;
+        match p {
+            Part::Single(h, data) => {
+                index.push(IndexEntry {
+                    offset,
+                    record: RecordHead::Object(*h),
+                });
+                b.extend_from_slice(&h.encode());
+                b.extend_from_slice(data);
+                stored += u64::from(h.stored_len);
+                raw += u64::from(h.raw_len);
+                objects += 1;
+            }
+            Part::Block(h, members, data) => {
+                index.push(IndexEntry {
+                    offset,
+                    record: RecordHead::Block(*h),
+                });
+                b.extend_from_slice(&h.encode());
+                for m in members {
+                    b.extend_from_slice(&m.encode());
+                }
+                b.extend_from_slice(data);
+                stored += u64::from(h.stored_len);
+                raw += members.iter().map(|m| u64::from(m.raw_len)).sum::<u64>();
+                objects += members.len() as u64;
+            }
+        }
     }
     b.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
     let mut trailer = Trailer {
         index_offset: b.len() as u64,
-        object_count: records.len() as u64,
+        object_count: objects,
+        record_count: parts.len() as u64,
         stored_total: stored,
         raw_total: raw,
         file_hash: [0; 32],

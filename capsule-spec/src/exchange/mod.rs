@@ -1,31 +1,35 @@
 //! Export from and import into a vnfs store: the binding between the
 //! capsule format and `vnfs_store`.
 //!
-//! Export: the objects of a capsule are the commit's closure — the commit,
-//! its ancestors through all parents, and every tree and chunk their root
-//! trees reach — because the store's history, gc and fsck expect every
-//! commit's parents and trees to be present. A delta leaves out the closure
-//! of its base, which the importing store must already hold (and, being
-//! consistent, holds with its whole closure).
+//! Export ([`export`], planned in `plan.rs`): the objects of a capsule are
+//! the commit's closure, in walk order; small objects are recompressed
+//! together in solid blocks, large chunks copied as stored. A delta leaves
+//! out the closure of its base, which the importing store must already hold
+//! (and, being consistent, holds with its whole closure).
 //!
 //! Import: verified objects are written as they stream (a content-addressed
-//! store can take any verified object); the ref moves only after the reader
-//! has verified the trailer and the signature policy, and after the image's
-//! closure has been checked to be complete in the store.
+//! store can take any verified object), in the stored form when the capsule
+//! has it and compressed on their own when they come from a block; the ref
+//! moves only after the reader has verified the trailer and the signature
+//! policy, and after the image's closure has been checked to be complete in
+//! the store.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
+use std::collections::HashSet;
+use std::io::Read;
 
 use vnfs_store::tree::{EntryKind, Extent};
-use vnfs_store::{Store, StoreError, StoredObject};
+use vnfs_store::{Store, StoreError};
 
 use crate::error::CapsuleError;
 use crate::id::{Compression, ObjectId, ObjectKind};
-use crate::keys::SecretKey;
-use crate::manifest::{CommitInfo, Manifest};
-use crate::metadata::{ImageMetadata, MetadataError};
+use crate::metadata::MetadataError;
 use crate::reader::{CapsuleReader, ObjectSink, ReadOptions, VerifiedCapsule, VerifiedObject};
-use crate::writer::{CapsuleWriter, Record};
+
+mod export;
+mod plan;
+
+pub use export::{ExportReport, export, export_with};
+pub use plan::{DEFAULT_SOLID_BELOW, ExportOptions};
 
 /// Export or import failure.
 #[derive(Debug, thiserror::Error)]
@@ -85,192 +89,6 @@ fn kind_to_store(k: ObjectKind) -> vnfs_store::ObjectKind {
     }
 }
 
-/// The objects of a commit's closure, by kind.
-#[derive(Default)]
-struct Closure {
-    commits: Vec<vnfs_store::ObjectId>,
-    objects: HashSet<(ObjectKind, ObjectId)>,
-    trees_seen: HashSet<vnfs_store::ObjectId>,
-}
-
-impl Closure {
-    /// Adds `head`'s closure, skipping what `exclude` already has (Merkle:
-    /// an excluded tree's whole subtree is excluded).
-    fn add(
-        &mut self,
-        store: &Store,
-        head: vnfs_store::ObjectId,
-        exclude: Option<&Closure>,
-    ) -> Result<(), StoreError> {
-        let mut stack = vec![head];
-        let mut seen = HashSet::new();
-        while let Some(c) = stack.pop() {
-            let skip =
-                exclude.is_some_and(|x| x.objects.contains(&(ObjectKind::Commit, from_store(&c))));
-            if skip || !seen.insert(c) {
-                continue;
-            }
-            let commit = store.read_commit(&c)?;
-            self.commits.push(c);
-            self.objects.insert((ObjectKind::Commit, from_store(&c)));
-            self.add_tree(store, commit.tree(), exclude)?;
-            stack.extend(commit.parents.iter().copied());
-        }
-        Ok(())
-    }
-
-    fn add_tree(
-        &mut self,
-        store: &Store,
-        tree: vnfs_store::ObjectId,
-        exclude: Option<&Closure>,
-    ) -> Result<(), StoreError> {
-        if exclude.is_some_and(|x| x.trees_seen.contains(&tree)) || !self.trees_seen.insert(tree) {
-            return Ok(());
-        }
-        self.objects.insert((ObjectKind::Tree, from_store(&tree)));
-        for e in store.read_tree(&tree)?.entries {
-            match e.kind {
-                EntryKind::Dir { tree } => self.add_tree(store, tree, exclude)?,
-                EntryKind::File { extents, .. } => {
-                    for x in extents {
-                        if let Extent::Data { id, .. } = x {
-                            let key = (ObjectKind::Chunk, from_store(&id));
-                            if !exclude.is_some_and(|b| b.objects.contains(&key)) {
-                                self.objects.insert(key);
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What [`export`] produced.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ExportReport {
-    /// The manifest written.
-    #[serde(skip)]
-    pub manifest: Manifest,
-    /// Convention file name (`<os>-<version>-<release>.<state>.<arch>.vnfs`).
-    pub file_name: String,
-    /// Object records written.
-    pub objects: u64,
-    /// Their stored bytes.
-    pub stored_bytes: u64,
-    /// Their raw bytes.
-    pub raw_bytes: u64,
-    /// Capsule size.
-    pub capsule_bytes: u64,
-    /// Whole-file checksum, hex.
-    pub file_hash: String,
-    /// Signer key, when signed.
-    pub signed_by: Option<String>,
-}
-
-/// Builds the manifest for exporting `head` as image `name` (delta over
-/// `base` if given), and the sorted list of objects to ship.
-pub fn plan_export(
-    store: &Store,
-    name: &str,
-    head: ObjectId,
-    base: Option<ObjectId>,
-) -> Result<(Manifest, Vec<(ObjectKind, ObjectId)>), ExchangeError> {
-    let base_closure = match base {
-        Some(b) => {
-            let mut c = Closure::default();
-            c.add(store, to_store(&b), None)?;
-            Some(c)
-        }
-        None => None,
-    };
-    let mut closure = Closure::default();
-    closure.add(store, to_store(&head), base_closure.as_ref())?;
-    let mut objects: Vec<(ObjectKind, ObjectId)> = closure.objects.into_iter().collect();
-    objects.sort_unstable();
-
-    let head_commit = store.read_commit(&to_store(&head))?;
-    let meta = ImageMetadata::from_commit(&head_commit.metadata, name)?;
-    // History: first-parent chain from head down to (not including) base.
-    let mut history = Vec::new();
-    for (id, c) in store.history(to_store(&head))? {
-        if Some(from_store(&id)) == base {
-            break;
-        }
-        history.push(CommitInfo {
-            id: from_store(&id),
-            tree: from_store(&c.tree()),
-            parents: c.parents.iter().map(from_store).collect(),
-            timestamp: c.timestamp,
-            message: c.message.clone(),
-            // The VNFS keys are already manifest fields; keep the rest.
-            metadata: c
-                .metadata
-                .iter()
-                .filter(|(k, _)| !k.starts_with("vnfs."))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<BTreeMap<_, _>>(),
-        });
-    }
-    let manifest = Manifest {
-        name: name.to_owned(),
-        naming: meta.naming,
-        config: meta.config,
-        recipe: meta.recipe,
-        lock: meta.lock,
-        packages: meta.packages,
-        head,
-        base,
-        history,
-    };
-    manifest
-        .validate()
-        .map_err(|e| CapsuleError::Input(e.to_string()))?;
-    Ok((manifest, objects))
-}
-
-/// Writes a capsule of image `name` at commit `head` (a delta over `base`
-/// if given) into `out`, copying stored objects as they are.
-pub fn export<W: Write>(
-    store: &Store,
-    name: &str,
-    head: ObjectId,
-    base: Option<ObjectId>,
-    signer: Option<&SecretKey>,
-    out: W,
-) -> Result<(ExportReport, W), ExchangeError> {
-    let (manifest, objects) = plan_export(store, name, head, base)?;
-    let mut w = CapsuleWriter::new(out, &manifest, signer)?;
-    for (kind, id) in &objects {
-        let obj = store.read_stored(&to_store(id), kind_to_store(*kind))?;
-        w.add(&Record {
-            kind: *kind,
-            id: *id,
-            compression: match obj.compression {
-                vnfs_store::Compression::Raw => Compression::Raw,
-                vnfs_store::Compression::Zstd => Compression::Zstd,
-            },
-            raw_len: obj.raw_len,
-            stored: &obj.data,
-        })?;
-    }
-    let s = w.finish()?;
-    let report = ExportReport {
-        file_name: manifest.naming.file_name(),
-        manifest,
-        objects: s.objects,
-        stored_bytes: s.stored_total,
-        raw_bytes: s.raw_total,
-        capsule_bytes: s.bytes,
-        file_hash: hex::encode(s.file_hash),
-        signed_by: s.signed_by.map(|k| k.to_string()),
-    };
-    Ok((report, s.inner))
-}
-
 /// What [`import`] did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ImportReport {
@@ -306,18 +124,27 @@ impl ObjectSink for StoreSink<'_, '_> {
         Ok(!self.writer.has(&to_store(id)))
     }
 
+    fn member_level(&self) -> Option<i32> {
+        // Block members arrive compressed as the store keeps objects.
+        Some(vnfs_store::pack::ZSTD_LEVEL)
+    }
+
     fn put(&mut self, o: &VerifiedObject<'_>) -> Result<(), crate::BoxError> {
-        let obj = StoredObject {
-            kind: kind_to_store(o.kind),
-            id: to_store(&o.id),
-            compression: match o.compression {
-                Compression::Raw => vnfs_store::Compression::Raw,
-                Compression::Zstd => vnfs_store::Compression::Zstd,
-            },
-            raw_len: o.raw.len() as u32,
-            data: o.stored.to_vec(),
+        let compression = match o.compression {
+            Compression::Raw => vnfs_store::Compression::Raw,
+            Compression::Zstd => vnfs_store::Compression::Zstd,
         };
-        if self.writer.put_stored(&obj)? {
+        // The length was checked against the record (at most the reader's
+        // object limit, far below u32::MAX).
+        let raw_len = o.raw.len() as u32;
+        let added = self.writer.put_stored_parts(
+            kind_to_store(o.kind),
+            to_store(&o.id),
+            compression,
+            raw_len,
+            o.stored,
+        )?;
+        if added {
             self.added += 1;
         }
         Ok(())
