@@ -111,8 +111,15 @@ fn unsigned_policy_from_flag_env_or_vnfs_conf() {
     ok(vnfs(&a, &["export", "img", file.to_str().unwrap()], None));
     let file = file.to_str().unwrap();
 
-    // (vnfs.conf, VNFS_UNSIGNED, --unsigned) -> accepted?, warned?
-    let cases: [(Option<&str>, Option<&str>, Option<&str>, bool, bool); 8] = [
+    /// (vnfs.conf, VNFS_UNSIGNED, --unsigned) -> accepted?, warned?
+    type Case<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        bool,
+        bool,
+    );
+    let cases: [Case; 8] = [
         (None, None, None, true, true),
         (Some("warn"), None, None, true, true),
         (Some("accept"), None, None, true, false),

@@ -7,8 +7,7 @@
 //! removes. See store/FORMAT.md.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StoreError};

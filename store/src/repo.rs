@@ -178,11 +178,6 @@ impl Store {
         pack::read_whole_record(&p.file, &p.path, &loc.entry)
     }
 
-    /// How an object is kept (kind, compression, lengths), if present.
-    pub fn entry(&self, id: &ObjectId) -> Option<IndexEntry> {
-        self.read_index().objects.get(id).map(|l| l.entry)
-    }
-
     /// Groups objects, in the given order, into runs that follow each
     /// other in one pack, at most `max_gap` bytes apart (the gap is read and
     /// skipped), each run at most `max_run` bytes (a single larger object is
