@@ -28,7 +28,7 @@ PY
 
 # Starts vnfs serve for home $1 on port $2 (2 workers); sets SERVE_PID.
 start_serve() {
-    VNFS_HOME="$1" "$VNFS" serve --listen "127.0.0.1:$2" --workers 2 --interval 1 2>>"$1/serve.log" &
+    VNFS_HOME="$1" "$VNFS" serve --listen "127.0.0.1:$2" --workers ${SERVE_WORKERS:-2} --interval 1 2>>"$1/serve.log" &
     SERVE_PID=$!
     for _ in $(seq 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi

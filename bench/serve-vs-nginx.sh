@@ -11,6 +11,9 @@ source "$(dirname "$0")/lib-serve.sh"
 DUR="${DUR:-10}"
 build
 W="$(mktemp -d /tmp/vnfs-bench-serve.XXXXXX)"
+# nginx's workers run as an unprivileged user: they must be able to read
+# the static tree (mktemp makes the directory 0700).
+chmod 755 "$W"
 trap 'kill ${SERVE_PID:-} ${NGINX_PID:-} 2>/dev/null || true; rm -rf "$W"' EXIT
 init_home "$W/home" img
 VNFS_HOME="$W/home" "$VNFS" commit -q -n img /usr/bin >/dev/null
@@ -36,6 +39,13 @@ http {
 NG
 nginx -c "$W/nginx.conf" -g 'daemon off;' & NGINX_PID=$!
 sleep 0.5
+# Both servers must send the very same bytes, or the comparison means nothing.
+for id in $(sed -n '1p;1000p;$p' "$W/ids"); do
+    for p in "$PORT" "$NPORT"; do
+        curl -sf "http://127.0.0.1:$p/v1/object/chunk/$id" | cmp -s - "$W/www/v1/object/chunk/$id" \
+            || { echo "port $p does not serve chunk $id as stored" >&2; exit 1; }
+    done
+done
 sed "s|^|/v1/object/chunk/|" "$W/ids" > "$W/paths"
 cat > "$W/paths.lua" <<LUA
 local paths = {}
@@ -55,6 +65,9 @@ run() {
     local c0 c1 out
     c0=$(ticks "$@")
     out=$(wrk -t2 -c64 -d"${DUR}s" -s "$W/paths.lua" "$url")
+    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+        echo "wrk against $url saw failures:" >&2; echo "$out" >&2; exit 1
+    fi
     c1=$(ticks "$@")
     echo "$out" | awk -v c="$((c1 - c0))" -v hz="$HZ" '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.1f\n", r, c * 1e6 / hz / n}'
 }

@@ -34,5 +34,5 @@ pub use id::{ObjectId, ObjectKind};
 pub use ingest::{CommitOptions, CommitOutcome, IngestStats};
 pub use pack::{Compression, StoredObject};
 pub use progress::{NoProgress, Progress};
-pub use repo::{ReadRun, Store, StoredSpan, Writer};
+pub use repo::{ReadRun, Store, StoredLocation, StoredSpan, Writer};
 pub use tree::{Entry, EntryKind, Extent, Meta, Tree};

@@ -178,6 +178,55 @@ impl Store {
         pack::read_whole_record(&p.file, &p.path, &loc.entry)
     }
 
+    /// Where an object's stored bytes sit in its pack, with the pack open,
+    /// after checking the record header there against the index: what a
+    /// server needs to hand the bytes to the kernel (`sendfile`) without
+    /// reading them itself. The bytes are not verified against the id.
+    pub fn locate_stored(&self, id: &ObjectId, kind: ObjectKind) -> Result<StoredLocation> {
+        let idx = self.read_index();
+        let loc = idx
+            .objects
+            .get(id)
+            .ok_or(StoreError::Missing { id: *id, kind })?;
+        let p = &idx.packs[loc.pack as usize];
+        let e = loc.entry;
+        let corrupt = |why: String| StoreError::Corrupt {
+            id: *id,
+            kind,
+            where_: p.path.clone(),
+            why,
+        };
+        if e.kind != kind {
+            return Err(corrupt(format!(
+                "stored as a {}, expected a {kind}",
+                e.kind
+            )));
+        }
+        let mut head = [0u8; pack::RECORD_HEADER];
+        p.file.read_exact_at(&mut head, e.offset).map_err(|err| {
+            if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                corrupt("pack is truncated".into())
+            } else {
+                StoreError::Io {
+                    path: p.path.clone(),
+                    source: err,
+                }
+            }
+        })?;
+        if head != pack::record_header(&e) {
+            return Err(corrupt(format!(
+                "record header at offset {} does not match the index",
+                e.offset
+            )));
+        }
+        Ok(StoredLocation {
+            file: Arc::clone(&p.file),
+            path: p.path.clone(),
+            offset: e.offset + pack::RECORD_HEADER as u64,
+            entry: e,
+        })
+    }
+
     /// Groups objects, in the given order, into runs that follow each
     /// other in one pack, at most `max_gap` bytes apart (the gap is read and
     /// skipped), each run at most `max_run` bytes (a single larger object is
@@ -583,6 +632,20 @@ pub struct ReadRun {
     start: u64,
     len: usize,
     entries: Vec<IndexEntry>,
+}
+
+/// An object's stored bytes in place: `entry.stored_len` bytes of `file`
+/// from `offset` (see [`Store::locate_stored`]).
+#[derive(Clone, Debug)]
+pub struct StoredLocation {
+    /// The pack, open for reading.
+    pub file: Arc<File>,
+    /// The pack's path, for errors.
+    pub path: PathBuf,
+    /// Offset of the stored bytes (past the record header).
+    pub offset: u64,
+    /// The object's index entry (kind, compression, lengths).
+    pub entry: IndexEntry,
 }
 
 /// One object of a [`ReadRun`]: where its stored bytes are in the run's

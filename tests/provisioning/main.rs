@@ -12,6 +12,7 @@ mod common;
 mod delta;
 mod faults;
 mod fixture;
+mod http;
 mod hybrid;
 
 use std::sync::Arc;

@@ -12,6 +12,7 @@
 
 pub mod boot;
 pub mod checkin;
+pub mod conn;
 pub mod delta;
 pub mod objects;
 
@@ -158,24 +159,13 @@ pub fn router(d: Arc<Daemon>) -> Router {
 }
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting
-/// and lets requests in flight finish.
+/// and lets requests in flight finish (see [`conn`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     d: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let app = router(d).into_make_service_with_connect_info::<SocketAddr>();
-    // Replies go out as soon as they are written: small objects must not
-    // wait on Nagle's algorithm for the client's delayed ACK.
-    let listener = listener.tap_io(|s| {
-        if let Err(e) = s.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, d, shutdown).await
 }
 
 /// Resolves on SIGINT or SIGTERM.
