@@ -276,6 +276,12 @@ fn http10_and_connection_close_end_the_connection_after_the_reply() {
             true,
         ),
         (get(&path, "Connection: close\r\n"), false),
+        // Pipelined past the last request: the reply must still arrive
+        // whole, then a clean end of stream (no reset).
+        (
+            get(&path, "Connection: close\r\n") + &get(&path, "") + &get(&path, ""),
+            false,
+        ),
         (get(&path, ""), true),
     ] {
         let (mut s, mut r) = connect(&d);

@@ -35,6 +35,10 @@ use super::objects::IMMUTABLE;
 /// counted from the end of the previous reply (so also the keep-alive
 /// idle time, as nginx's default 75 s).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long a reply may wait for the client to take more bytes (nginx's
+/// `send_timeout` is 60 s too): a client that stops reading must not hold
+/// the connection, or a shutdown, forever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest request head the fast path buffers before letting hyper judge.
 const MAX_HEAD: usize = 16 << 10;
 /// Headers a fast-path request may carry.
@@ -115,14 +119,16 @@ impl Conn {
         let mut deadline = Instant::now() + HEAD_TIMEOUT;
         loop {
             match parse_head(&buf) {
-                Head::Object(req) => {
+                Head::Object(mut req) => {
+                    // Shutting down: this is the connection's last reply.
+                    req.keep_alive &= !*self.stop.borrow();
                     if let Err(e) = self.object(&stream, &req).await {
                         tracing::debug!(peer = %self.peer, "object reply: {e}");
                         return;
                     }
                     buf.drain(..req.head_len);
-                    if !req.keep_alive || *self.stop.borrow() {
-                        return;
+                    if !req.keep_alive {
+                        return close_gracefully(stream).await;
                     }
                     deadline = Instant::now() + HEAD_TIMEOUT;
                 }
@@ -245,6 +251,9 @@ impl Conn {
             .serve_connection(io, svc);
         tokio::pin!(conn);
         let done = tokio::select! {
+            // The connection first: its first poll takes in a request
+            // already buffered, which a graceful shutdown then answers.
+            biased;
             r = conn.as_mut() => Some(r),
             _ = self.stop.wait_for(|s| *s) => None,
         };
@@ -252,13 +261,45 @@ impl Conn {
             Some(r) => r,
             None => {
                 conn.as_mut().graceful_shutdown();
-                conn.await
+                // A client that stopped reading must not hold the
+                // shutdown forever.
+                match tokio::time::timeout(SEND_TIMEOUT, conn).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::debug!(peer = %self.peer, "dropped at shutdown: the client took no bytes");
+                        return;
+                    }
+                }
             }
         };
         if let Err(e) = result {
             tracing::debug!(peer = %self.peer, "connection: {e}");
         }
     }
+}
+
+/// How long a closing connection's unread input is drained.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes after the last reply without losing it: shuts the sending side,
+/// then reads and discards what the client still sends (pipelined
+/// requests) until it closes too or [`LINGER`] passes. Dropping a socket
+/// with unread input makes Linux send a reset, which can destroy a reply
+/// the client has not read yet.
+async fn close_gracefully(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Finds an object, reloading the store index once on a miss (a commit
@@ -376,8 +417,8 @@ fn parse_head(buf: &[u8]) -> Head {
         return Head::Other;
     };
     let http10 = req.version == Some(0);
-    let mut keep_alive = !http10;
-    let mut if_none_match = None;
+    let (mut close, mut keep_alive_token) = (false, false);
+    let mut if_none_match: Option<String> = None;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") {
@@ -386,9 +427,9 @@ fn parse_head(buf: &[u8]) -> Head {
             };
             for token in v.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") && http10 {
-                    keep_alive = true;
+                    close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive_token = true;
                 } else if token.eq_ignore_ascii_case("upgrade") {
                     return Head::Other;
                 }
@@ -406,9 +447,19 @@ fn parse_head(buf: &[u8]) -> Head {
             let Ok(v) = std::str::from_utf8(h.value) else {
                 return Head::Other;
             };
-            if_none_match = Some(v.to_owned());
+            // Several header lines are one comma-separated list.
+            match &mut if_none_match {
+                Some(all) => {
+                    all.push_str(", ");
+                    all.push_str(v);
+                }
+                None => if_none_match = Some(v.to_owned()),
+            }
         }
     }
+    // `close` wins whatever the order; HTTP/1.0 keeps the connection only
+    // when asked to.
+    let keep_alive = !close && (!http10 || keep_alive_token);
     Head::Object(ObjectRequest {
         head_len,
         head_only,
@@ -429,7 +480,7 @@ async fn send(stream: &TcpStream, mut data: &[u8], more: bool) -> io::Result<()>
         SendFlags::NOSIGNAL
     };
     while !data.is_empty() {
-        stream.writable().await?;
+        writable(stream).await?;
         match stream.try_io(Interest::WRITABLE, || {
             rustix::net::send(stream, data, flags).map_err(io::Error::from)
         }) {
@@ -441,11 +492,22 @@ async fn send(stream: &TcpStream, mut data: &[u8], more: bool) -> io::Result<()>
     Ok(())
 }
 
+/// Waits until the socket takes more bytes, at most [`SEND_TIMEOUT`].
+async fn writable(stream: &TcpStream) -> io::Result<()> {
+    match tokio::time::timeout(SEND_TIMEOUT, stream.writable()).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client took no bytes for 60 s",
+        )),
+    }
+}
+
 /// Sends `len` bytes of `file` from `offset` with sendfile(2).
 async fn send_file(stream: &TcpStream, file: &File, mut offset: u64, len: u64) -> io::Result<()> {
     let end = offset + len;
     while offset < end {
-        stream.writable().await?;
+        writable(stream).await?;
         let want = usize::try_from(end - offset)
             .unwrap_or(usize::MAX)
             .min(1 << 30);
@@ -562,6 +624,19 @@ mod tests {
             "GET /v1/object/chunk/{ID} HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"
         ));
         assert!(r.http10 && r.keep_alive);
+        // `close` wins in any order, and over a separate keep-alive line.
+        for headers in [
+            "Connection: close, keep-alive\r\n",
+            "Connection: keep-alive, close\r\n",
+            "Connection: keep-alive\r\nConnection: close\r\n",
+        ] {
+            for version in ["1.0", "1.1"] {
+                let r = object(&format!(
+                    "GET /v1/object/chunk/{ID} HTTP/{version}\r\n{headers}\r\n"
+                ));
+                assert!(!r.keep_alive, "{version} {headers:?}");
+            }
+        }
     }
 
     #[test]
@@ -620,5 +695,10 @@ mod tests {
         assert!(etag_matches("*", ID));
         assert!(!etag_matches("\"x\"", ID));
         assert!(!etag_matches(ID, ID));
+        // Several If-None-Match lines are one list.
+        let r = object(&format!(
+            "GET /v1/object/chunk/{ID} HTTP/1.1\r\nIf-None-Match: \"x\"\r\nIf-None-Match: {etag}\r\n\r\n"
+        ));
+        assert!(etag_matches(r.if_none_match.as_deref().unwrap(), ID));
     }
 }
