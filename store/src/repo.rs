@@ -161,6 +161,18 @@ impl Store {
     /// An object's whole pack record (header and stored bytes, unverified)
     /// in one buffer: what a server sends without copying the bytes again.
     pub fn read_record(&self, id: &ObjectId, kind: ObjectKind) -> Result<pack::Record> {
+        self.with_location(id, kind, |p, e| {
+            pack::read_whole_record(&p.file, &p.path, e)
+        })
+    }
+
+    /// Runs `f` on the pack and index entry of an object stored as `kind`.
+    fn with_location<T>(
+        &self,
+        id: &ObjectId,
+        kind: ObjectKind,
+        f: impl FnOnce(&PackHandle, &IndexEntry) -> Result<T>,
+    ) -> Result<T> {
         let idx = self.read_index();
         let loc = idx
             .objects
@@ -175,7 +187,7 @@ impl Store {
                 why: format!("stored as a {}, expected a {kind}", loc.entry.kind),
             });
         }
-        pack::read_whole_record(&p.file, &p.path, &loc.entry)
+        f(p, &loc.entry)
     }
 
     /// Where an object's stored bytes sit in its pack, with the pack open,
@@ -183,47 +195,36 @@ impl Store {
     /// server needs to hand the bytes to the kernel (`sendfile`) without
     /// reading them itself. The bytes are not verified against the id.
     pub fn locate_stored(&self, id: &ObjectId, kind: ObjectKind) -> Result<StoredLocation> {
-        let idx = self.read_index();
-        let loc = idx
-            .objects
-            .get(id)
-            .ok_or(StoreError::Missing { id: *id, kind })?;
-        let p = &idx.packs[loc.pack as usize];
-        let e = loc.entry;
-        let corrupt = |why: String| StoreError::Corrupt {
-            id: *id,
-            kind,
-            where_: p.path.clone(),
-            why,
-        };
-        if e.kind != kind {
-            return Err(corrupt(format!(
-                "stored as a {}, expected a {kind}",
-                e.kind
-            )));
-        }
-        let mut head = [0u8; pack::RECORD_HEADER];
-        p.file.read_exact_at(&mut head, e.offset).map_err(|err| {
-            if err.kind() == std::io::ErrorKind::UnexpectedEof {
-                corrupt("pack is truncated".into())
-            } else {
-                StoreError::Io {
-                    path: p.path.clone(),
-                    source: err,
+        self.with_location(id, kind, |p, e| {
+            let corrupt = |why: String| StoreError::Corrupt {
+                id: *id,
+                kind,
+                where_: p.path.clone(),
+                why,
+            };
+            let mut head = [0u8; pack::RECORD_HEADER];
+            p.file.read_exact_at(&mut head, e.offset).map_err(|err| {
+                if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                    corrupt("pack is truncated".into())
+                } else {
+                    StoreError::Io {
+                        path: p.path.clone(),
+                        source: err,
+                    }
                 }
+            })?;
+            if head != pack::record_header(e) {
+                return Err(corrupt(format!(
+                    "record header at offset {} does not match the index",
+                    e.offset
+                )));
             }
-        })?;
-        if head != pack::record_header(&e) {
-            return Err(corrupt(format!(
-                "record header at offset {} does not match the index",
-                e.offset
-            )));
-        }
-        Ok(StoredLocation {
-            file: Arc::clone(&p.file),
-            path: p.path.clone(),
-            offset: e.offset + pack::RECORD_HEADER as u64,
-            entry: e,
+            Ok(StoredLocation {
+                file: Arc::clone(&p.file),
+                path: p.path.clone(),
+                offset: e.offset + pack::RECORD_HEADER as u64,
+                entry: *e,
+            })
         })
     }
 

@@ -143,18 +143,35 @@ fn corrupt_chunk_is_refused_and_named() {
     let _ = v1;
 }
 
+/// What a [`slow_proxy`] holds: its upstream connections, and the reply
+/// bytes it has passed on so far.
+#[derive(Default)]
+struct Proxy {
+    upstreams: std::sync::Mutex<Vec<TcpStream>>,
+    forwarded: std::sync::atomic::AtomicU64,
+}
+type Upstreams = std::sync::Arc<Proxy>;
+
 /// Forwards connections to `upstream`, sending the replies at about
 /// `rate` bytes per second per connection, so a transfer takes long enough
-/// to kill the daemon in the middle of it.
-fn slow_proxy(upstream: u16, rate: usize) -> u16 {
+/// to kill the daemon in the middle of it. Returns the port and the
+/// upstream connections, which the caller can cut.
+fn slow_proxy(upstream: u16, rate: usize) -> (u16, Upstreams) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
+    let upstreams = Upstreams::default();
+    let held = upstreams.clone();
     std::thread::spawn(move || {
         for c in l.incoming() {
             let Ok(client) = c else { continue };
             let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                 continue; // daemon down: the client sees a closed connection
             };
+            held.upstreams
+                .lock()
+                .unwrap()
+                .push(server.try_clone().unwrap());
+            let counter = held.clone();
             let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             std::thread::spawn(move || {
                 let _ = std::io::copy(&mut c_r, &mut s_w);
@@ -170,6 +187,9 @@ fn slow_proxy(upstream: u16, rate: usize) -> u16 {
                             if c_w.write_all(&buf[..n]).is_err() {
                                 break;
                             }
+                            counter
+                                .forwarded
+                                .fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
                             std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
                         }
                     }
@@ -178,7 +198,7 @@ fn slow_proxy(upstream: u16, rate: usize) -> u16 {
             });
         }
     });
-    port
+    (port, upstreams)
 }
 
 /// The daemon is SIGKILLed while four agents stream chunks; it comes back
@@ -191,7 +211,7 @@ fn daemon_killed_mid_transfer_agents_retry_and_finish() {
     m.set_default_vnfs("img");
     let port = free_port();
     let mut d = m.start_daemon_on(port, &[]);
-    let proxy = slow_proxy(port, 1 << 20);
+    let (proxy, upstreams) = slow_proxy(port, 256 << 10);
     let url = format!("http://127.0.0.1:{proxy}");
     let macs: Vec<String> = (0..4).map(|i| format!("52:54:00:dd:00:{i:02x}")).collect();
     let handles: Vec<_> = macs
@@ -202,9 +222,29 @@ fn daemon_killed_mid_transfer_agents_retry_and_finish() {
             std::thread::spawn(move || vnfs_node::provision::provision(&o))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(700));
+    // Kill once the chunk transfer is under way (each agent fetches about
+    // 2 MB), whatever the machine's speed.
+    let start = std::time::Instant::now();
+    while upstreams
+        .forwarded
+        .load(std::sync::atomic::Ordering::SeqCst)
+        < 1 << 20
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no transfer started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     d.child.kill().unwrap();
     d.child.wait().unwrap();
+    // A killed process's sockets still deliver what it had queued, and
+    // loopback buffers can hold the rest of every reply: drop the
+    // connections as a crashed master's would be, so what the proxy has
+    // not passed on yet is lost.
+    for c in upstreams.upstreams.lock().unwrap().drain(..) {
+        let _ = c.shutdown(std::net::Shutdown::Both);
+    }
     let killed_early = handles.iter().any(|h| !h.is_finished());
     std::thread::sleep(Duration::from_secs(1));
     let _d2 = m.start_daemon_on(port, &[]);
