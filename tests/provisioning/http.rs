@@ -187,7 +187,7 @@ fn object_replies_are_the_same_before_and_after_a_connection_is_handed_over() {
         .unwrap();
     assert_eq!(
         read_reply(&mut r, false).status,
-        500,
+        404,
         "a chunk asked for as a tree"
     );
     // Pipelined: three requests in one write, three replies in order.
@@ -225,6 +225,13 @@ fn object_replies_are_the_same_before_and_after_a_connection_is_handed_over() {
         assert_eq!(reply.body, f.body, "chunk {id} through the router");
         assert_eq!(object_headers(&reply), object_headers(f), "chunk {id}");
     }
+    s.write_all(get(&format!("/v1/object/tree/{}", chunks[0]), "").as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_reply(&mut r, false).status,
+        404,
+        "kind mismatch, router"
+    );
     // The check-in handler still learns the peer's address there.
     let checkin = serde_json::json!({"mac": "52:54:00:00:00:01", "state": "init"}).to_string();
     s.write_all(

@@ -305,10 +305,7 @@ async fn close_gracefully(mut stream: TcpStream) {
 /// Finds an object, reloading the store index once on a miss (a commit
 /// made since the daemon started).
 fn locate(d: &Daemon, id: &ObjectId, kind: ObjectKind) -> Result<StoredLocation, StoreError> {
-    match d.store.locate_stored(id, kind) {
-        Err(StoreError::Missing { .. }) if d.reload_store() => d.store.locate_stored(id, kind),
-        r => r,
-    }
+    super::objects::lookup(d, id, kind, vnfs_store::Store::locate_stored)
 }
 
 /// Whether an `If-None-Match` value names the object whose id is `hex`

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use vnfs_node::proto::{self, FrameHeader};
 use vnfs_store::pack::Record;
-use vnfs_store::{Compression, ObjectId, ObjectKind, StoreError, StoredObject};
+use vnfs_store::{Compression, ObjectId, ObjectKind, Store, StoreError, StoredObject};
 
 use super::Daemon;
 
@@ -28,22 +28,35 @@ fn parse(kind: &str, id: &str) -> Option<(ObjectKind, ObjectId)> {
     Some((proto::parse_kind(kind)?, ObjectId::from_hex(id)?))
 }
 
-/// Reads an object, reloading the store index once on a miss (a commit
-/// made since the daemon started).
-pub fn read(d: &Daemon, id: &ObjectId, kind: ObjectKind) -> Result<StoredObject, StoreError> {
-    match d.store.read_stored(id, kind) {
-        Err(StoreError::Missing { .. }) if d.reload_store() => d.store.read_stored(id, kind),
+/// Runs a store read for an object, reloading the store index once on a
+/// miss (a commit made since the daemon started). An id stored as another
+/// kind is, to the client, missing: a 404, not a server error in the log.
+pub(crate) fn lookup<T>(
+    d: &Daemon,
+    id: &ObjectId,
+    kind: ObjectKind,
+    read: impl Fn(&Store, &ObjectId, ObjectKind) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let r = match read(&d.store, id, kind) {
+        Err(StoreError::Missing { .. }) if d.reload_store() => read(&d.store, id, kind),
+        r => r,
+    };
+    match r {
+        Err(StoreError::Corrupt { .. }) if d.store.entry(id).is_some_and(|e| e.kind != kind) => {
+            Err(StoreError::Missing { id: *id, kind })
+        }
         r => r,
     }
 }
 
-/// Reads an object's whole pack record, reloading the store index once on
-/// a miss.
+/// Reads an object's stored form (see [`lookup`]).
+pub fn read(d: &Daemon, id: &ObjectId, kind: ObjectKind) -> Result<StoredObject, StoreError> {
+    lookup(d, id, kind, Store::read_stored)
+}
+
+/// Reads an object's whole pack record (see [`lookup`]).
 fn read_record(d: &Daemon, id: &ObjectId, kind: ObjectKind) -> Result<Record, StoreError> {
-    match d.store.read_record(id, kind) {
-        Err(StoreError::Missing { .. }) if d.reload_store() => d.store.read_record(id, kind),
-        r => r,
-    }
+    lookup(d, id, kind, Store::read_record)
 }
 
 /// `GET /v1/object/{kind}/{id}`.
