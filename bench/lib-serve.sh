@@ -26,7 +26,8 @@ for idx in glob.glob(sys.argv[1] + "/packs/*/*.idx"):
 PY
 }
 
-# Starts vnfs serve for home $1 on port $2 (2 workers); sets SERVE_PID.
+# Starts vnfs serve for home $1 on port $2 ($SERVE_WORKERS workers, default
+# 2); sets SERVE_PID.
 start_serve() {
     VNFS_HOME="$1" "$VNFS" serve --listen "127.0.0.1:$2" --workers ${SERVE_WORKERS:-2} --interval 1 2>>"$1/serve.log" &
     SERVE_PID=$!

@@ -150,16 +150,15 @@ struct Proxy {
     upstreams: std::sync::Mutex<Vec<TcpStream>>,
     forwarded: std::sync::atomic::AtomicU64,
 }
-type Upstreams = std::sync::Arc<Proxy>;
 
 /// Forwards connections to `upstream`, sending the replies at about
 /// `rate` bytes per second per connection, so a transfer takes long enough
 /// to kill the daemon in the middle of it. Returns the port and the
 /// upstream connections, which the caller can cut.
-fn slow_proxy(upstream: u16, rate: usize) -> (u16, Upstreams) {
+fn slow_proxy(upstream: u16, rate: usize) -> (u16, std::sync::Arc<Proxy>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    let upstreams = Upstreams::default();
+    let upstreams = std::sync::Arc::new(Proxy::default());
     let held = upstreams.clone();
     std::thread::spawn(move || {
         for c in l.incoming() {
@@ -211,7 +210,7 @@ fn daemon_killed_mid_transfer_agents_retry_and_finish() {
     m.set_default_vnfs("img");
     let port = free_port();
     let mut d = m.start_daemon_on(port, &[]);
-    let (proxy, upstreams) = slow_proxy(port, 256 << 10);
+    let (proxy, state) = slow_proxy(port, 256 << 10);
     let url = format!("http://127.0.0.1:{proxy}");
     let macs: Vec<String> = (0..4).map(|i| format!("52:54:00:dd:00:{i:02x}")).collect();
     let handles: Vec<_> = macs
@@ -225,11 +224,7 @@ fn daemon_killed_mid_transfer_agents_retry_and_finish() {
     // Kill once the chunk transfer is under way (each agent fetches about
     // 2 MB), whatever the machine's speed.
     let start = std::time::Instant::now();
-    while upstreams
-        .forwarded
-        .load(std::sync::atomic::Ordering::SeqCst)
-        < 1 << 20
-    {
+    while state.forwarded.load(std::sync::atomic::Ordering::SeqCst) < 1 << 20 {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "no transfer started"
@@ -242,7 +237,7 @@ fn daemon_killed_mid_transfer_agents_retry_and_finish() {
     // loopback buffers can hold the rest of every reply: drop the
     // connections as a crashed master's would be, so what the proxy has
     // not passed on yet is lost.
-    for c in upstreams.upstreams.lock().unwrap().drain(..) {
+    for c in state.upstreams.lock().unwrap().drain(..) {
         let _ = c.shutdown(std::net::Shutdown::Both);
     }
     let killed_early = handles.iter().any(|h| !h.is_finished());
