@@ -941,7 +941,7 @@ fn compress_member(raw: &[u8], level: i32) -> Option<Vec<u8>> {
 /// Decodes stored bytes into `raw` (zstd output capped at the declared raw
 /// length, so zstd cannot write past it) and checks the length. Returns the
 /// content: `stored` itself when raw.
-fn decode<'a>(
+pub(crate) fn decode<'a>(
     compression: Compression,
     raw_len: u32,
     stored: &'a [u8],

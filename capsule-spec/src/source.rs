@@ -19,11 +19,6 @@ use crate::format::FILE_HASH_CONTEXT;
 const BUF_MIN: usize = 64 << 10;
 const BUF_MAX: usize = 1 << 20;
 
-/// Largest piece grown into a buffer at a time: a declared length is only
-/// trusted as far as data actually arrives, so a lying length can make the
-/// reader allocate at most this much more than the input holds.
-const GROW_STEP: usize = 1 << 20;
-
 pub(crate) struct Source<R: Read> {
     inner: R,
     buf: Vec<u8>,
@@ -142,7 +137,10 @@ impl<R: Read> Source<R> {
     }
 
     /// Reads `len` bytes into `buf` (replacing its contents), growing it
-    /// only as data arrives.
+    /// only as data arrives (appended from the read-ahead buffer, without
+    /// zeroing first): a declared length is trusted only as far as data
+    /// actually arrives, so a lying length cannot make the reader allocate
+    /// much more than the input holds.
     pub(crate) fn exact_vec(
         &mut self,
         buf: &mut Vec<u8>,
@@ -152,17 +150,17 @@ impl<R: Read> Source<R> {
     ) -> Result<()> {
         buf.clear();
         while buf.len() < len {
-            let have = buf.len();
-            let step = (len - have).min(GROW_STEP.max(buf.capacity() - have));
-            buf.resize(have + step, 0);
-            let got = self.fill(&mut buf[have..])?;
-            if got < step {
+            if !self.refill()? {
                 return Err(CapsuleError::Truncated {
                     what,
                     offset: start,
                     end: self.pos,
                 });
             }
+            let n = (len - buf.len()).min(self.buf.len() - self.at);
+            buf.extend_from_slice(&self.buf[self.at..self.at + n]);
+            self.at += n;
+            self.pos += n as u64;
         }
         Ok(())
     }

@@ -287,3 +287,51 @@ fn small_objects_travel_in_blocks_and_land_compressed() {
     assert!(fsck.problems.is_empty(), "{fsck:?}");
     assert_eq!(fsck.objects, i.stats.total().count);
 }
+
+#[test]
+fn a_corrupt_small_object_in_the_store_stops_the_export() {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    let mut victim = Vec::new();
+    for f in 0..20 {
+        let text = format!("# file {f}\nkey = value {f}\n").repeat(20);
+        std::fs::write(src.join(format!("etc/{f}.conf")), &text).unwrap();
+        if f == 7 {
+            victim = text.into_bytes();
+        }
+    }
+    let out = a
+        .commit_dir(
+            &src,
+            &CommitOptions {
+                name: "n".into(),
+                timestamp: Some(1_700_000_000),
+                ..CommitOptions::default()
+            },
+            &NoProgress,
+        )
+        .unwrap();
+    let id = vnfs_store::ObjectId::of(vnfs_store::ObjectKind::Chunk, &victim);
+    let at = a.locate_stored(&id, vnfs_store::ObjectKind::Chunk).unwrap();
+    // Flip one stored byte in the middle of the object, in place.
+    let mut perm = std::fs::metadata(&at.path).unwrap().permissions();
+    perm.set_mode(0o644);
+    std::fs::set_permissions(&at.path, perm).unwrap();
+    let pack = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&at.path)
+        .unwrap();
+    let pos = at.offset + u64::from(at.entry.stored_len) / 2;
+    let mut b = [0u8; 1];
+    pack.read_exact_at(&mut b, pos).unwrap();
+    pack.write_all_at(&[b[0] ^ 0x40], pos).unwrap();
+
+    let head = ObjectId::from_bytes(out.id.0);
+    let err = export(&a, "n", head, None, None, Vec::new()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&id.to_string()), "{msg}");
+}

@@ -41,6 +41,12 @@ pub struct ExportArgs {
     /// single). Larger values give smaller capsules and slower exports
     #[arg(long, value_name = "SIZE", default_value_t = exchange::DEFAULT_SOLID_BELOW, value_parser = parse_size)]
     pub solid_below: u32,
+    /// zstd level of the solid blocks (1-19): higher levels give smaller
+    /// capsules and slower exports. Chunks copied as stored keep the
+    /// store's compression
+    #[arg(long, value_name = "N", default_value_t = exchange::ExportOptions::default().level,
+          value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
 }
 
 /// Parses `N`, `NK` or `NM` (binary units) as a byte count.
@@ -148,6 +154,7 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
     let key = a.sign.as_deref().map(SecretKey::load).transpose()?;
     let layout = exchange::ExportOptions {
         solid_below: a.solid_below,
+        level: a.level,
         ..exchange::ExportOptions::default()
     };
     let report = if a.output == "-" {

@@ -666,6 +666,11 @@ pub struct StoredSpan {
 }
 
 impl ReadRun {
+    /// The pack's path, for errors.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Bytes the run spans in its pack.
     pub fn byte_len(&self) -> usize {
         self.len
