@@ -4,9 +4,11 @@
 //! for the resolver), a repository is made with `createrepo_c`, and images
 //! are built from local files and from the repository.
 //!
-//! Needs root (owners, capabilities, chroot for scriptlets) and
-//! `createrepo_c` (Debian package createrepo-c, installed by
-//! scripts/setup.sh); without them the tests fail, they never skip.
+//! Needs root (owners, capabilities, chroot for scriptlets),
+//! `createrepo_c` (Debian package createrepo-c) and rpm (Debian package
+//! rpm: it writes the rpm database of images without rpm, and reads it
+//! back here), both installed by scripts/setup.sh; without them the tests
+//! fail, they never skip.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -254,6 +256,32 @@ fn package_names(b: &Built) -> Vec<String> {
         .collect()
 }
 
+/// The packages in `root`'s rpm database as `name-version-release`,
+/// sorted, read with the build machine's rpm.
+fn rpm_qa(root: &Path) -> Vec<String> {
+    let out = Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "--define",
+            "_db_backend sqlite",
+            "-qa",
+            "--qf",
+            "%{NAME}-%{VERSION}-%{RELEASE} %{INSTALLTIME}\n",
+        ])
+        .output()
+        .expect("rpm must be installed (Debian package rpm; scripts/setup.sh)");
+    assert!(out.status.success(), "rpm -qa: {out:?}");
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
 /// Checks everything the tool package put into `root`.
 fn check_tree(root: &Path) {
     let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
@@ -333,6 +361,44 @@ fn builds_from_local_files() {
     );
     let warn = &b.metadata["vnfs.rpm.warnings"];
     assert!(warn.contains("\"ghostuser\" (package tool)"), "{warn}");
+    // The image has no rpm: this machine's rpm wrote its database, with
+    // SOURCE_DATE_EPOCH as every install time.
+    assert!(
+        b.metadata["vnfs.rpm.database"].starts_with("the build machine's rpm (RPM version 4."),
+        "{}",
+        b.metadata["vnfs.rpm.database"]
+    );
+    // rpm ticks the clock from there, one second per package.
+    assert_eq!(
+        rpm_qa(&out),
+        [
+            "base-1.0-1 1700000001",
+            "libdep-2.0-1 1700000000",
+            "tool-3.0-1 1700000002"
+        ]
+    );
+    // Settled: out of WAL mode, nothing beside the database but rpm's lock.
+    let mut files: Vec<String> = std::fs::read_dir(out.join("var/lib/rpm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, [".rpm.lock", "rpmdb.sqlite"]);
+    // rpm itself checks every file against the headers (size, mode,
+    // digest, owner, group, mtime, capabilities): only the two
+    // configuration files the tool's %pre changed (a new user) differ.
+    let v = Command::new("rpm")
+        .arg("--root")
+        .arg(&out)
+        .args(["--dbpath", "/var/lib/rpm", "-Va"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        "S.5......  c /etc/group\nS.5......  c /etc/passwd\n",
+        "rpm -Va: {v:?}"
+    );
+    assert!(!out.join("var/tmp/vnfs-rpmdb").exists());
     let lock = std::fs::read_to_string(fx.path().join("local.toml.lock")).unwrap();
     assert!(lock.contains("source = \"rpm\""), "{lock}");
     assert!(lock.contains("location = \"rpms/tool-3.0-1."), "{lock}");
@@ -354,6 +420,11 @@ fn builds_from_a_repository_reproducibly() {
     let out = fx.path().join("out");
     let first = run(&r, &fx.path().join("home1"), Some(&out)).unwrap();
     check_tree(&out);
+    assert_eq!(
+        rpm_qa(&out).len(),
+        3,
+        "base, libdep and tool in the rpm database"
+    );
     // libdep >= 2.0 and /bin/sh pulled base and the newer libdep in.
     assert_eq!(
         package_names(&first),
@@ -578,4 +649,49 @@ fn repository_signature_is_checked() {
     std::fs::write(fx.path().join("repo/repodata/repomd.xml"), changed).unwrap();
     let e = run(&r("tampered", "repo.asc"), &fx.path().join("h3"), None).unwrap_err();
     assert!(e.contains("signature does not verify"), "{e}");
+}
+
+#[test]
+fn the_images_own_rpm_writes_its_database() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = fixture();
+    // An image with an "rpm" of its own: it records what it was given.
+    let script = "#!/bin/sh\n\
+        case \"$1\" in --version) echo 'RPM version 9.9 (test)'; exit 0;;\n\
+        --eval) echo /var/lib/rpm; exit 0;; esac\n\
+        echo \"SDE=$SOURCE_DATE_EPOCH $*\" > /rpm-args\n\
+        for a; do case $a in /var/tmp/vnfs-rpmdb/*) [ -s \"$a\" ] || exit 3; esac; done\n";
+    let mut b = builder("fakerpm", "1.0", arch(), rpm::CompressionType::Gzip);
+    b.with_file_contents(
+        script,
+        rpm::FileOptions::new("/usr/bin/rpm").permissions(0o755),
+    )
+    .unwrap();
+    let dir = tmp.path().join("rpms");
+    write(b.build().unwrap(), &dir);
+    for e in std::fs::read_dir(fx.path().join("rpms")).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with("base-") {
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    }
+    let r = recipe(tmp.path(), "ownrpm", "files = [\"rpms/*.rpm\"]\n");
+    let out = tmp.path().join("out");
+    let b = run(&r, &tmp.path().join("home"), Some(&out)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        b.metadata["vnfs.rpm.database"],
+        "the image's rpm (RPM version 9.9 (test))"
+    );
+    let args = std::fs::read_to_string(out.join("rpm-args")).unwrap();
+    assert!(
+        args.starts_with("SDE=1700000000 -i --justdb --nodeps --noscripts"),
+        "{args}"
+    );
+    // Both packages, staged in the image, in install order; gone again.
+    assert!(
+        args.contains("/var/tmp/vnfs-rpmdb/0000-base.rpm /var/tmp/vnfs-rpmdb/0001-fakerpm.rpm"),
+        "{args}"
+    );
+    assert!(!out.join("var/tmp/vnfs-rpmdb").exists());
 }

@@ -304,6 +304,7 @@ pub fn build(
     if !report.warnings.is_empty() {
         metadata.insert("vnfs.rpm.warnings".to_string(), join(&report.warnings));
     }
+    metadata.insert("vnfs.rpm.database".to_string(), report.database.clone());
     let text = lock.to_text()?;
     let mut lock_written = false;
     if existing.as_ref() != Some(&lock) {

@@ -7,7 +7,8 @@
 //! This differs from rpm, which runs `%pre`, unpacks and runs `%post` one
 //! package at a time: here every package's files are present before the
 //! first scriptlet runs (as in the Debian path, where all `.deb`s are
-//! unpacked before `dpkg --configure`). No rpm database is written.
+//! unpacked before `dpkg --configure`). Last, the packages are recorded in
+//! the image's rpm database (`rpmdb.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,9 @@ pub enum InstallError {
     /// A scriptlet failed.
     #[error(transparent)]
     Scriptlet(#[from] ScriptletError),
+    /// The rpm database could not be written.
+    #[error(transparent)]
+    RpmDb(#[from] super::rpmdb::RpmDbError),
 }
 
 /// What installation reports besides the files.
@@ -61,6 +65,8 @@ pub struct Report {
     pub skipped: Vec<String>,
     /// Owner names the image does not know (files left to root).
     pub warnings: Vec<String>,
+    /// Which rpm wrote the image's database.
+    pub database: String,
 }
 
 /// Installs `files` into `root_path`; scriptlets run in dependency order
@@ -141,7 +147,15 @@ pub fn install(
             report.skipped.push(line);
         }
     }
+    progress.message(Stage::Configure, "rpm database");
+    let in_order: Vec<RpmFile> = order.iter().map(|&i| files[i].clone()).collect();
+    let writer = super::rpmdb::register(&root, &chroot, &in_order, source_date_epoch)?;
+    tracing::info!("rpm database written by {writer}");
+    report.database = writer.to_string();
     progress.end(Stage::Configure);
-    tracing::info!("RPM scriptlets and owners in {:.2?}", t0.elapsed());
+    tracing::info!(
+        "RPM scriptlets, owners and database in {:.2?}",
+        t0.elapsed()
+    );
     Ok(report)
 }

@@ -1,6 +1,7 @@
 //! RPM sources (`[source.rpm]`): local RPM files and yum/dnf repositories,
 //! dependency resolution with rpm's version semantics, payload unpacking
-//! with owners and capabilities, and `%pre`/`%post` scriptlets.
+//! with owners and capabilities, `%pre`/`%post` scriptlets, and the
+//! image's rpm database.
 //!
 //! Inside this module the `rpm` crate is always written `::rpm`, so it is
 //! never confused with this module.
@@ -14,6 +15,7 @@ pub mod primary;
 pub mod repomd;
 pub mod resolve;
 pub mod rich;
+pub mod rpmdb;
 pub mod scriptlets;
 pub mod source;
 pub mod unpack;
