@@ -352,13 +352,9 @@ fn builds_from_local_files() {
     assert_eq!(b.source_date_epoch, i64::from(DATE));
     assert!(b.commit.is_some());
     let ran = &b.metadata["vnfs.rpm.scriptlets_ran"];
-    assert_eq!(ran, "tool %pre\ntool %post");
+    assert_eq!(ran, "tool %pre\ntool %post\nbase %posttrans");
     let skipped = &b.metadata["vnfs.rpm.scriptlets_skipped"];
     assert!(skipped.contains("libdep %post: Lua"), "{skipped}");
-    assert!(
-        skipped.contains("base %posttrans: not run (only %pre and %post are)"),
-        "{skipped}"
-    );
     let warn = &b.metadata["vnfs.rpm.warnings"];
     assert!(warn.contains("\"ghostuser\" (package tool)"), "{warn}");
     // The image has no rpm: this machine's rpm wrote its database, with
@@ -694,4 +690,69 @@ fn the_images_own_rpm_writes_its_database() {
         "{args}"
     );
     assert!(!out.join("var/tmp/vnfs-rpmdb").exists());
+}
+
+#[test]
+fn triggers_and_posttrans_fire_as_in_one_transaction() {
+    use rpm::{CompressionType as C, FileOptions};
+    require_root();
+    let fx = fixture();
+    // A package watching the tool package, its files and /usr/bin. Only
+    // shell built-ins: the test image has dash and nothing else.
+    let log = "/var/lib/watcher/log";
+    let mut b = builder("watcher", "1.0", arch(), C::Gzip);
+    b.with_file_contents("", FileOptions::new("/var/lib/watcher/.keep"))
+        .unwrap()
+        .trigger_in(
+            "tool",
+            Some((rpm::DependencyFlags::GREATER | rpm::DependencyFlags::EQUAL, "2:3.0")),
+            format!("echo \"triggerin $*\" >> {log}\n"),
+        )
+        // A range tool does not satisfy: never fires.
+        .trigger_in(
+            "tool",
+            Some((rpm::DependencyFlags::LESS, "1.0")),
+            format!("echo wrong-range >> {log}\n"),
+        )
+        .file_trigger_in(
+            "/usr/share/tool/",
+            None,
+            format!(
+                "echo \"filetriggerin $*\" >> {log}\nwhile read p; do echo \"  $p\" >> {log}; done\n"
+            ),
+        )
+        .post_trans_script(format!("echo \"posttrans $*\" >> {log}\n"))
+        .trans_file_trigger_in(
+            "/usr/bin/tool",
+            None,
+            format!(
+                "echo \"transfiletriggerin $#\" >> {log}\nwhile read p; do echo \"  $p\" >> {log}; done\n"
+            ),
+        );
+    let extra = fx.path().join("extra");
+    write(b.build().unwrap(), &extra);
+    let r = recipe(
+        fx.path(),
+        "watched",
+        "files = [\"rpms/base-*.rpm\", \"rpms/tool-*.rpm\", \"rpms/libdep-2.0-*.rpm\", \"extra/*.rpm\"]\n",
+    );
+    let out = fx.path().join("out");
+    let built = run(&r, &fx.path().join("home"), Some(&out)).unwrap_or_else(|e| panic!("{e}"));
+    // Package trigger (both instance counts 1), the file trigger once for
+    // the one package with matching paths (on standard input), %posttrans,
+    // then the transaction file trigger once, without arguments.
+    assert_eq!(
+        std::fs::read_to_string(out.join("var/lib/watcher/log")).unwrap(),
+        "triggerin 1 1\n\
+         filetriggerin 1\n  /usr/share/tool/a\n  /usr/share/tool/b\n\
+         posttrans 1\n\
+         transfiletriggerin 0\n  /usr/bin/tool\n  /usr/bin/tool-link\n  /usr/bin/tool-ping\n  /usr/bin/tool-suid\n"
+    );
+    let ran = &built.metadata["vnfs.rpm.scriptlets_ran"];
+    assert!(
+        ran.ends_with(
+            "watcher %triggerin -- tool\nwatcher %filetriggerin (tool)\nbase %posttrans\nwatcher %posttrans\nwatcher %transfiletriggerin"
+        ),
+        "{ran}"
+    );
 }

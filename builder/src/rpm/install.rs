@@ -4,9 +4,13 @@
 //! image's passwd/group exist, including users `%pre` created), then
 //! `%post` scriptlets in dependency order.
 //!
-//! This differs from rpm, which runs `%pre`, unpacks and runs `%post` one
-//! package at a time: here every package's files are present before the
-//! first scriptlet runs (as in the Debian path, where all `.deb`s are
+//! Then `%triggerin` and `%filetriggerin`, `%posttrans` and
+//! `%transfiletriggerin`, as they fire in one transaction into an empty
+//! root.
+//!
+//! This differs from rpm, which runs `%pre`, unpacks and runs `%post` (and
+//! the triggers a package sets off) one package at a time: here every
+//! package's files are present before the first scriptlet runs (as in the Debian path, where all `.deb`s are
 //! unpacked before `dpkg --configure`). Last, the packages are recorded in
 //! the image's rpm database (`rpmdb.rs`).
 
@@ -15,7 +19,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::scriptlets::{self, Outcome, ScriptletError};
-use super::unpack::{self, Claims, RpmUnpackError, Unpacked};
+use super::unpack::{self, Claims, RpmUnpackError, Script, Trigger, Unpacked};
+use super::version::{Dep, Op};
 use crate::chroot::Chroot;
 use crate::progress::{Progress, Stage};
 use crate::unpack::{Root, UnpackError};
@@ -109,20 +114,42 @@ pub fn install(
     progress.begin(Stage::Configure, None);
     let chroot = Chroot::new(root_path, Some(source_date_epoch));
     let mut report = Report::default();
+    let exec = |report: &mut Report,
+                u: &Unpacked,
+                which: &str,
+                label: String,
+                s: &Script,
+                args: &[&str],
+                stdin: Option<&[u8]>|
+     -> Result<(), InstallError> {
+        match scriptlets::run(&root, &chroot, &u.name, which, s, args, stdin)? {
+            Outcome::Ran => report.ran.push(label),
+            Outcome::Skipped(why) => {
+                tracing::warn!("skipped {label}: {why}");
+                report.skipped.push(format!("{label}: {why}"));
+            }
+        }
+        Ok(())
+    };
     let run_all = |which: &str, report: &mut Report| -> Result<(), InstallError> {
         progress.message(Stage::Configure, &format!("%{which} scriptlets"));
         for &i in order {
             let u = &unpacked[i];
-            let s = if which == "pre" { &u.pre } else { &u.post };
+            let s = match which {
+                "pre" => &u.pre,
+                "post" => &u.post,
+                _ => &u.posttrans,
+            };
             let Some(s) = s else { continue };
-            let label = format!("{} %{which}", u.name);
-            match scriptlets::run(&root, &chroot, &u.name, which, s)? {
-                Outcome::Ran => report.ran.push(label),
-                Outcome::Skipped(why) => {
-                    tracing::warn!("skipped {label}: {why}");
-                    report.skipped.push(format!("{label}: {why}"));
-                }
-            }
+            exec(
+                report,
+                u,
+                which,
+                format!("{} %{which}", u.name),
+                s,
+                &["1"],
+                None,
+            )?;
         }
         Ok(())
     };
@@ -137,10 +164,14 @@ pub fn install(
         tracing::warn!("{w}");
     }
     run_all("post", &mut report)?;
+    progress.message(Stage::Configure, "triggers");
+    run_triggers(up, order, &mut report, &exec)?;
+    run_all("posttrans", &mut report)?;
+    run_trans_file_triggers(up, order, &mut report, &exec)?;
     for &i in order {
         for what in &unpacked[i].not_run {
             let line = format!(
-                "{} {what}: not run (only %pre and %post are)",
+                "{} {what}: not run (it runs before anything is installed)",
                 unpacked[i].name
             );
             tracing::warn!("{line}");
@@ -158,4 +189,140 @@ pub fn install(
         t0.elapsed()
     );
     Ok(report)
+}
+
+/// Runs one scriptlet, recording it in the report.
+type Exec<'a> = dyn Fn(
+        &mut Report,
+        &Unpacked,
+        &str,
+        String,
+        &Script,
+        &[&str],
+        Option<&[u8]>,
+    ) -> Result<(), InstallError>
+    + 'a;
+
+/// Whether installed package `u` fires the package trigger condition `c`
+/// (by name, and range when given).
+fn fires(u: &Unpacked, c: &Dep) -> bool {
+    let me = Dep {
+        name: u.info.name.clone(),
+        range: Some((Op::Eq, u.info.evr.clone())),
+    };
+    me.provides(c)
+}
+
+/// The paths of `u` that start with one of `t`'s prefixes (as rpm
+/// matches: plain string prefixes), one per line.
+fn matching_paths(u: &Unpacked, t: &Trigger) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in &u.info.files {
+        if t.conditions.iter().any(|c| f.starts_with(&c.name)) {
+            out.extend_from_slice(f.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Every file trigger of one kind, highest priority first (ties in
+/// install order of their packages).
+fn by_priority<'u>(
+    up: &'u [Unpacked],
+    order: &[usize],
+    kind: impl Fn(&'u Unpacked) -> &'u [Trigger],
+) -> Vec<(&'u Unpacked, &'u Trigger)> {
+    let mut all: Vec<_> = order
+        .iter()
+        .flat_map(|&i| kind(&up[i]).iter().map(move |t| (&up[i], t)))
+        .collect();
+    all.sort_by_key(|(_, t)| std::cmp::Reverse(t.priority));
+    all
+}
+
+/// `%triggerin` and `%filetriggerin`, as they fire when every package is
+/// installed in one transaction into an empty root: each package trigger
+/// once per installed package it names (`$1` = `$2` = 1), each file trigger
+/// once per installed package with matching paths (`$1` = 1, the paths on
+/// standard input). rpm runs them right after each package's `%post`;
+/// here they run after all of them, in install order.
+fn run_triggers(
+    up: &[Unpacked],
+    order: &[usize],
+    report: &mut Report,
+    exec: &Exec<'_>,
+) -> Result<(), InstallError> {
+    for &t in order {
+        let owner = &up[t];
+        for trig in &owner.triggers_in {
+            for c in &trig.conditions {
+                for &q in order {
+                    if fires(&up[q], c) {
+                        let label = format!("{} %triggerin -- {}", owner.name, up[q].name);
+                        exec(
+                            report,
+                            owner,
+                            "triggerin",
+                            label,
+                            &trig.script,
+                            &["1", "1"],
+                            None,
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    let file_triggers = by_priority(up, order, |u| &u.file_triggers_in);
+    for &q in order {
+        for (owner, trig) in &file_triggers {
+            let paths = matching_paths(&up[q], trig);
+            if paths.is_empty() {
+                continue;
+            }
+            let label = format!("{} %filetriggerin ({})", owner.name, up[q].name);
+            exec(
+                report,
+                owner,
+                "filetriggerin",
+                label,
+                &trig.script,
+                &["1"],
+                Some(&paths),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `%transfiletriggerin`: once each after the transaction (after
+/// `%posttrans`), highest priority first, with every installed path that
+/// matches on standard input, no arguments.
+fn run_trans_file_triggers(
+    up: &[Unpacked],
+    order: &[usize],
+    report: &mut Report,
+    exec: &Exec<'_>,
+) -> Result<(), InstallError> {
+    for (owner, trig) in by_priority(up, order, |u| &u.trans_file_triggers_in) {
+        let paths: Vec<u8> = order
+            .iter()
+            .flat_map(|&q| matching_paths(&up[q], trig))
+            .collect();
+        if paths.is_empty() {
+            continue;
+        }
+        let label = format!("{} %transfiletriggerin", owner.name);
+        exec(
+            report,
+            owner,
+            "transfiletriggerin",
+            label,
+            &trig.script,
+            &[],
+            Some(&paths),
+        )?;
+    }
+    Ok(())
 }

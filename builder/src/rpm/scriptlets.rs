@@ -1,8 +1,9 @@
-//! Running `%pre`/`%post` scriptlets in the image. As rpm does, the body
-//! is written to a file under `/var/tmp` and run as `INTERPRETER [ARGS]
-//! FILE 1` (1 = instances of the package after this install). Lua
-//! scriptlets (rpm's embedded interpreter) and scriptlets whose
-//! interpreter the image lacks are skipped and reported.
+//! Running scriptlets and triggers in the image. As rpm does, the body is
+//! written to a file under `/var/tmp` and run as `INTERPRETER [ARGS] FILE
+//! [ARGUMENTS]` (for `%pre` and `%post`, the argument 1 = instances of the
+//! package after this install), with the matching paths on standard input
+//! for file triggers. Lua scriptlets (rpm's embedded interpreter) and
+//! scriptlets whose interpreter the image lacks are skipped and reported.
 
 use std::io::Write;
 
@@ -47,13 +48,16 @@ pub enum ScriptletError {
     },
 }
 
-/// Runs one scriptlet of `package` in the image.
+/// Runs one scriptlet of `package` (`which`: `pre`, `post`, `triggerin`
+/// ...) in the image with `args` after the script file and `stdin`.
 pub fn run(
     root: &Root,
     chroot: &Chroot,
     package: &str,
     which: &str,
     s: &Script,
+    args: &[&str],
+    stdin: Option<&[u8]>,
 ) -> Result<Outcome, ScriptletError> {
     let Some(interp) = s.program.first() else {
         return Ok(Outcome::Skipped("no interpreter".into()));
@@ -80,9 +84,9 @@ pub fn run(
     let path = format!("/var/tmp/{file}");
     let mut argv: Vec<&str> = s.program.iter().map(String::as_str).collect();
     argv.push(&path);
-    argv.push("1");
+    argv.extend_from_slice(args);
     let what = format!("%{which} scriptlet of {package}");
-    let result = chroot.run(&what, &argv, &[], None, false);
+    let result = chroot.run(&what, &argv, &[], stdin, false);
     // The file goes whatever happened; a failure to remove it is only
     // untidy (normalisation empties /var/tmp anyway).
     let _ = rustix::fs::unlinkat(&dir, file.as_str(), rustix::fs::AtFlags::empty());

@@ -110,6 +110,68 @@ pub struct Script {
     pub body: String,
 }
 
+/// An install trigger from the header: a package trigger, whose
+/// conditions are package names with optional ranges, or a file trigger,
+/// whose conditions are path prefixes.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    /// What fires it.
+    pub conditions: Vec<super::version::Dep>,
+    /// File triggers run in decreasing priority (rpm's `-P`, default
+    /// 1000000); 0 for package triggers.
+    pub priority: u32,
+    /// The script.
+    pub script: Script,
+}
+
+/// rpm's default file trigger priority.
+const DEFAULT_TRIGGER_PRIORITY: u32 = 1_000_000;
+
+/// The install (`TRIGGERIN`) entries of one kind of trigger; `priorities`
+/// is the kind's priority tag (file triggers) or `None`.
+fn install_triggers(
+    m: &::rpm::PackageMetadata,
+    all: Result<Vec<::rpm::Trigger>, ::rpm::Error>,
+    priorities: Option<IndexTag>,
+) -> Vec<Trigger> {
+    let Ok(all) = all else { return Vec::new() };
+    let prio = priorities
+        .and_then(|t| m.header.get_entry_data_as_u32_array(t).ok())
+        .unwrap_or_default();
+    all.into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let conditions: Vec<_> = t
+                .conditions
+                .iter()
+                .filter(|c| c.flags.contains(::rpm::DependencyFlags::TRIGGERIN))
+                .map(|c| super::version::Dep {
+                    name: c.name.clone(),
+                    range: super::version::Op::from_sense(c.flags.bits())
+                        .zip(super::version::Evr::parse(&c.version).ok())
+                        .filter(|_| !c.version.is_empty()),
+                })
+                .collect();
+            if conditions.is_empty() {
+                return None;
+            }
+            Some(Trigger {
+                conditions,
+                priority: match priorities {
+                    Some(_) => prio.get(i).copied().unwrap_or(DEFAULT_TRIGGER_PRIORITY),
+                    None => 0,
+                },
+                script: Script {
+                    program: Some(t.program)
+                        .filter(|p| !p.is_empty() && !p[0].is_empty())
+                        .unwrap_or_else(|| vec!["/bin/sh".to_string()]),
+                    body: t.script,
+                },
+            })
+        })
+        .collect()
+}
+
 /// What one package put into the root.
 #[derive(Debug)]
 pub struct Unpacked {
@@ -125,8 +187,17 @@ pub struct Unpacked {
     pub pre: Option<Script>,
     /// `%post`, when present.
     pub post: Option<Script>,
-    /// Install-time scripts present but never run here (`%pretrans`,
-    /// `%posttrans`, triggers), by name.
+    /// `%posttrans`, when present.
+    pub posttrans: Option<Script>,
+    /// `%triggerin` scripts (conditions: package names and ranges).
+    pub triggers_in: Vec<Trigger>,
+    /// `%filetriggerin` scripts (conditions: path prefixes).
+    pub file_triggers_in: Vec<Trigger>,
+    /// `%transfiletriggerin` scripts (conditions: path prefixes).
+    pub trans_file_triggers_in: Vec<Trigger>,
+    /// Install-time scripts present but never run here (`%pretrans`:
+    /// it runs before anything, including its interpreter, is in place),
+    /// by name.
     pub not_run: Vec<&'static str>,
     /// Bytes of file content written.
     pub bytes: u64,
@@ -268,17 +339,18 @@ pub fn unpack(
     if m.get_pre_trans_script().is_ok() {
         not_run.push("%pretrans");
     }
-    if m.get_post_trans_script().is_ok() {
-        not_run.push("%posttrans");
-    }
-    if m.get_triggers().is_ok_and(|t| !t.is_empty()) {
-        not_run.push("triggers");
-    }
-    if m.get_file_triggers().is_ok_and(|t| !t.is_empty())
-        || m.get_trans_file_triggers().is_ok_and(|t| !t.is_empty())
-    {
-        not_run.push("file triggers");
-    }
+    let posttrans = script(m.get_post_trans_script());
+    let triggers_in = install_triggers(m, m.get_triggers(), None);
+    let file_triggers_in = install_triggers(
+        m,
+        m.get_file_triggers(),
+        Some(IndexTag::RPMTAG_FILETRIGGERPRIORITIES),
+    );
+    let trans_file_triggers_in = install_triggers(
+        m,
+        m.get_trans_file_triggers(),
+        Some(IndexTag::RPMTAG_TRANSFILETRIGGERPRIORITIES),
+    );
 
     let mut out = Unpacked {
         name: name.to_string(),
@@ -287,6 +359,10 @@ pub fn unpack(
         owners: Vec::new(),
         pre,
         post,
+        posttrans,
+        triggers_in,
+        file_triggers_in,
+        trans_file_triggers_in,
         not_run,
         bytes: 0,
     };
