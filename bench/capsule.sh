@@ -63,6 +63,15 @@ rm -f "$W/dd"
 # /dev/shm for the tmpfs runs.
 sync
 S=/dev/shm/vnfs-bench-capsule; rm -rf "$S"; mkdir -p "$S"
+# Store, capsule, archive, the exported copy, the imported store and the
+# unpacked tree at once: about 2.3 times the tree.
+tree_bytes=$(du -sb --apparent-size "$W/co" | cut -f1)
+need=$(( tree_bytes * 23 / 10 ))
+free=$(( $(stat -f -c '%a * %S' /dev/shm) ))
+if [ "$free" -lt "$need" ]; then
+  echo "bench/capsule.sh: /dev/shm has $((free>>20)) MiB free, the tmpfs runs need $((need>>20)) MiB" >&2
+  exit 1
+fi
 trap 'rm -rf "$S"' EXIT
 cp -a "$W/a" "$S/a"; cp "$W/node.vnfs" "$W/v1.tar.zst" "$S/"
 declare -a w_null s_exp s_imp s_untar

@@ -177,8 +177,15 @@ impl Chroot {
             let r = std::io::Read::read_to_end(&mut reader, &mut buf);
             r.map(|_| buf)
         });
+        // Input is written on its own thread, and a command that exits
+        // without reading all of it is not an error (rpm's file triggers
+        // often ignore the paths they are given): a write here could block,
+        // or fail with EPIPE, before the command's status is known.
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(data).map_err(spawn_err)?;
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            });
         }
         let status = match &self.cancel {
             None => child.wait().map_err(spawn_err)?,

@@ -663,6 +663,9 @@ fn the_images_own_rpm_writes_its_database() {
         script,
         rpm::FileOptions::new("/usr/bin/rpm").permissions(0o755),
     )
+    .unwrap()
+    // The database directory its `--eval %{_dbpath}` names.
+    .with_file_contents("", rpm::FileOptions::new("/var/lib/rpm/.keep"))
     .unwrap();
     let dir = tmp.path().join("rpms");
     write(b.build().unwrap(), &dir);
@@ -726,9 +729,22 @@ fn triggers_and_posttrans_fire_as_in_one_transaction() {
             "/usr/bin/tool",
             None,
             format!(
-                "echo \"transfiletriggerin $#\" >> {log}\nwhile read p; do echo \"  $p\" >> {log}; done\n"
+                "echo \"transfiletriggerin $*\" >> {log}\nwhile read p; do echo \"  $p\" >> {log}; done\n"
             ),
+        )
+        // No body: the program runs as given, without a script file or
+        // arguments (as `-p /sbin/ldconfig` does), and need not read the
+        // paths on its standard input.
+        .trans_file_trigger_in(
+            "/var/lib/watcher/run",
+            None,
+            rpm::Scriptlet::new("").prog(vec!["/var/lib/watcher/run"]),
         );
+    b.with_file_contents(
+        "#!/bin/sh\necho \"bodiless $#\" >> /var/lib/watcher/log\n",
+        FileOptions::new("/var/lib/watcher/run").permissions(0o755),
+    )
+    .unwrap();
     let extra = fx.path().join("extra");
     write(b.build().unwrap(), &extra);
     let r = recipe(
@@ -738,21 +754,45 @@ fn triggers_and_posttrans_fire_as_in_one_transaction() {
     );
     let out = fx.path().join("out");
     let built = run(&r, &fx.path().join("home"), Some(&out)).unwrap_or_else(|e| panic!("{e}"));
-    // Package trigger (both instance counts 1), the file trigger once for
-    // the one package with matching paths (on standard input), %posttrans,
-    // then the transaction file trigger once, without arguments.
+    // Package trigger (both instance counts 1); the file trigger once, as
+    // its package is installed (after tool), with the matching paths of
+    // everything installed so far on standard input; %posttrans; then each
+    // transaction file trigger once.
     assert_eq!(
         std::fs::read_to_string(out.join("var/lib/watcher/log")).unwrap(),
         "triggerin 1 1\n\
          filetriggerin 1\n  /usr/share/tool/a\n  /usr/share/tool/b\n\
          posttrans 1\n\
-         transfiletriggerin 0\n  /usr/bin/tool\n  /usr/bin/tool-link\n  /usr/bin/tool-ping\n  /usr/bin/tool-suid\n"
+         transfiletriggerin 1\n  /usr/bin/tool\n  /usr/bin/tool-link\n  /usr/bin/tool-ping\n  /usr/bin/tool-suid\n\
+         bodiless 0\n"
     );
     let ran = &built.metadata["vnfs.rpm.scriptlets_ran"];
     assert!(
         ran.ends_with(
-            "watcher %triggerin -- tool\nwatcher %filetriggerin (tool)\nbase %posttrans\nwatcher %posttrans\nwatcher %transfiletriggerin"
+            "watcher %triggerin -- tool\nwatcher %filetriggerin\nbase %posttrans\nwatcher %posttrans\nwatcher %transfiletriggerin\nwatcher %transfiletriggerin"
         ),
         "{ran}"
     );
+}
+
+#[test]
+fn a_database_symlinked_out_of_the_image_is_refused() {
+    require_root();
+    let fx = fixture();
+    let outside = fx.path().join("host.sqlite");
+    let mut b = builder("evil-db", "1.0", arch(), rpm::CompressionType::Gzip);
+    b.with_symlink(rpm::FileOptions::symlink(
+        "/var/lib/rpm/rpmdb.sqlite",
+        outside.to_str().unwrap(),
+    ))
+    .unwrap();
+    write(b.build().unwrap(), &fx.path().join("extra"));
+    let r = recipe(
+        fx.path(),
+        "evildb",
+        "files = [\"rpms/base-*.rpm\", \"extra/*.rpm\"]\n",
+    );
+    let e = run(&r, &fx.path().join("home"), Some(&fx.path().join("out"))).unwrap_err();
+    assert!(e.contains("rpmdb.sqlite is not a regular file"), "{e}");
+    assert!(!outside.exists(), "nothing was written outside the image");
 }

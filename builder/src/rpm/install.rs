@@ -170,10 +170,7 @@ pub fn install(
     run_trans_file_triggers(up, order, &mut report, &exec)?;
     for &i in order {
         for what in &unpacked[i].not_run {
-            let line = format!(
-                "{} {what}: not run (it runs before anything is installed)",
-                unpacked[i].name
-            );
+            let line = format!("{} {what}", unpacked[i].name);
             tracing::warn!("{line}");
             report.skipped.push(line);
         }
@@ -227,26 +224,31 @@ fn matching_paths(u: &Unpacked, t: &Trigger) -> Vec<u8> {
 }
 
 /// Every file trigger of one kind, highest priority first (ties in
-/// install order of their packages).
+/// install order of their packages), with its owner's install position.
 fn by_priority<'u>(
     up: &'u [Unpacked],
     order: &[usize],
     kind: impl Fn(&'u Unpacked) -> &'u [Trigger],
-) -> Vec<(&'u Unpacked, &'u Trigger)> {
+) -> Vec<(usize, &'u Unpacked, &'u Trigger)> {
     let mut all: Vec<_> = order
         .iter()
-        .flat_map(|&i| kind(&up[i]).iter().map(move |t| (&up[i], t)))
+        .enumerate()
+        .flat_map(|(k, &i)| kind(&up[i]).iter().map(move |t| (k, &up[i], t)))
         .collect();
-    all.sort_by_key(|(_, t)| std::cmp::Reverse(t.priority));
+    all.sort_by_key(|(_, _, t)| std::cmp::Reverse(t.priority));
     all
 }
 
-/// `%triggerin` and `%filetriggerin`, as they fire when every package is
-/// installed in one transaction into an empty root: each package trigger
-/// once per installed package it names (`$1` = `$2` = 1), each file trigger
-/// once per installed package with matching paths (`$1` = 1, the paths on
-/// standard input). rpm runs them right after each package's `%post`;
-/// here they run after all of them, in install order.
+/// `%triggerin` and `%filetriggerin`, as rpm fires them when every package
+/// is installed in one transaction into an empty root. A package trigger
+/// runs once per installed package it names: for each pair, the first of
+/// the owner's `%triggerin` scripts with a condition the package meets
+/// (`$1` = `$2` = 1). A file trigger runs as its owner is installed, with
+/// the matching paths of every package installed so far, its own included
+/// (`$1` = 1), then once for each package installed after it that has
+/// matching paths (`$1` = `$2` = 1); the paths go to standard input. rpm
+/// runs them right after each package's `%post`; here they run after all
+/// of them, in the same sequence.
 fn run_triggers(
     up: &[Unpacked],
     order: &[usize],
@@ -255,39 +257,68 @@ fn run_triggers(
 ) -> Result<(), InstallError> {
     for &t in order {
         let owner = &up[t];
-        for trig in &owner.triggers_in {
-            for c in &trig.conditions {
-                for &q in order {
-                    if fires(&up[q], c) {
-                        let label = format!("{} %triggerin -- {}", owner.name, up[q].name);
-                        exec(
-                            report,
-                            owner,
-                            "triggerin",
-                            label,
-                            &trig.script,
-                            &["1", "1"],
-                            None,
-                        )?;
-                    }
-                }
+        for &q in order {
+            let hit = owner
+                .triggers_in
+                .iter()
+                .find(|trig| trig.conditions.iter().any(|c| fires(&up[q], c)));
+            if let Some(trig) = hit {
+                let label = format!("{} %triggerin -- {}", owner.name, up[q].name);
+                exec(
+                    report,
+                    owner,
+                    "triggerin",
+                    label,
+                    &trig.script,
+                    &["1", "1"],
+                    None,
+                )?;
             }
         }
     }
     let file_triggers = by_priority(up, order, |u| &u.file_triggers_in);
-    for &q in order {
-        for (owner, trig) in &file_triggers {
+    for (k, &q) in order.iter().enumerate() {
+        // Triggers of packages installed before this one, for its paths.
+        for (owner_at, owner, trig) in &file_triggers {
+            if *owner_at >= k {
+                continue;
+            }
             let paths = matching_paths(&up[q], trig);
             if paths.is_empty() {
                 continue;
             }
             let label = format!("{} %filetriggerin ({})", owner.name, up[q].name);
+            let script = &trig.script;
             exec(
                 report,
                 owner,
                 "filetriggerin",
                 label,
-                &trig.script,
+                script,
+                &["1", "1"],
+                Some(&paths),
+            )?;
+        }
+        // This package's own triggers, for everything installed so far.
+        for (owner_at, owner, trig) in &file_triggers {
+            if *owner_at != k {
+                continue;
+            }
+            let paths: Vec<u8> = order[..=k]
+                .iter()
+                .flat_map(|&p| matching_paths(&up[p], trig))
+                .collect();
+            if paths.is_empty() {
+                continue;
+            }
+            let label = format!("{} %filetriggerin", owner.name);
+            let script = &trig.script;
+            exec(
+                report,
+                owner,
+                "filetriggerin",
+                label,
+                script,
                 &["1"],
                 Some(&paths),
             )?;
@@ -298,14 +329,14 @@ fn run_triggers(
 
 /// `%transfiletriggerin`: once each after the transaction (after
 /// `%posttrans`), highest priority first, with every installed path that
-/// matches on standard input, no arguments.
+/// matches on standard input (`$1` = 1).
 fn run_trans_file_triggers(
     up: &[Unpacked],
     order: &[usize],
     report: &mut Report,
     exec: &Exec<'_>,
 ) -> Result<(), InstallError> {
-    for (owner, trig) in by_priority(up, order, |u| &u.trans_file_triggers_in) {
+    for (_, owner, trig) in by_priority(up, order, |u| &u.trans_file_triggers_in) {
         let paths: Vec<u8> = order
             .iter()
             .flat_map(|&q| matching_paths(&up[q], trig))
@@ -320,7 +351,7 @@ fn run_trans_file_triggers(
             "transfiletriggerin",
             label,
             &trig.script,
-            &[],
+            &["1"],
             Some(&paths),
         )?;
     }

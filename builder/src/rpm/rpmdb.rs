@@ -106,7 +106,7 @@ pub fn register(
         Ok(version) => {
             let version = version.trim().to_string();
             register_in_image(root, chroot, files, &sde)?;
-            let dbpath = chroot
+            let said = chroot
                 .run(
                     "rpm --eval %{_dbpath}",
                     &["rpm", "--eval", "%{_dbpath}"],
@@ -115,7 +115,17 @@ pub fn register(
                     false,
                 )
                 .map_err(RpmDbError::Image)?;
-            settle(root, dbpath.trim())?;
+            // Warnings share the output: the answer is its last line.
+            let dbpath = said
+                .lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty())
+                .filter(|l| l.starts_with('/'))
+                .ok_or_else(|| RpmDbError::Settle {
+                    dbpath: "%{_dbpath}".into(),
+                    message: format!("the image's rpm --eval gave no path: {said}"),
+                })?;
+            settle(root, dbpath)?;
             return Ok(Writer::Image(version));
         }
         Err(ChrootError::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -147,8 +157,9 @@ fn register_in_image(
         for (i, f) in files.iter().enumerate() {
             // Numbered: two files may share a base name (local globs).
             let name = format!("{i:04}-{}.rpm", f.name);
+            // Named first, so that a half-copied file is removed too.
+            names.push(name.clone());
             stage(&dir, &f.path, &name).map_err(|m| staging_err(&f.path, m))?;
-            names.push(name);
         }
         let paths: Vec<String> = names.iter().map(|n| format!("/{STAGING}/{n}")).collect();
         let mut argv = vec![
@@ -214,6 +225,31 @@ fn register_from_host(root: &Path, files: &[RpmFile], sde: &str) -> Result<Write
         root: root.to_path_buf(),
         message,
     };
+    // rpm --root resolves the database path on this machine: every
+    // component must be a real directory of the image, or the write could
+    // land outside it.
+    let mut at = root.to_path_buf();
+    for comp in DBPATH.trim_start_matches('/').split('/') {
+        at.push(comp);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(host_err(format!(
+                    "{} is not a directory (a symlink?); refusing to let this machine's rpm follow it",
+                    at.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&at).map_err(|e| host_err(format!("{}: {e}", at.display())))?;
+            }
+            Err(e) => return Err(host_err(format!("{}: {e}", at.display()))),
+        }
+    }
+    let image = Root::open(root).map_err(|e| host_err(e.to_string()))?;
+    let dir = image
+        .open_dir(DBPATH.trim_start_matches('/'))
+        .map_err(|e| host_err(format!("{DBPATH}: {e}")))?;
+    plain_db_files(&dir).map_err(|m| host_err(format!("{DBPATH}/{m}")))?;
     let out = Command::new("rpm")
         .arg("--root")
         .arg(root)
@@ -246,14 +282,42 @@ fn register_from_host(root: &Path, files: &[RpmFile], sde: &str) -> Result<Write
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    let root = Root::open(root).map_err(|e| host_err(e.to_string()))?;
-    settle(&root, DBPATH)?;
+    settle(&image, DBPATH)?;
     Ok(Writer::Host(version))
+}
+
+/// Checks that the sqlite database files in `dir`, where present, are
+/// plain files: rpm and sqlite3 open them by name, and a symlink shipped
+/// by a package could lead them out of the image. Returns whether the
+/// database itself is there.
+fn plain_db_files(dir: &rustix::fd::OwnedFd) -> Result<bool, String> {
+    use rustix::fs::{AtFlags, FileType};
+    let mut db = false;
+    for name in [
+        "rpmdb.sqlite",
+        "rpmdb.sqlite-wal",
+        "rpmdb.sqlite-shm",
+        "rpmdb.sqlite-journal",
+    ] {
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let t = FileType::from_raw_mode(st.st_mode);
+                if t != FileType::RegularFile {
+                    return Err(format!("{name} is not a regular file ({t:?})"));
+                }
+                db |= name == "rpmdb.sqlite";
+            }
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+    Ok(db)
 }
 
 /// Leaves the database at `dbpath` (in the image) in a reproducible state:
 /// sqlite out of WAL mode, Berkeley DB environment files removed.
 fn settle(root: &Root, dbpath: &str) -> Result<(), RpmDbError> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
     let err = |message: String| RpmDbError::Settle {
         dbpath: dbpath.to_string(),
         message,
@@ -261,30 +325,32 @@ fn settle(root: &Root, dbpath: &str) -> Result<(), RpmDbError> {
     let rel = dbpath.trim_start_matches('/');
     // Resolved inside the image: a symlinked /var/lib/rpm (as on Fedora)
     // is followed there, never onto the build machine.
-    let dir = match root.open_dir(rel) {
-        Ok(d) => d,
-        // rpm wrote nothing there (a database elsewhere, or none): nothing
-        // to settle.
-        Err(rustix::io::Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(err(e.to_string())),
-    };
-    // The host sees the directory through this process's descriptor.
-    let host_dir = PathBuf::from(format!(
-        "/proc/{}/fd/{}",
-        std::process::id(),
-        rustix::fd::AsRawFd::as_raw_fd(&dir)
-    ));
-    let db = host_dir.join("rpmdb.sqlite");
-    if db.exists() {
-        let out = Command::new("sqlite3")
-            .arg(&db)
-            .arg("PRAGMA journal_mode=DELETE;")
-            .output()
-            .map_err(|e| {
-                err(format!(
-                    "running sqlite3: {e} (install the Debian package sqlite3)"
-                ))
-            })?;
+    let dir = root.open_dir(rel).map_err(|e| {
+        err(format!(
+            "rpm has just written its database here, but it cannot be opened: {e}"
+        ))
+    })?;
+    if plain_db_files(&dir).map_err(err)? {
+        let raw = rustix::fd::AsRawFd::as_raw_fd(&dir);
+        let mut cmd = Command::new("sqlite3");
+        // No ~/.sqliterc, plain output: the answer is checked below.
+        cmd.args(["-batch", "-init", "/dev/null", "-list", "-noheader"])
+            .arg("rpmdb.sqlite")
+            .arg("PRAGMA journal_mode=DELETE;");
+        // SAFETY: fchdir is async-signal-safe; the descriptor stays open
+        // in the child until exec (and closes there: CLOEXEC). Working in
+        // the directory itself avoids naming it through /proc.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                let fd = rustix::fd::BorrowedFd::borrow_raw(raw);
+                rustix::process::fchdir(fd).map_err(std::io::Error::from)
+            });
+        }
+        let out = cmd.output().map_err(|e| {
+            err(format!(
+                "running sqlite3: {e} (install the Debian package sqlite3)"
+            ))
+        })?;
         let said = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() || said.trim() != "delete" {
             return Err(err(format!(
@@ -294,10 +360,17 @@ fn settle(root: &Root, dbpath: &str) -> Result<(), RpmDbError> {
             )));
         }
     }
-    let entries = std::fs::read_dir(&host_dir).map_err(|e| err(e.to_string()))?;
-    for e in entries {
-        let name = e.map_err(|e| err(e.to_string()))?.file_name();
-        let name = name.to_string_lossy();
+    let listing = rustix::fs::openat(
+        &dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let mut stale = Vec::new();
+    for e in rustix::fs::Dir::read_from(&listing).map_err(|e| err(e.to_string()))? {
+        let e = e.map_err(|e| err(e.to_string()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
         // The WAL and its index are gone after the switch when the
         // database was checkpointed; whatever is left is stale, as are a
         // Berkeley DB environment's region files.
@@ -306,9 +379,12 @@ fn settle(root: &Root, dbpath: &str) -> Result<(), RpmDbError> {
             || name == "rpmdb.sqlite-shm"
             || name == "rpmdb.sqlite-wal"
         {
-            rustix::fs::unlinkat(&dir, name.as_ref(), rustix::fs::AtFlags::empty())
-                .map_err(|e| err(format!("removing {name}: {e}")))?;
+            stale.push(name);
         }
+    }
+    for name in stale {
+        rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty())
+            .map_err(|e| err(format!("removing {name}: {e}")))?;
     }
     Ok(())
 }

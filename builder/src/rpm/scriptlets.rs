@@ -67,6 +67,15 @@ pub fn run(
             "Lua scriptlets (rpm's built-in interpreter) are not supported".into(),
         ));
     }
+    let what = format!("%{which} scriptlet of {package}");
+    // A scriptlet without a body (`%post -p /sbin/ldconfig`) runs its
+    // program as given: rpm adds the script file and the arguments only
+    // when there is a body.
+    if s.body.trim().is_empty() {
+        let argv: Vec<&str> = s.program.iter().map(String::as_str).collect();
+        let result = chroot.run(&what, &argv, &[], stdin, false);
+        return outcome(result, &what, interp, which, package);
+    }
     let file = format!("rpm-tmp.vnfs-{package}-{which}");
     let io = |message: String| ScriptletError::Io {
         which: which.to_string(),
@@ -85,11 +94,21 @@ pub fn run(
     let mut argv: Vec<&str> = s.program.iter().map(String::as_str).collect();
     argv.push(&path);
     argv.extend_from_slice(args);
-    let what = format!("%{which} scriptlet of {package}");
     let result = chroot.run(&what, &argv, &[], stdin, false);
     // The file goes whatever happened; a failure to remove it is only
     // untidy (normalisation empties /var/tmp anyway).
     let _ = rustix::fs::unlinkat(&dir, file.as_str(), rustix::fs::AtFlags::empty());
+    outcome(result, &what, interp, which, package)
+}
+
+/// What a scriptlet's run amounts to.
+fn outcome(
+    result: Result<String, ChrootError>,
+    what: &str,
+    interp: &str,
+    which: &str,
+    package: &str,
+) -> Result<Outcome, ScriptletError> {
     match result {
         Ok(out) => {
             if !out.trim().is_empty() {

@@ -128,48 +128,73 @@ pub struct Trigger {
 const DEFAULT_TRIGGER_PRIORITY: u32 = 1_000_000;
 
 /// The install (`TRIGGERIN`) entries of one kind of trigger; `priorities`
-/// is the kind's priority tag (file triggers) or `None`.
+/// is the kind's priority tag (file triggers) or `None`. A table the
+/// header cannot give, and conditions whose range cannot be read, are
+/// reported in `not_run` (a condition read wrongly must not fire).
 fn install_triggers(
     m: &::rpm::PackageMetadata,
+    what: &str,
     all: Result<Vec<::rpm::Trigger>, ::rpm::Error>,
     priorities: Option<IndexTag>,
+    not_run: &mut Vec<String>,
 ) -> Vec<Trigger> {
-    let Ok(all) = all else { return Vec::new() };
+    let all = match all {
+        Ok(all) => all,
+        Err(e) => {
+            not_run.push(format!("{what} (unreadable in the header: {e})"));
+            return Vec::new();
+        }
+    };
     let prio = priorities
         .and_then(|t| m.header.get_entry_data_as_u32_array(t).ok())
         .unwrap_or_default();
-    all.into_iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            let conditions: Vec<_> = t
-                .conditions
-                .iter()
-                .filter(|c| c.flags.contains(::rpm::DependencyFlags::TRIGGERIN))
-                .map(|c| super::version::Dep {
-                    name: c.name.clone(),
-                    range: super::version::Op::from_sense(c.flags.bits())
-                        .zip(super::version::Evr::parse(&c.version).ok())
-                        .filter(|_| !c.version.is_empty()),
-                })
-                .collect();
-            if conditions.is_empty() {
-                return None;
+    let mut out = Vec::new();
+    for (i, t) in all.into_iter().enumerate() {
+        let mut conditions = Vec::new();
+        for c in &t.conditions {
+            if !c.flags.contains(::rpm::DependencyFlags::TRIGGERIN) {
+                continue;
             }
-            Some(Trigger {
-                conditions,
-                priority: match priorities {
-                    Some(_) => prio.get(i).copied().unwrap_or(DEFAULT_TRIGGER_PRIORITY),
-                    None => 0,
-                },
-                script: Script {
-                    program: Some(t.program)
-                        .filter(|p| !p.is_empty() && !p[0].is_empty())
-                        .unwrap_or_else(|| vec!["/bin/sh".to_string()]),
-                    body: t.script,
-                },
-            })
-        })
-        .collect()
+            let range = if c.version.is_empty() {
+                None
+            } else {
+                match (
+                    super::version::Op::from_sense(c.flags.bits()),
+                    super::version::Evr::parse(&c.version),
+                ) {
+                    (Some(op), Ok(evr)) => Some((op, evr)),
+                    _ => {
+                        not_run.push(format!(
+                            "{what} -- {} {} (unreadable range)",
+                            c.name, c.version
+                        ));
+                        continue;
+                    }
+                }
+            };
+            conditions.push(super::version::Dep {
+                name: c.name.clone(),
+                range,
+            });
+        }
+        if conditions.is_empty() {
+            continue;
+        }
+        out.push(Trigger {
+            conditions,
+            priority: match priorities {
+                Some(_) => prio.get(i).copied().unwrap_or(DEFAULT_TRIGGER_PRIORITY),
+                None => 0,
+            },
+            script: Script {
+                program: Some(t.program)
+                    .filter(|p| !p.is_empty() && !p[0].is_empty())
+                    .unwrap_or_else(|| vec!["/bin/sh".to_string()]),
+                body: t.script,
+            },
+        });
+    }
+    out
 }
 
 /// What one package put into the root.
@@ -196,9 +221,9 @@ pub struct Unpacked {
     /// `%transfiletriggerin` scripts (conditions: path prefixes).
     pub trans_file_triggers_in: Vec<Trigger>,
     /// Install-time scripts present but never run here (`%pretrans`:
-    /// it runs before anything, including its interpreter, is in place),
-    /// by name.
-    pub not_run: Vec<&'static str>,
+    /// it runs before anything, including its interpreter, is in place;
+    /// triggers the header does not give readably), with the reason.
+    pub not_run: Vec<String>,
     /// Bytes of file content written.
     pub bytes: u64,
 }
@@ -337,19 +362,23 @@ pub fn unpack(
     let m = &reader.metadata;
     let mut not_run = Vec::new();
     if m.get_pre_trans_script().is_ok() {
-        not_run.push("%pretrans");
+        not_run.push("%pretrans: not run (it runs before anything is installed)".to_string());
     }
     let posttrans = script(m.get_post_trans_script());
-    let triggers_in = install_triggers(m, m.get_triggers(), None);
+    let triggers_in = install_triggers(m, "%triggerin", m.get_triggers(), None, &mut not_run);
     let file_triggers_in = install_triggers(
         m,
+        "%filetriggerin",
         m.get_file_triggers(),
         Some(IndexTag::RPMTAG_FILETRIGGERPRIORITIES),
+        &mut not_run,
     );
     let trans_file_triggers_in = install_triggers(
         m,
+        "%transfiletriggerin",
         m.get_trans_file_triggers(),
         Some(IndexTag::RPMTAG_TRANSFILETRIGGERPRIORITIES),
+        &mut not_run,
     );
 
     let mut out = Unpacked {
