@@ -278,50 +278,39 @@ fn run_triggers(
     }
     let file_triggers = by_priority(up, order, |u| &u.file_triggers_in);
     for (k, &q) in order.iter().enumerate() {
-        // Triggers of packages installed before this one, for its paths.
-        for (owner_at, owner, trig) in &file_triggers {
-            if *owner_at >= k {
-                continue;
+        // First the triggers of packages installed before this one, for its
+        // paths; then this package's own, for everything installed so far.
+        for own in [false, true] {
+            for (owner_at, owner, trig) in &file_triggers {
+                let (paths, label, args): (Vec<u8>, _, &[&str]) = match (own, *owner_at) {
+                    (false, at) if at < k => (
+                        matching_paths(&up[q], trig),
+                        format!("{} %filetriggerin ({})", owner.name, up[q].name),
+                        &["1", "1"],
+                    ),
+                    (true, at) if at == k => (
+                        order[..=k]
+                            .iter()
+                            .flat_map(|&p| matching_paths(&up[p], trig))
+                            .collect(),
+                        format!("{} %filetriggerin", owner.name),
+                        &["1"],
+                    ),
+                    _ => continue,
+                };
+                if !paths.is_empty() {
+                    let script = &trig.script;
+                    exec(
+                        report,
+                        owner,
+                        "filetriggerin",
+                        label,
+                        script,
+                        args,
+                        Some(&paths),
+                    )?;
+                }
             }
-            let paths = matching_paths(&up[q], trig);
-            if paths.is_empty() {
-                continue;
-            }
-            let label = format!("{} %filetriggerin ({})", owner.name, up[q].name);
-            let script = &trig.script;
-            exec(
-                report,
-                owner,
-                "filetriggerin",
-                label,
-                script,
-                &["1", "1"],
-                Some(&paths),
-            )?;
-        }
-        // This package's own triggers, for everything installed so far.
-        for (owner_at, owner, trig) in &file_triggers {
-            if *owner_at != k {
-                continue;
-            }
-            let paths: Vec<u8> = order[..=k]
-                .iter()
-                .flat_map(|&p| matching_paths(&up[p], trig))
-                .collect();
-            if paths.is_empty() {
-                continue;
-            }
-            let label = format!("{} %filetriggerin", owner.name);
-            let script = &trig.script;
-            exec(
-                report,
-                owner,
-                "filetriggerin",
-                label,
-                script,
-                &["1"],
-                Some(&paths),
-            )?;
         }
     }
     Ok(())

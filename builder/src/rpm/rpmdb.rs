@@ -28,6 +28,18 @@ use super::install::RpmFile;
 /// Where the build machine's rpm puts the database (rpm's historical
 /// default; the image's own rpm uses its own, e.g. /usr/lib/sysimage/rpm).
 const DBPATH: &str = "/var/lib/rpm";
+/// Install the headers only (the files are in place), without
+/// dependency checks, scripts or triggers (already done), signatures
+/// (the files were checked against their sha256) or disk space checks.
+const JUSTDB: [&str; 7] = [
+    "-i",
+    "--justdb",
+    "--nodeps",
+    "--noscripts",
+    "--notriggers",
+    "--nosignature",
+    "--ignoresize",
+];
 /// Directory in the image the package files are placed in for the
 /// image's rpm to read.
 const STAGING: &str = "var/tmp/vnfs-rpmdb";
@@ -162,16 +174,8 @@ fn register_in_image(
             stage(&dir, &f.path, &name).map_err(|m| staging_err(&f.path, m))?;
         }
         let paths: Vec<String> = names.iter().map(|n| format!("/{STAGING}/{n}")).collect();
-        let mut argv = vec![
-            "rpm",
-            "-i",
-            "--justdb",
-            "--nodeps",
-            "--noscripts",
-            "--notriggers",
-            "--nosignature",
-            "--ignoresize",
-        ];
+        let mut argv = vec!["rpm"];
+        argv.extend(JUSTDB);
         argv.extend(paths.iter().map(String::as_str));
         chroot
             .run(
@@ -259,16 +263,10 @@ fn register_from_host(root: &Path, files: &[RpmFile], sde: &str) -> Result<Write
             // Debian's rpm would otherwise pick its own default format.
             "--define",
             "_db_backend sqlite",
-            "-i",
-            "--justdb",
-            "--nodeps",
-            "--noscripts",
-            "--notriggers",
-            "--nosignature",
-            "--ignoresize",
             "--ignorearch",
             "--ignoreos",
         ])
+        .args(JUSTDB)
         .args(files.iter().map(|f| &f.path))
         .env("SOURCE_DATE_EPOCH", sde)
         .env("LC_ALL", "C")
