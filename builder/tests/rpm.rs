@@ -796,3 +796,36 @@ fn a_database_symlinked_out_of_the_image_is_refused() {
     assert!(e.contains("rpmdb.sqlite is not a regular file"), "{e}");
     assert!(!outside.exists(), "nothing was written outside the image");
 }
+
+#[test]
+fn an_obsoleted_package_is_replaced_as_dnf_does() {
+    require_root();
+    let fx = fixture();
+    let pkgs = fx.path().join("repo/Packages");
+    let mut old = builder("oldname", "1.0", "noarch", rpm::CompressionType::Gzip);
+    old.with_file_contents("old\n", rpm::FileOptions::new("/usr/share/oldname/VERSION"))
+        .unwrap();
+    write(old.build().unwrap(), &pkgs);
+    let mut new = builder("newname", "2.0", "noarch", rpm::CompressionType::Gzip);
+    new.with_file_contents("new\n", rpm::FileOptions::new("/usr/share/newname/VERSION"))
+        .unwrap()
+        .provides(rpm::Dependency::eq("oldname", "2.0"))
+        .obsoletes(rpm::Dependency::less("oldname", "2.0"));
+    write(new.build().unwrap(), &pkgs);
+    let out = Command::new("createrepo_c")
+        .args(["--quiet", "--revision", "2"])
+        .arg(fx.path().join("repo"))
+        .output()
+        .expect("createrepo_c must be installed");
+    assert!(out.status.success(), "createrepo_c: {out:?}");
+    let r = recipe(
+        fx.path(),
+        "renamed",
+        "packages = [\"base\", \"oldname\"]\n\n[[source.rpm.repo]]\nid = \"test\"\nbaseurl = \"repo\"\n",
+    );
+    let out = fx.path().join("out");
+    let b = run(&r, &fx.path().join("home"), Some(&out)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(package_names(&b), ["base-1.0-1", "newname-2.0-1"]);
+    assert!(out.join("usr/share/newname/VERSION").exists());
+    assert!(!out.join("usr/share/oldname").exists());
+}

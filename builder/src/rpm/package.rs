@@ -44,6 +44,8 @@ pub struct RpmPackage {
     pub requires: Vec<Dep>,
     /// Conflicts.
     pub conflicts: Vec<Dep>,
+    /// Obsoletes: packages (by name and range) this one replaces.
+    pub obsoletes: Vec<Dep>,
     /// Files the index lists (all of them for local packages; primary.xml
     /// only lists `/etc/*`, `*bin/*` and `/usr/lib/sendmail`).
     pub files: Vec<String>,
@@ -61,6 +63,16 @@ impl RpmPackage {
             return true;
         }
         self.provides.iter().any(|p| p.provides(req))
+    }
+
+    /// Whether this package obsoletes `other` (an Obsoletes entry naming
+    /// it, with a range its version falls in).
+    pub fn obsoletes(&self, other: &RpmPackage) -> bool {
+        let them = Dep {
+            name: other.name.clone(),
+            range: Some((Op::Eq, other.evr.clone())),
+        };
+        self.name != other.name && self.obsoletes.iter().any(|o| them.provides(o))
     }
 
     /// Adds `name = evr` when the index did not list it (rpm always
@@ -150,6 +162,7 @@ pub fn from_metadata(
         provides: list(m.get_provides(), "Provides")?,
         requires: list(m.get_requires(), "Requires")?,
         conflicts: list(m.get_conflicts(), "Conflicts")?,
+        obsoletes: list(m.get_obsoletes(), "Obsoletes")?,
         files: m
             .get_file_paths()
             .map_err(|e| format!("file list: {e}"))?

@@ -15,6 +15,7 @@ enum List {
     Provides,
     Requires,
     Conflicts,
+    Obsoletes,
 }
 
 fn entry(e: &BytesStart<'_>) -> Result<Dep, String> {
@@ -80,6 +81,7 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                         provides: Vec::new(),
                         requires: Vec::new(),
                         conflicts: Vec::new(),
+                        obsoletes: Vec::new(),
                         files: Vec::new(),
                     });
                 }
@@ -109,12 +111,14 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                 ("provides", Some(_)) if !empty => list = List::Provides,
                 ("requires", Some(_)) if !empty => list = List::Requires,
                 ("conflicts", Some(_)) if !empty => list = List::Conflicts,
+                ("obsoletes", Some(_)) if !empty => list = List::Obsoletes,
                 ("entry", Some(p)) if list != List::None => {
                     let d = entry(e).map_err(|m| format!("package {}: {m}", p.name))?;
                     match list {
                         List::Provides => p.provides.push(d),
                         List::Requires if !is_internal(&d.name) => p.requires.push(d),
                         List::Conflicts => p.conflicts.push(d),
+                        List::Obsoletes => p.obsoletes.push(d),
                         _ => {}
                     }
                 }
@@ -139,7 +143,7 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                         p.sha256 = text.trim().to_ascii_lowercase();
                     }
                     ("file", Some(p)) => p.files.push(text.trim().to_string()),
-                    ("provides" | "requires" | "conflicts", _) => list = List::None,
+                    ("provides" | "requires" | "conflicts" | "obsoletes", _) => list = List::None,
                     ("package", Some(_)) => {
                         if let Some(mut p) = cur.take() {
                             validate(&p)?;
@@ -206,6 +210,9 @@ mod tests {
     <rpm:conflicts>
       <rpm:entry name="oldfoo" flags="LT" epoch="0" ver="1"/>
     </rpm:conflicts>
+    <rpm:obsoletes>
+      <rpm:entry name="foo-legacy" flags="LT" epoch="0" ver="2.0"/>
+    </rpm:obsoletes>
     <file>/usr/bin/foo&amp;x</file>
     <file type="dir">/etc/foo</file>
   </format>
@@ -237,6 +244,7 @@ mod tests {
         let req: Vec<String> = foo.requires.iter().map(|d| d.to_string()).collect();
         assert_eq!(req, ["bar >= 1.0", "/bin/sh"]);
         assert_eq!(foo.conflicts[0].to_string(), "oldfoo < 1");
+        assert_eq!(foo.obsoletes[0].to_string(), "foo-legacy < 2.0");
         assert_eq!(foo.files, ["/usr/bin/foo&x", "/etc/foo"]);
         assert!(foo.satisfies(&Dep::any("/usr/bin/foo&x")));
         // bar gets its implicit self-provide.

@@ -89,6 +89,8 @@ fn chain_text(chain: &[String]) -> String {
 pub struct Universe<'a> {
     by_name: BTreeMap<&'a str, Vec<&'a RpmPackage>>,
     by_cap: BTreeMap<&'a str, Vec<&'a RpmPackage>>,
+    /// Packages by the names their Obsoletes entries give.
+    by_obsoleted: BTreeMap<&'a str, Vec<&'a RpmPackage>>,
 }
 
 impl<'a> Universe<'a> {
@@ -100,7 +102,11 @@ impl<'a> Universe<'a> {
             .collect();
         let mut by_name: BTreeMap<&str, Vec<&RpmPackage>> = BTreeMap::new();
         let mut by_cap: BTreeMap<&str, Vec<&RpmPackage>> = BTreeMap::new();
+        let mut by_obsoleted: BTreeMap<&str, Vec<&RpmPackage>> = BTreeMap::new();
         for p in &all {
+            for o in &p.obsoletes {
+                by_obsoleted.entry(o.name.as_str()).or_default().push(p);
+            }
             by_name.entry(p.name.as_str()).or_default().push(p);
             for d in &p.provides {
                 by_cap.entry(d.name.as_str()).or_default().push(p);
@@ -118,7 +124,26 @@ impl<'a> Universe<'a> {
             });
             v.dedup_by(|a, b| std::ptr::eq(*a, *b));
         }
-        Universe { by_name, by_cap }
+        Universe {
+            by_name,
+            by_cap,
+            by_obsoleted,
+        }
+    }
+
+    /// A package, available and not excluded, that obsoletes `p` and also
+    /// satisfies `d`: dnf installs it in `p`'s place.
+    fn obsoleter(
+        &self,
+        p: &RpmPackage,
+        d: &Dep,
+        exclude: &BTreeSet<String>,
+    ) -> Option<&'a RpmPackage> {
+        self.by_obsoleted
+            .get(p.name.as_str())?
+            .iter()
+            .copied()
+            .find(|q| q.obsoletes(p) && q.satisfies(d) && !exclude.contains(&q.name))
     }
 
     /// Every package version that satisfies `d`, best first: the package
@@ -227,6 +252,13 @@ impl<'a> State<'a> {
             }
             if let Some(c) = s.conflicts.iter().find(|c| p.satisfies(c)) {
                 return Some((s.nevra(), p.nevra(), c.to_string()));
+            }
+            // One replaces the other: they are never installed together.
+            if p.obsoletes(s) {
+                return Some((p.nevra(), s.nevra(), format!("obsoletes {}", s.name)));
+            }
+            if s.obsoletes(p) {
+                return Some((s.nevra(), p.nevra(), format!("obsoletes {}", p.name)));
             }
         }
         None
@@ -438,6 +470,13 @@ fn satisfy<'a>(
             reasons.push(format!("{a} conflicts with {b} ({rel})"));
             continue;
         }
+        let free = |q: &&RpmPackage| {
+            !st.selected.contains_key(q.name.as_str()) && st.conflict(q).is_none()
+        };
+        if let Some(q) = u.obsoleter(p, d, &st.exclude).filter(free) {
+            reasons.push(format!("{} is obsoleted by {}", p.nevra(), q.nevra()));
+            continue;
+        }
         chosen = Some(p);
         break;
     }
@@ -527,6 +566,7 @@ mod tests {
                 })
                 .collect(),
             conflicts: vec![],
+            obsoletes: vec![],
             files: vec![],
         };
         p.add_self_provide();
@@ -543,6 +583,35 @@ mod tests {
             arch: "x86_64".into(),
             ..Request::default()
         }
+    }
+
+    #[test]
+    fn obsoleted_packages_give_way_to_their_replacement() {
+        let mut new = pkg("newtool", "2.0-1", &[], &["oldtool = 2.0"]);
+        new.obsoletes
+            .push(match rich::parse("oldtool < 2.0").unwrap() {
+                Rich::Dep(d) => d,
+                _ => unreachable!(),
+            });
+        let all = vec![
+            pkg("oldtool", "1.0-1", &[], &[]),
+            new,
+            pkg("app", "1.0-1", &["oldtool"], &[]),
+        ];
+        let u = Universe::new(&all, "x86_64");
+        // Asked for by name or needed by another package: the replacement.
+        let got = resolve(&u, &all, &req(&["oldtool"])).unwrap();
+        assert_eq!(names(&got), ["newtool-2.0-1.x86_64"]);
+        let got = resolve(&u, &all, &req(&["app"])).unwrap();
+        assert_eq!(names(&got), ["app-1.0-1.x86_64", "newtool-2.0-1.x86_64"]);
+        // With the replacement excluded, the old package is still there.
+        let mut r = req(&["oldtool"]);
+        r.exclude = vec!["newtool".into()];
+        let got = resolve(&u, &all, &r).unwrap();
+        assert_eq!(names(&got), ["oldtool-1.0-1.x86_64"]);
+        // Both at once cannot be installed: one replaces the other.
+        let e = resolve(&u, &all, &req(&["newtool", "oldtool < 2.0"])).unwrap_err();
+        assert!(e.to_string().contains("obsolete"), "{e}");
     }
 
     #[test]
