@@ -416,6 +416,9 @@ fn builds_from_a_repository_reproducibly() {
     let out = fx.path().join("out");
     let first = run(&r, &fx.path().join("home1"), Some(&out)).unwrap();
     check_tree(&out);
+    // Without a gpgkey the repository is unverified, and the image says so.
+    let warn = &first.metadata["vnfs.rpm.warnings"];
+    assert!(warn.contains("repository test has no gpgkey"), "{warn}");
     assert_eq!(
         rpm_qa(&out).len(),
         3,
@@ -637,6 +640,14 @@ fn repository_signature_is_checked() {
     let b =
         run(&r("good", "repo.asc"), &fx.path().join("h1"), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(package_names(&b), ["libdep-2.0-1"]);
+    // A verified repository is not reported as unsigned.
+    assert!(
+        !b.metadata
+            .get("vnfs.rpm.warnings")
+            .is_some_and(|w| w.contains("no gpgkey")),
+        "{:?}",
+        b.metadata.get("vnfs.rpm.warnings")
+    );
     let e = run(&r("wrongkey", "other.asc"), &fx.path().join("h2"), None).unwrap_err();
     assert!(e.contains("no valid signature from a key in"), "{e}");
     // repomd.xml changed after signing.

@@ -301,8 +301,20 @@ pub fn build(
             join(&report.skipped),
         );
     }
-    if !report.warnings.is_empty() {
-        metadata.insert("vnfs.rpm.warnings".to_string(), join(&report.warnings));
+    let mut warnings = report.warnings.clone();
+    // The Debian path refuses an unsigned archive; an RPM repository
+    // without a key is allowed (many local mirrors are unsigned), but it
+    // is said on every build and recorded with the image.
+    for r in src.repos.iter().filter(|r| r.gpgkey.is_none()) {
+        let w = format!(
+            "repository {} has no gpgkey: its repomd.xml is not checked against a signature (dnf's repo_gpgcheck), so its packages are only checked against its own metadata",
+            r.id
+        );
+        tracing::warn!("{w}");
+        warnings.push(w);
+    }
+    if !warnings.is_empty() {
+        metadata.insert("vnfs.rpm.warnings".to_string(), join(&warnings));
     }
     metadata.insert("vnfs.rpm.database".to_string(), report.database.clone());
     let text = lock.to_text()?;
