@@ -177,6 +177,7 @@ fn resolve_lock(
             packages: src.packages.clone(),
             exclude: src.exclude.clone(),
             arch: inputs.arch.clone(),
+            weak_deps: inputs.weak_deps,
         },
     )?;
     // Default timestamp: the newest build time among the chosen packages,
@@ -225,6 +226,7 @@ pub fn build(
         packages: src.packages.clone(),
         exclude: src.exclude.clone(),
         arch: recipe.image.arch.clone(),
+        weak_deps: src.weak_deps,
     };
     let lock_path = recipe.lock_path();
     let fetcher = Fetcher::default();

@@ -61,6 +61,10 @@ pub struct RpmLockInputs {
     pub exclude: Vec<String>,
     /// Architecture.
     pub arch: String,
+    /// Weak dependencies installed too (absent, and false, in locks made
+    /// before the option existed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub weak_deps: bool,
 }
 
 /// An RPM lock file.
@@ -165,6 +169,7 @@ mod tests {
                 packages: vec!["bash".into()],
                 exclude: vec![],
                 arch: "x86_64".into(),
+                weak_deps: false,
             },
             packages: vec![
                 RpmLocked {
@@ -196,6 +201,19 @@ mod tests {
         let p = dir.path().join("r.toml.lock");
         lock.write(&p).unwrap();
         assert_eq!(RpmLock::read(&p).unwrap().unwrap(), lock);
+        // weak_deps is written only when set: locks made before the option
+        // read (and compare) the same.
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(!text.contains("weak_deps"), "{text}");
+        let mut weak = lock.clone();
+        weak.inputs.weak_deps = true;
+        weak.write(&p).unwrap();
+        assert!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .contains("weak_deps = true")
+        );
+        assert_eq!(RpmLock::read(&p).unwrap().unwrap(), weak);
         // A Debian lock is not an RPM lock.
         let deb = std::fs::read_to_string(&p)
             .unwrap()

@@ -46,6 +46,8 @@ pub struct RpmPackage {
     pub conflicts: Vec<Dep>,
     /// Obsoletes: packages (by name and range) this one replaces.
     pub obsoletes: Vec<Dep>,
+    /// Recommends (weak dependencies); rich ones kept as written.
+    pub recommends: Vec<Dep>,
     /// Files the index lists (all of them for local packages; primary.xml
     /// only lists `/etc/*`, `*bin/*` and `/usr/lib/sendmail`).
     pub files: Vec<String>,
@@ -163,6 +165,7 @@ pub fn from_metadata(
         requires: list(m.get_requires(), "Requires")?,
         conflicts: list(m.get_conflicts(), "Conflicts")?,
         obsoletes: list(m.get_obsoletes(), "Obsoletes")?,
+        recommends: list(m.get_recommends(), "Recommends")?,
         files: m
             .get_file_paths()
             .map_err(|e| format!("file list: {e}"))?

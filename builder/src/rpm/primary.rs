@@ -16,6 +16,7 @@ enum List {
     Requires,
     Conflicts,
     Obsoletes,
+    Recommends,
 }
 
 fn entry(e: &BytesStart<'_>) -> Result<Dep, String> {
@@ -82,6 +83,7 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                         requires: Vec::new(),
                         conflicts: Vec::new(),
                         obsoletes: Vec::new(),
+                        recommends: Vec::new(),
                         files: Vec::new(),
                     });
                 }
@@ -112,6 +114,7 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                 ("requires", Some(_)) if !empty => list = List::Requires,
                 ("conflicts", Some(_)) if !empty => list = List::Conflicts,
                 ("obsoletes", Some(_)) if !empty => list = List::Obsoletes,
+                ("recommends", Some(_)) if !empty => list = List::Recommends,
                 ("entry", Some(p)) if list != List::None => {
                     let d = entry(e).map_err(|m| format!("package {}: {m}", p.name))?;
                     match list {
@@ -119,6 +122,7 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                         List::Requires if !is_internal(&d.name) => p.requires.push(d),
                         List::Conflicts => p.conflicts.push(d),
                         List::Obsoletes => p.obsoletes.push(d),
+                        List::Recommends => p.recommends.push(d),
                         _ => {}
                     }
                 }
@@ -143,7 +147,9 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                         p.sha256 = text.trim().to_ascii_lowercase();
                     }
                     ("file", Some(p)) => p.files.push(text.trim().to_string()),
-                    ("provides" | "requires" | "conflicts" | "obsoletes", _) => list = List::None,
+                    ("provides" | "requires" | "conflicts" | "obsoletes" | "recommends", _) => {
+                        list = List::None
+                    }
                     ("package", Some(_)) => {
                         if let Some(mut p) = cur.take() {
                             validate(&p)?;
@@ -213,6 +219,9 @@ mod tests {
     <rpm:obsoletes>
       <rpm:entry name="foo-legacy" flags="LT" epoch="0" ver="2.0"/>
     </rpm:obsoletes>
+    <rpm:recommends>
+      <rpm:entry name="foo-docs"/>
+    </rpm:recommends>
     <file>/usr/bin/foo&amp;x</file>
     <file type="dir">/etc/foo</file>
   </format>
@@ -245,6 +254,7 @@ mod tests {
         assert_eq!(req, ["bar >= 1.0", "/bin/sh"]);
         assert_eq!(foo.conflicts[0].to_string(), "oldfoo < 1");
         assert_eq!(foo.obsoletes[0].to_string(), "foo-legacy < 2.0");
+        assert_eq!(foo.recommends[0].to_string(), "foo-docs");
         assert_eq!(foo.files, ["/usr/bin/foo&x", "/etc/foo"]);
         assert!(foo.satisfies(&Dep::any("/usr/bin/foo&x")));
         // bar gets its implicit self-provide.

@@ -24,6 +24,8 @@ pub struct Request {
     pub exclude: Vec<String>,
     /// The image's architecture; `noarch` packages always fit.
     pub arch: String,
+    /// Also install Recommends where they can be.
+    pub weak_deps: bool,
 }
 
 /// Why resolution failed.
@@ -194,6 +196,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+#[derive(Clone)]
 struct State<'a> {
     selected: BTreeMap<&'a str, &'a RpmPackage>,
     parent: BTreeMap<String, String>,
@@ -319,6 +322,9 @@ pub fn resolve<'a>(
         }
         satisfy(u, &mut st, &d, "recipe", &[])?;
     }
+    if req.weak_deps {
+        weak_deps(u, &mut st);
+    }
     // Final check: conflicts declared by packages chosen before their
     // counterpart was.
     for p in st.selected.values() {
@@ -427,6 +433,37 @@ fn rich_require<'a>(
 }
 
 /// Selects a provider of `d` (needed by `who`) and walks its Requires.
+/// Adds the Recommends of everything selected, as dnf does with
+/// `install_weak_deps`: each one that is not met yet and can be installed
+/// (with its own requirements) is; one that cannot is left out, without
+/// an error. Repeated until nothing more is added (a recommended package
+/// may recommend others). Rich Recommends are not evaluated.
+fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
+    loop {
+        let mut added = false;
+        let selected: Vec<&RpmPackage> = st.selected.values().copied().collect();
+        for p in selected {
+            for d in &p.recommends {
+                if d.name.starts_with('(') || st.met(d) || u.providers(d).is_empty() {
+                    continue;
+                }
+                let saved = st.clone();
+                let who = format!("{} (recommends)", p.name);
+                match satisfy(u, st, d, &who, std::slice::from_ref(&p.name)) {
+                    Ok(()) => added = true,
+                    Err(e) => {
+                        tracing::info!("{}: recommended {d} left out: {e}", p.name);
+                        *st = saved;
+                    }
+                }
+            }
+        }
+        if !added {
+            return;
+        }
+    }
+}
+
 fn satisfy<'a>(
     u: &Universe<'a>,
     st: &mut State<'a>,
@@ -567,6 +604,7 @@ mod tests {
                 .collect(),
             conflicts: vec![],
             obsoletes: vec![],
+            recommends: vec![],
             files: vec![],
         };
         p.add_self_provide();
@@ -583,6 +621,44 @@ mod tests {
             arch: "x86_64".into(),
             ..Request::default()
         }
+    }
+
+    #[test]
+    fn recommends_are_added_when_asked_for_and_possible() {
+        let dep = |s: &str| match rich::parse(s).unwrap() {
+            Rich::Dep(d) => d,
+            _ => unreachable!(),
+        };
+        let mut app = pkg("app", "1.0-1", &[], &[]);
+        app.recommends = vec![dep("app-docs"), dep("app-extra"), dep("app-gone")];
+        let mut docs = pkg("app-docs", "1.0-1", &[], &[]);
+        docs.recommends = vec![dep("manpager")];
+        let all = vec![
+            app,
+            docs,
+            // Cannot be installed: its requirement does not exist.
+            pkg("app-extra", "1.0-1", &["nowhere"], &[]),
+            pkg("manpager", "1.0-1", &[], &[]),
+        ];
+        let u = Universe::new(&all, "x86_64");
+        let got = resolve(&u, &all, &req(&["app"])).unwrap();
+        assert_eq!(names(&got), ["app-1.0-1.x86_64"], "off by default");
+        let mut r = req(&["app"]);
+        r.weak_deps = true;
+        let got = resolve(&u, &all, &r).unwrap();
+        // Recommends of recommended packages too; the impossible one and
+        // the missing one are left out without an error.
+        assert_eq!(
+            names(&got),
+            [
+                "app-1.0-1.x86_64",
+                "app-docs-1.0-1.x86_64",
+                "manpager-1.0-1.x86_64"
+            ]
+        );
+        r.exclude = vec!["app-docs".into()];
+        let got = resolve(&u, &all, &r).unwrap();
+        assert_eq!(names(&got), ["app-1.0-1.x86_64"]);
     }
 
     #[test]

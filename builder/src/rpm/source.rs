@@ -22,6 +22,11 @@ pub struct RpmSource {
     /// Package names that must not be installed.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Also install weak dependencies (Recommends) where they can be, as
+    /// dnf does with `install_weak_deps` (its default). Off by default,
+    /// like Recommends on the Debian side.
+    #[serde(default)]
+    pub weak_deps: bool,
 }
 
 /// `[[source.rpm.repo]]`
