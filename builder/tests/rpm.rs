@@ -840,3 +840,50 @@ fn an_obsoleted_package_is_replaced_as_dnf_does() {
     assert!(out.join("usr/share/newname/VERSION").exists());
     assert!(!out.join("usr/share/oldname").exists());
 }
+
+#[test]
+fn weak_deps_installs_recommends_and_is_locked() {
+    require_root();
+    let fx = fixture();
+    let pkgs = fx.path().join("repo/Packages");
+    let mut app = builder("rec-app", "1.0", "noarch", rpm::CompressionType::Gzip);
+    app.with_file_contents("app\n", rpm::FileOptions::new("/usr/share/rec-app/README"))
+        .unwrap()
+        .recommends(rpm::Dependency::any("rec-extra"));
+    write(app.build().unwrap(), &pkgs);
+    let mut extra = builder("rec-extra", "1.0", "noarch", rpm::CompressionType::Gzip);
+    extra
+        .with_file_contents(
+            "extra\n",
+            rpm::FileOptions::new("/usr/share/rec-extra/README"),
+        )
+        .unwrap();
+    write(extra.build().unwrap(), &pkgs);
+    let out = Command::new("createrepo_c")
+        .args(["--quiet", "--revision", "2"])
+        .arg(fx.path().join("repo"))
+        .output()
+        .expect("createrepo_c must be installed");
+    assert!(out.status.success(), "createrepo_c: {out:?}");
+    let source = |weak: bool| {
+        format!(
+            "packages = [\"base\", \"rec-app\"]\nweak_deps = {weak}\n\n[[source.rpm.repo]]\nid = \"test\"\nbaseurl = \"repo\"\n"
+        )
+    };
+    let r = recipe(fx.path(), "weak", &source(false));
+    let b = run(&r, &fx.path().join("h1"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(package_names(&b), ["base-1.0-1", "rec-app-1.0-1"]);
+    // Turning it on makes the lock outdated until --update...
+    let r = recipe(fx.path(), "weak", &source(true));
+    let e = run(&r, &fx.path().join("h2"), None).unwrap_err();
+    assert!(e.contains("run with --update"), "{e}");
+    std::fs::remove_file(fx.path().join("weak.toml.lock")).unwrap();
+    // ...and then brings the recommended package in, recorded in the lock.
+    let b = run(&r, &fx.path().join("h3"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        package_names(&b),
+        ["base-1.0-1", "rec-app-1.0-1", "rec-extra-1.0-1"]
+    );
+    let lock = std::fs::read_to_string(fx.path().join("weak.toml.lock")).unwrap();
+    assert!(lock.contains("weak_deps = true"), "{lock}");
+}
