@@ -220,6 +220,19 @@ fn fixture() -> tempfile::TempDir {
     tmp
 }
 
+/// Adds packages to the fixture's repository and regenerates its metadata.
+fn add_to_repo(fx: &Path, pkgs: Vec<rpm::Package>) {
+    for p in pkgs {
+        write(p, &fx.join("repo/Packages"));
+    }
+    let out = Command::new("createrepo_c")
+        .args(["--quiet", "--revision", "2"])
+        .arg(fx.join("repo"))
+        .output()
+        .expect("createrepo_c must be installed (Debian package createrepo-c; scripts/setup.sh)");
+    assert!(out.status.success(), "createrepo_c: {out:?}");
+}
+
 fn recipe(dir: &Path, name: &str, source: &str) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -812,23 +825,15 @@ fn a_database_symlinked_out_of_the_image_is_refused() {
 fn an_obsoleted_package_is_replaced_as_dnf_does() {
     require_root();
     let fx = fixture();
-    let pkgs = fx.path().join("repo/Packages");
     let mut old = builder("oldname", "1.0", "noarch", rpm::CompressionType::Gzip);
     old.with_file_contents("old\n", rpm::FileOptions::new("/usr/share/oldname/VERSION"))
         .unwrap();
-    write(old.build().unwrap(), &pkgs);
     let mut new = builder("newname", "2.0", "noarch", rpm::CompressionType::Gzip);
     new.with_file_contents("new\n", rpm::FileOptions::new("/usr/share/newname/VERSION"))
         .unwrap()
         .provides(rpm::Dependency::eq("oldname", "2.0"))
         .obsoletes(rpm::Dependency::less("oldname", "2.0"));
-    write(new.build().unwrap(), &pkgs);
-    let out = Command::new("createrepo_c")
-        .args(["--quiet", "--revision", "2"])
-        .arg(fx.path().join("repo"))
-        .output()
-        .expect("createrepo_c must be installed");
-    assert!(out.status.success(), "createrepo_c: {out:?}");
+    add_to_repo(fx.path(), vec![old.build().unwrap(), new.build().unwrap()]);
     let r = recipe(
         fx.path(),
         "renamed",
@@ -845,12 +850,10 @@ fn an_obsoleted_package_is_replaced_as_dnf_does() {
 fn weak_deps_installs_recommends_and_is_locked() {
     require_root();
     let fx = fixture();
-    let pkgs = fx.path().join("repo/Packages");
     let mut app = builder("rec-app", "1.0", "noarch", rpm::CompressionType::Gzip);
     app.with_file_contents("app\n", rpm::FileOptions::new("/usr/share/rec-app/README"))
         .unwrap()
         .recommends(rpm::Dependency::any("rec-extra"));
-    write(app.build().unwrap(), &pkgs);
     let mut extra = builder("rec-extra", "1.0", "noarch", rpm::CompressionType::Gzip);
     extra
         .with_file_contents(
@@ -858,13 +861,10 @@ fn weak_deps_installs_recommends_and_is_locked() {
             rpm::FileOptions::new("/usr/share/rec-extra/README"),
         )
         .unwrap();
-    write(extra.build().unwrap(), &pkgs);
-    let out = Command::new("createrepo_c")
-        .args(["--quiet", "--revision", "2"])
-        .arg(fx.path().join("repo"))
-        .output()
-        .expect("createrepo_c must be installed");
-    assert!(out.status.success(), "createrepo_c: {out:?}");
+    add_to_repo(
+        fx.path(),
+        vec![app.build().unwrap(), extra.build().unwrap()],
+    );
     let source = |weak: bool| {
         format!(
             "packages = [\"base\", \"rec-app\"]\nweak_deps = {weak}\n\n[[source.rpm.repo]]\nid = \"test\"\nbaseurl = \"repo\"\n"
