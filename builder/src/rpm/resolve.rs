@@ -117,7 +117,11 @@ impl<'a> Universe<'a> {
                 by_cap.entry(f.as_str()).or_default().push(p);
             }
         }
-        for v in by_name.values_mut().chain(by_cap.values_mut()) {
+        for v in by_name
+            .values_mut()
+            .chain(by_cap.values_mut())
+            .chain(by_obsoleted.values_mut())
+        {
             v.sort_by(|a, b| {
                 a.name
                     .cmp(&b.name)
@@ -133,19 +137,29 @@ impl<'a> Universe<'a> {
         }
     }
 
-    /// A package, available and not excluded, that obsoletes `p` and also
-    /// satisfies `d`: dnf installs it in `p`'s place.
-    fn obsoleter(
-        &self,
-        p: &RpmPackage,
-        d: &Dep,
-        exclude: &BTreeSet<String>,
-    ) -> Option<&'a RpmPackage> {
-        self.by_obsoleted
-            .get(p.name.as_str())?
-            .iter()
-            .copied()
-            .find(|q| q.obsoletes(p) && q.satisfies(d) && !exclude.contains(&q.name))
+    /// The package dnf would install in `p`'s place for `d`: the newest
+    /// version of a package that obsoletes `p`, also satisfies `d`, and is
+    /// not excluded, already selected or in conflict with the selection
+    /// (first by name when several do). Only each name's newest version
+    /// counts, as dnf only looks at the best candidates.
+    fn obsoleter(&self, p: &RpmPackage, d: &Dep, st: &State<'a>) -> Option<&'a RpmPackage> {
+        let mut last_name = None;
+        for &q in self.by_obsoleted.get(p.name.as_str())? {
+            // Sorted by name, newest first: skip older versions.
+            if last_name == Some(q.name.as_str()) {
+                continue;
+            }
+            last_name = Some(q.name.as_str());
+            if q.obsoletes(p)
+                && q.satisfies(d)
+                && !st.exclude.contains(&q.name)
+                && !st.selected.contains_key(q.name.as_str())
+                && st.conflict(q).is_none()
+            {
+                return Some(q);
+            }
+        }
+        None
     }
 
     /// Every package version that satisfies `d`, best first: the package
@@ -439,12 +453,19 @@ fn rich_require<'a>(
 /// an error. Repeated until nothing more is added (a recommended package
 /// may recommend others). Rich Recommends are not evaluated.
 fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
+    // A recommendation that failed is tried again only once the selection
+    // has grown since (something new may have made it possible).
+    let mut failed_at: BTreeMap<(String, String), usize> = BTreeMap::new();
     loop {
         let mut added = false;
         let selected: Vec<&RpmPackage> = st.selected.values().copied().collect();
         for p in selected {
             for d in &p.recommends {
                 if d.name.starts_with('(') || st.met(d) || u.providers(d).is_empty() {
+                    continue;
+                }
+                let key = (p.name.clone(), d.to_string());
+                if failed_at.get(&key) == Some(&st.selected.len()) {
                     continue;
                 }
                 let saved = st.clone();
@@ -454,6 +475,7 @@ fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
                     Err(e) => {
                         tracing::info!("{}: recommended {d} left out: {e}", p.name);
                         *st = saved;
+                        failed_at.insert(key, st.selected.len());
                     }
                 }
             }
@@ -507,12 +529,21 @@ fn satisfy<'a>(
             reasons.push(format!("{a} conflicts with {b} ({rel})"));
             continue;
         }
-        let free = |q: &&RpmPackage| {
-            !st.selected.contains_key(q.name.as_str()) && st.conflict(q).is_none()
-        };
-        if let Some(q) = u.obsoleter(p, d, &st.exclude).filter(free) {
-            reasons.push(format!("{} is obsoleted by {}", p.nevra(), q.nevra()));
-            continue;
+        // dnf installs the replacement instead; `p` only when the
+        // replacement cannot be installed.
+        if let Some(q) = u.obsoleter(p, d, st) {
+            let saved = st.clone();
+            match install(u, st, q, who, chain) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    *st = saved;
+                    reasons.push(format!(
+                        "{} is obsoleted by {}, which cannot be installed: {e}",
+                        p.nevra(),
+                        q.nevra()
+                    ));
+                }
+            }
         }
         chosen = Some(p);
         break;
@@ -526,6 +557,17 @@ fn satisfy<'a>(
             chain: chain.to_vec(),
         });
     };
+    install(u, st, p, who, chain)
+}
+
+/// Selects `p` and satisfies its requirements.
+fn install<'a>(
+    u: &Universe<'a>,
+    st: &mut State<'a>,
+    p: &'a RpmPackage,
+    who: &str,
+    chain: &[String],
+) -> Result<(), ResolveError> {
     st.selected.insert(&p.name, p);
     st.parent
         .entry(p.name.clone())
@@ -688,6 +730,43 @@ mod tests {
         // Both at once cannot be installed: one replaces the other.
         let e = resolve(&u, &all, &req(&["newtool", "oldtool < 2.0"])).unwrap_err();
         assert!(e.to_string().contains("obsolete"), "{e}");
+    }
+
+    #[test]
+    fn obsoletes_choose_the_replacement_and_fall_back_to_the_original() {
+        let dep = |s: &str| match rich::parse(s).unwrap() {
+            Rich::Dep(d) => d,
+            _ => unreachable!(),
+        };
+        // Two providers of a capability, the first obsoleted by a third:
+        // the replacement is installed, not the next provider by name.
+        let mut zreplacement = pkg("zreplacement", "2.0-1", &[], &["feature"]);
+        zreplacement.obsoletes = vec![dep("afirst")];
+        let all = vec![
+            pkg("afirst", "1.0-1", &[], &["feature"]),
+            pkg("balt", "1.0-1", &[], &["feature"]),
+            zreplacement,
+        ];
+        let u = Universe::new(&all, "x86_64");
+        let got = resolve(&u, &all, &req(&["feature"])).unwrap();
+        assert_eq!(names(&got), ["zreplacement-2.0-1.x86_64"]);
+
+        // Two packages obsoleting each other: one of them is installed.
+        let mut a = pkg("a", "1.0-1", &[], &["both"]);
+        a.obsoletes = vec![dep("b")];
+        let mut b = pkg("b", "1.0-1", &[], &["both"]);
+        b.obsoletes = vec![dep("a")];
+        let all = vec![a, b];
+        let u = Universe::new(&all, "x86_64");
+        assert_eq!(resolve(&u, &all, &req(&["both"])).unwrap().len(), 1);
+
+        // A replacement that cannot be installed leaves the original.
+        let mut broken = pkg("znewer", "2.0-1", &["missing-lib"], &["thing"]);
+        broken.obsoletes = vec![dep("aolder")];
+        let all = vec![pkg("aolder", "1.0-1", &[], &["thing"]), broken];
+        let u = Universe::new(&all, "x86_64");
+        let got = resolve(&u, &all, &req(&["thing"])).unwrap();
+        assert_eq!(names(&got), ["aolder-1.0-1.x86_64"]);
     }
 
     #[test]
