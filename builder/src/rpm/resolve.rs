@@ -69,7 +69,17 @@ pub enum ResolveError {
     /// Nothing to install.
     #[error("[source.rpm] names no files and no packages")]
     Nothing,
+    /// The search tried too many candidates.
+    #[error(
+        "dependency resolution gave up after trying {0} candidate packages; narrow it with versioned `packages` entries or `exclude`"
+    )]
+    TooComplex(u32),
 }
+
+/// Most candidate packages one resolution tries (each with its own
+/// requirements) before giving up: backtracking is exhaustive, and a
+/// repository could make it exponential.
+const MAX_ATTEMPTS: u32 = 50_000;
 
 fn suggest(close: &[String]) -> String {
     if close.is_empty() {
@@ -93,6 +103,8 @@ pub struct Universe<'a> {
     by_cap: BTreeMap<&'a str, Vec<&'a RpmPackage>>,
     /// Packages by the names their Obsoletes entries give.
     by_obsoleted: BTreeMap<&'a str, Vec<&'a RpmPackage>>,
+    /// Candidates tried so far (see [`MAX_ATTEMPTS`]).
+    attempts: std::cell::Cell<u32>,
 }
 
 impl<'a> Universe<'a> {
@@ -134,6 +146,7 @@ impl<'a> Universe<'a> {
             by_name,
             by_cap,
             by_obsoleted,
+            attempts: std::cell::Cell::new(0),
         }
     }
 
@@ -510,7 +523,7 @@ fn satisfy<'a>(
             None => reasons.push(format!("nothing provides {}", d.name)),
         }
     }
-    let mut chosen = None;
+    let mut first_failure = None;
     for p in provs {
         if st.exclude.contains(&p.name) {
             reasons.push(format!("{} is excluded by the recipe", p.nevra()));
@@ -530,34 +543,45 @@ fn satisfy<'a>(
             continue;
         }
         // dnf installs the replacement instead; `p` only when the
-        // replacement cannot be installed.
-        if let Some(q) = u.obsoleter(p, d, st) {
+        // replacement cannot be installed. Either is tried with its
+        // requirements, and the selection rolled back when that fails, so
+        // the next candidate gets its chance (backtracking).
+        let replacement = u.obsoleter(p, d, st);
+        for c in replacement.into_iter().chain(std::iter::once(p)) {
+            let tried = u.attempts.get() + 1;
+            if tried > MAX_ATTEMPTS {
+                return Err(ResolveError::TooComplex(MAX_ATTEMPTS));
+            }
+            u.attempts.set(tried);
             let saved = st.clone();
-            match install(u, st, q, who, chain) {
+            match install(u, st, c, who, chain) {
                 Ok(()) => return Ok(()),
+                Err(e @ ResolveError::TooComplex(_)) => return Err(e),
                 Err(e) => {
                     *st = saved;
-                    reasons.push(format!(
-                        "{} is obsoleted by {}, which cannot be installed: {e}",
-                        p.nevra(),
-                        q.nevra()
-                    ));
+                    if !std::ptr::eq(c, p) {
+                        reasons.push(format!(
+                            "{} is obsoleted by {}, which cannot be installed: {e}",
+                            p.nevra(),
+                            c.nevra()
+                        ));
+                    }
+                    // The best candidate's failure explains best.
+                    first_failure.get_or_insert(e);
                 }
             }
         }
-        chosen = Some(p);
-        break;
     }
-    let Some(p) = chosen else {
-        reasons.dedup();
-        return Err(ResolveError::Unsatisfiable {
-            package: who.to_string(),
-            requirement: d.to_string(),
-            reasons,
-            chain: chain.to_vec(),
-        });
-    };
-    install(u, st, p, who, chain)
+    if let Some(e) = first_failure {
+        return Err(e);
+    }
+    reasons.dedup();
+    Err(ResolveError::Unsatisfiable {
+        package: who.to_string(),
+        requirement: d.to_string(),
+        reasons,
+        chain: chain.to_vec(),
+    })
 }
 
 /// Selects `p` and satisfies its requirements.
@@ -704,6 +728,43 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_end_candidate_is_undone_and_the_next_one_tried() {
+        let all = vec![
+            pkg("app", "1.0-1", &["lib"], &[]),
+            // The newest lib needs something nobody has: the older one is
+            // taken instead, as is another provider of a capability.
+            pkg("lib", "2.0-1", &["unobtainium"], &[]),
+            pkg("lib", "1.0-1", &["helper"], &[]),
+            pkg("helper", "1.0-1", &[], &[]),
+            pkg("aaa-server", "1.0-1", &["unobtainium"], &["server"]),
+            pkg("bbb-server", "1.0-1", &[], &["server"]),
+        ];
+        let u = Universe::new(&all, "x86_64");
+        let got = resolve(&u, &all, &req(&["app", "server"])).unwrap();
+        assert_eq!(
+            names(&got),
+            [
+                "app-1.0-1.x86_64",
+                "bbb-server-1.0-1.x86_64",
+                "helper-1.0-1.x86_64",
+                "lib-1.0-1.x86_64"
+            ]
+        );
+        // When every candidate fails, the best one's failure is reported.
+        let all = vec![
+            pkg("app", "1.0-1", &["lib"], &[]),
+            pkg("lib", "2.0-1", &["unobtainium"], &[]),
+            pkg("lib", "1.0-1", &["unobtainium >= 2"], &[]),
+        ];
+        let u = Universe::new(&all, "x86_64");
+        let e = resolve(&u, &all, &req(&["app"])).unwrap_err().to_string();
+        assert!(
+            e.contains("lib-2.0-1.x86_64's requirement unobtainium"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn obsoleted_packages_give_way_to_their_replacement() {
         let mut new = pkg("newtool", "2.0-1", &[], &["oldtool = 2.0"]);
         new.obsoletes
@@ -787,24 +848,8 @@ mod tests {
             sh,
         ];
         let u = Universe::new(&all, "x86_64");
-        // 3.0~rc1 is newest but needs a missing libbar: there is no
-        // backtracking, so the failure is explained instead.
-        let e = resolve(&u, &all, &req(&["app"])).unwrap_err();
-        let msg = e.to_string();
-        assert!(
-            msg.contains("libfoo-3.0~rc1-1.x86_64's requirement libbar"),
-            "{msg}"
-        );
-        assert!(msg.contains("nothing provides libbar"), "{msg}");
-        assert!(
-            msg.contains("required by: recipe -> app -> libfoo"),
-            "{msg}"
-        );
-        let all: Vec<RpmPackage> = all
-            .into_iter()
-            .filter(|p| p.evr.version != "3.0~rc1")
-            .collect();
-        let u = Universe::new(&all, "x86_64");
+        // 3.0~rc1 is newest but needs a missing libbar: it is undone and
+        // 2.1 taken instead.
         let got = resolve(&u, &all, &req(&["app"])).unwrap();
         assert_eq!(
             names(&got),
