@@ -16,9 +16,9 @@ use rayon::prelude::*;
 use vnfs_store::{ReadRun, Store, StoreError};
 
 use super::plan::{self, ExportOptions, Unit};
-use super::{ExchangeError, from_store, kind_to_store, to_store};
+use super::{ExchangeError, compression_from_store, from_store, kind_to_store, to_store};
 use crate::error::CapsuleError;
-use crate::id::{Compression, ObjectId, ObjectKind};
+use crate::id::{ObjectId, ObjectKind};
 use crate::keys::SecretKey;
 use crate::manifest::{CommitInfo, Manifest};
 use crate::metadata::ImageMetadata;
@@ -229,10 +229,7 @@ pub fn export_with<W: Write>(
                     w.add(&Record {
                         kind: *kind,
                         id: *id,
-                        compression: match sp.compression {
-                            vnfs_store::Compression::Raw => Compression::Raw,
-                            vnfs_store::Compression::Zstd => Compression::Zstd,
-                        },
+                        compression: compression_from_store(sp.compression),
                         raw_len: sp.raw_len,
                         stored: &buf[sp.range.clone()],
                     })?;
@@ -293,14 +290,12 @@ fn build_block(
             run.fill(buf)?;
             for sp in run.spans(buf)? {
                 let id = from_store(&sp.id);
-                let kind = match sp.kind {
-                    vnfs_store::ObjectKind::Chunk => ObjectKind::Chunk,
-                    vnfs_store::ObjectKind::Tree => ObjectKind::Tree,
-                    vnfs_store::ObjectKind::Commit => ObjectKind::Commit,
-                };
-                let compression = match sp.compression {
-                    vnfs_store::Compression::Raw => Compression::Raw,
-                    vnfs_store::Compression::Zstd => Compression::Zstd,
+                // plan_reads checked the stored kind against the member's.
+                let Some(&i) = position.get(&id) else {
+                    return Err(CapsuleError::Input(format!(
+                        "pack read returned object {id}, which the block does not hold"
+                    ))
+                    .into());
                 };
                 let corrupt = |why: String| StoreError::Corrupt {
                     id: sp.id,
@@ -308,18 +303,17 @@ fn build_block(
                     where_: run.path().to_path_buf(),
                     why,
                 };
-                let content =
-                    crate::reader::decode(compression, sp.raw_len, &buf[sp.range.clone()], decoded)
-                        .map_err(corrupt)?;
-                if kind.id_of(content) != id {
+                let stored = &buf[sp.range.clone()];
+                let content = crate::reader::decode(
+                    compression_from_store(sp.compression),
+                    sp.raw_len,
+                    stored,
+                    decoded,
+                )
+                .map_err(corrupt)?;
+                if members[i].0.id_of(content) != id {
                     return Err(corrupt("content does not match its id".into()).into());
                 }
-                let Some(&i) = position.get(&id) else {
-                    return Err(CapsuleError::Input(format!(
-                        "pack read returned {kind} {id}, which the block does not hold"
-                    ))
-                    .into());
-                };
                 arena.extend_from_slice(content);
                 at[i] = Some(arena.len() - content.len()..arena.len());
             }

@@ -89,6 +89,13 @@ fn kind_to_store(k: ObjectKind) -> vnfs_store::ObjectKind {
     }
 }
 
+fn compression_from_store(c: vnfs_store::Compression) -> Compression {
+    match c {
+        vnfs_store::Compression::Raw => Compression::Raw,
+        vnfs_store::Compression::Zstd => Compression::Zstd,
+    }
+}
+
 /// What [`import`] did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ImportReport {
