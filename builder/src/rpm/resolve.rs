@@ -464,7 +464,9 @@ fn rich_require<'a>(
 /// `install_weak_deps`: each one that is not met yet and can be installed
 /// (with its own requirements) is; one that cannot is left out, without
 /// an error. Repeated until nothing more is added (a recommended package
-/// may recommend others). Rich Recommends are not evaluated.
+/// may recommend others). Rich Recommends (`(a if b)`, `(a or b)`) are
+/// evaluated against the selection as it stands: a condition not met
+/// (yet) asks for nothing, an alternative already selected meets it.
 fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
     // A recommendation that failed is tried again only once the selection
     // has grown since (something new may have made it possible).
@@ -474,7 +476,22 @@ fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
         let selected: Vec<&RpmPackage> = st.selected.values().copied().collect();
         for p in selected {
             for d in &p.recommends {
-                if d.name.starts_with('(') || st.met(d) || u.providers(d).is_empty() {
+                let rich = if d.name.starts_with('(') {
+                    match rich::parse(&d.name) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            tracing::info!("{}: recommended {d} left out: {e}", p.name);
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let met = match &rich {
+                    Some(r) => st.rich_met(r),
+                    None => st.met(d) || u.providers(d).is_empty(),
+                };
+                if met {
                     continue;
                 }
                 let key = (p.name.clone(), d.to_string());
@@ -483,7 +500,11 @@ fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
                 }
                 let saved = st.clone();
                 let who = format!("{} (recommends)", p.name);
-                match satisfy(u, st, d, &who, std::slice::from_ref(&p.name)) {
+                let tried = match &rich {
+                    Some(r) => rich_require(u, st, r, p, &d.name),
+                    None => satisfy(u, st, d, &who, std::slice::from_ref(&p.name)),
+                };
+                match tried {
                     Ok(()) => added = true,
                     Err(e) => {
                         tracing::info!("{}: recommended {d} left out: {e}", p.name);
@@ -725,6 +746,53 @@ mod tests {
         r.exclude = vec!["app-docs".into()];
         let got = resolve(&u, &all, &r).unwrap();
         assert_eq!(names(&got), ["app-1.0-1.x86_64"]);
+    }
+
+    #[test]
+    fn rich_recommends_follow_their_conditions() {
+        let mut app = pkg("app", "1.0-1", &[], &[]);
+        app.recommends = vec![
+            Dep::any("(app-gtk if gui)"),
+            Dep::any("(app-tui unless gui)"),
+            Dep::any("(tool-a or tool-b)"),
+            Dep::any("(app-docs and manpager)"),
+            Dep::any("(broken"),
+        ];
+        let all = vec![
+            app,
+            pkg("gui", "1.0-1", &[], &[]),
+            pkg("app-gtk", "1.0-1", &[], &[]),
+            pkg("app-tui", "1.0-1", &[], &[]),
+            // Cannot be installed: the other alternative is taken.
+            pkg("tool-a", "1.0-1", &["nowhere"], &[]),
+            pkg("tool-b", "1.0-1", &[], &[]),
+            // One half of an `and` missing: neither half goes in.
+            pkg("app-docs", "1.0-1", &[], &[]),
+        ];
+        let u = Universe::new(&all, "x86_64");
+        let mut r = req(&["app"]);
+        r.weak_deps = true;
+        let got = resolve(&u, &all, &r).unwrap();
+        assert_eq!(
+            names(&got),
+            [
+                "app-1.0-1.x86_64",
+                "app-tui-1.0-1.x86_64",
+                "tool-b-1.0-1.x86_64"
+            ]
+        );
+        let mut r = req(&["app", "gui"]);
+        r.weak_deps = true;
+        let got = resolve(&u, &all, &r).unwrap();
+        assert_eq!(
+            names(&got),
+            [
+                "app-1.0-1.x86_64",
+                "app-gtk-1.0-1.x86_64",
+                "gui-1.0-1.x86_64",
+                "tool-b-1.0-1.x86_64"
+            ]
+        );
     }
 
     #[test]
