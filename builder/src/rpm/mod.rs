@@ -17,6 +17,7 @@ pub mod resolve;
 pub mod rich;
 pub mod rpmdb;
 pub mod scriptlets;
+pub mod signature;
 pub mod source;
 pub mod unpack;
 pub mod users;
