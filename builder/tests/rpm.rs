@@ -431,7 +431,7 @@ fn builds_from_a_repository_reproducibly() {
     check_tree(&out);
     // Without a gpgkey the repository is unverified, and the image says so.
     let warn = &first.metadata["vnfs.rpm.warnings"];
-    assert!(warn.contains("repository test has no gpgkey"), "{warn}");
+    assert!(warn.contains("repository test is not verified"), "{warn}");
     assert_eq!(
         rpm_qa(&out).len(),
         3,
@@ -642,7 +642,7 @@ fn repository_signature_is_checked() {
             fx.path(),
             name,
             &format!(
-                "packages = [\"libdep\"]\n\n[[source.rpm.repo]]\nid = \"signed\"\nbaseurl = \"repo\"\ngpgkey = \"{keyfile}\"\n"
+                "packages = [\"libdep\"]\n\n[[source.rpm.repo]]\nid = \"signed\"\nbaseurl = \"repo\"\ngpgkey = \"{keyfile}\"\nrepo_gpgcheck = true\ngpgcheck = false\n"
             ),
         )
     };
@@ -657,7 +657,7 @@ fn repository_signature_is_checked() {
     assert!(
         !b.metadata
             .get("vnfs.rpm.warnings")
-            .is_some_and(|w| w.contains("no gpgkey")),
+            .is_some_and(|w| w.contains("not verified")),
         "{:?}",
         b.metadata.get("vnfs.rpm.warnings")
     );

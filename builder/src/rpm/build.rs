@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::install::{self, InstallError, RpmFile};
@@ -10,6 +11,7 @@ use super::lock::{RpmLock, RpmLockInputs, RpmLocked};
 use super::package::{self, LocalError, Origin, RpmPackage};
 use super::repomd::{self, RepoError};
 use super::resolve::{self, Request, ResolveError, Universe};
+use super::signature::{GpgCheck, KeyError, Keyring};
 use super::source::RpmSource;
 use crate::cache::{Cache, CacheError, Wanted};
 use crate::http::Fetcher;
@@ -26,6 +28,9 @@ pub enum RpmBuildError {
     /// A local RPM cannot be used.
     #[error(transparent)]
     Local(#[from] LocalError),
+    /// A `gpgkey` file cannot be read.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// Repository metadata could not be read or verified.
     #[error("repo {id}: {source}")]
     Repo {
@@ -139,9 +144,45 @@ fn local_files(recipe: &Recipe, src: &RpmSource) -> Result<Vec<(String, PathBuf)
     Ok(out)
 }
 
+/// The recipe's key files, each read once: per repository (when it
+/// checks anything) and for the local files.
+struct Keys {
+    repos: Vec<Option<Arc<Keyring>>>,
+    local: Option<Arc<Keyring>>,
+}
+
+impl Keys {
+    fn load(recipe: &Recipe, src: &RpmSource) -> Result<Keys, KeyError> {
+        let load = |k: &PathBuf| Keyring::load(&recipe.host_path(k)).map(Arc::new);
+        Ok(Keys {
+            repos: src
+                .repos
+                .iter()
+                .map(|r| {
+                    r.gpgkey
+                        .as_ref()
+                        .filter(|_| r.verified())
+                        .map(load)
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?,
+            local: src.gpgkey.as_ref().map(load).transpose()?,
+        })
+    }
+
+    /// The check of a local file, named by its path.
+    fn local_check(&self, path: &Path) -> Option<GpgCheck> {
+        self.local.as_ref().map(|k| GpgCheck {
+            keys: k.clone(),
+            package: path.display().to_string(),
+        })
+    }
+}
+
 fn resolve_lock(
     recipe: &Recipe,
     src: &RpmSource,
+    keys: &Keys,
     inputs: &RpmLockInputs,
     fetcher: &Fetcher,
     progress: &dyn Progress,
@@ -150,14 +191,22 @@ fn resolve_lock(
     let mut all: Vec<RpmPackage> = Vec::new();
     progress.message(Stage::Resolve, "reading local RPMs");
     for (loc, path) in local_files(recipe, src)? {
-        all.push(package::read_local(&path, &loc)?);
+        all.push(package::read_local(
+            &path,
+            &loc,
+            keys.local_check(&path).as_ref(),
+        )?);
     }
     let local: Vec<usize> = (0..all.len()).collect();
     for (i, r) in src.repos.iter().enumerate() {
         check(cancel)?;
         progress.message(Stage::Resolve, &format!("fetching repo {}", r.id));
-        let key = r.gpgkey.as_ref().map(|k| recipe.host_path(k));
-        let pk = repomd::load(fetcher, &repo_url(recipe, &r.baseurl), i, key.as_deref()).map_err(
+        let repo_keys = keys
+            .repos
+            .get(i)
+            .and_then(Option::as_deref)
+            .filter(|_| r.repo_gpgcheck);
+        let pk = repomd::load(fetcher, &repo_url(recipe, &r.baseurl), i, repo_keys).map_err(
             |source| RpmBuildError::Repo {
                 id: r.id.clone(),
                 source,
@@ -229,6 +278,7 @@ pub fn build(
         weak_deps: src.weak_deps,
     };
     let lock_path = recipe.lock_path();
+    let keys = Keys::load(recipe, src)?;
     let fetcher = Fetcher::default();
     let existing = if update {
         None
@@ -240,7 +290,7 @@ pub fn build(
     let lock = match &existing {
         Some(l) if l.inputs == inputs => l.clone(),
         Some(_) => return Err(RpmBuildError::LockOutdated { path: lock_path }),
-        None => resolve_lock(recipe, src, &inputs, &fetcher, progress, cancel)?,
+        None => resolve_lock(recipe, src, &keys, &inputs, &fetcher, progress, cancel)?,
     };
     progress.end(Stage::Resolve);
     tracing::info!(
@@ -251,20 +301,38 @@ pub fn build(
     check(cancel)?;
 
     // Repository packages go through the sha256-keyed cache; local files
-    // are used in place (their hash is checked again before unpacking).
+    // are used in place (their hash is checked again before unpacking,
+    // and their signature where the recipe asks for one).
     let mut wanted = Vec::new();
     let mut files: Vec<RpmFile> = Vec::new();
     let mut from_cache = Vec::new();
     for p in &lock.packages {
         match &p.repo {
             Some(id) => {
-                let repo = src.repos.iter().find(|r| r.id == *id).ok_or_else(|| {
-                    RpmBuildError::UnknownRepo {
+                let (index, repo) = src
+                    .repos
+                    .iter()
+                    .enumerate()
+                    .find(|(_, r)| r.id == *id)
+                    .ok_or_else(|| RpmBuildError::UnknownRepo {
                         path: lock_path.clone(),
                         package: p.name.clone(),
                         repo: id.clone(),
-                    }
-                })?;
+                    })?;
+                let gpgcheck = keys
+                    .repos
+                    .get(index)
+                    .and_then(Option::as_ref)
+                    .filter(|_| repo.gpgcheck())
+                    .map(|k| GpgCheck {
+                        keys: k.clone(),
+                        package: format!(
+                            "package {}-{}.{} from repo {id}",
+                            p.name,
+                            p.evr(),
+                            p.arch
+                        ),
+                    });
                 wanted.push(Wanted {
                     url: format!("{}/{}", repo_url(recipe, &repo.baseurl), p.location),
                     sha256: p.sha256.clone(),
@@ -275,13 +343,18 @@ pub fn build(
                     name: p.name.clone(),
                     sha256: p.sha256.clone(),
                     path: PathBuf::new(),
+                    gpgcheck,
                 });
             }
-            None => files.push(RpmFile {
-                name: p.name.clone(),
-                sha256: p.sha256.clone(),
-                path: recipe.host_path(Path::new(&p.location)),
-            }),
+            None => {
+                let path = recipe.host_path(Path::new(&p.location));
+                files.push(RpmFile {
+                    name: p.name.clone(),
+                    sha256: p.sha256.clone(),
+                    gpgcheck: keys.local_check(&path),
+                    path,
+                })
+            }
         }
     }
     let cache = Cache::new(home);
@@ -304,14 +377,25 @@ pub fn build(
         );
     }
     let mut warnings = report.warnings.clone();
-    // The Debian path refuses an unsigned archive; an RPM repository
-    // without a key is allowed (many local mirrors are unsigned), but it
-    // is said on every build and recorded with the image.
-    for r in src.repos.iter().filter(|r| r.gpgkey.is_none()) {
-        let w = format!(
-            "repository {} has no gpgkey: its repomd.xml is not checked against a signature (dnf's repo_gpgcheck), so its packages are only checked against its own metadata",
+    // The Debian path refuses an unsigned archive; RPM repositories and
+    // local files that no signature covers are allowed (many local
+    // mirrors and site packages are unsigned), but it is said on every
+    // build and recorded with the image.
+    let mut unverified: Vec<String> = src
+        .repos
+        .iter()
+        .filter(|r| !r.verified())
+        .map(|r| format!(
+            "repository {} is not verified: neither gpgcheck (package signatures) nor repo_gpgcheck (a signed repomd.xml) applies, so its packages are only checked against its own metadata",
             r.id
+        ))
+        .collect();
+    if !src.files.is_empty() && src.gpgkey.is_none() {
+        unverified.push(
+            "local RPM files are not verified: [source.rpm] has no gpgkey, so their signatures are not checked, only the digests inside each file".to_string(),
         );
+    }
+    for w in unverified {
         tracing::warn!("{w}");
         warnings.push(w);
     }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::scriptlets::{self, Outcome, ScriptletError};
+use super::signature::GpgCheck;
 use super::unpack::{self, Claims, RpmUnpackError, Script, Trigger, Unpacked};
 use super::version::{Dep, Op};
 use crate::chroot::Chroot;
@@ -34,6 +35,8 @@ pub struct RpmFile {
     pub sha256: String,
     /// The file (package cache or local).
     pub path: PathBuf,
+    /// The signature it must carry (`gpgcheck`), checked before unpacking.
+    pub gpgcheck: Option<GpgCheck>,
 }
 
 /// Installation failure.
@@ -92,7 +95,14 @@ pub fn install(
     let unpacked: Vec<Unpacked> = files
         .par_iter()
         .map(|f| {
-            let r = unpack::unpack(&root, &f.name, &f.path, &f.sha256, &claims);
+            let r = unpack::unpack(
+                &root,
+                &f.name,
+                &f.path,
+                &f.sha256,
+                f.gpgcheck.as_ref(),
+                &claims,
+            );
             progress.advance(Stage::Unpack, 1);
             r
         })

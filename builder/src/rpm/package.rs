@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::signature::{GpgCheck, PackageSigError};
 use super::version::{Dep, Evr, Op};
 
 /// Where a package comes from.
@@ -96,12 +97,18 @@ impl RpmPackage {
 
 /// A local RPM that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct LocalError {
-    /// The file.
-    pub path: PathBuf,
-    /// What is wrong.
-    pub message: String,
+pub enum LocalError {
+    /// Unreadable, or not a usable binary RPM.
+    #[error("{path}: {message}")]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// It fails the recipe's signature check.
+    #[error(transparent)]
+    Signature(#[from] PackageSigError),
 }
 
 /// Whether a Requires entry is rpm's own business, not a package's:
@@ -178,13 +185,22 @@ pub fn from_metadata(
 }
 
 /// Reads a local RPM's header (and checks its internal digests) for the
-/// resolver. `location` is how the recipe names the file.
-pub fn read_local(path: &Path, location: &str) -> Result<RpmPackage, LocalError> {
-    let err = |message: String| LocalError {
+/// resolver. `location` is how the recipe names the file. With `check`,
+/// its signature is verified first, so an unsigned or altered file is
+/// refused as such before anything else reads it.
+pub fn read_local(
+    path: &Path,
+    location: &str,
+    check: Option<&GpgCheck>,
+) -> Result<RpmPackage, LocalError> {
+    let err = |message: String| LocalError::Unusable {
         path: path.to_path_buf(),
         message,
     };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    if let Some(c) = check {
+        c.verify(&bytes)?;
+    }
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let pkg = ::rpm::Package::parse(&mut std::io::Cursor::new(&bytes))
         .map_err(|e| err(format!("not a readable RPM: {e}")))?;

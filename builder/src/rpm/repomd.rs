@@ -6,12 +6,12 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use pgp::composed::{Deserializable, DetachedSignature, PublicOrSecret, SignedPublicKey};
 use quick_xml::events::Event;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::package::RpmPackage;
 use super::primary;
+use super::signature::Keyring;
 use super::xml::{attr, push_ref};
 use crate::http::{FetchError, Fetcher};
 
@@ -40,14 +40,6 @@ pub enum RepoError {
         expected: String,
         /// Computed value.
         actual: String,
-    },
-    /// The key file cannot be used.
-    #[error("gpgkey {path}: {message}")]
-    Key {
-        /// The key file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
     },
     /// repomd.xml is not signed by the configured key.
     #[error("{url}: no valid signature from a key in {key}: {message}")]
@@ -164,68 +156,27 @@ fn check_sum(url: &str, what: &str, sum: &(String, String), data: &[u8]) -> Resu
     Ok(())
 }
 
-/// Verifies a detached signature over `data` against an OpenPGP key file
-/// (binary or armored, several keys allowed).
-pub fn verify_detached(
-    data: &[u8],
-    sig: &[u8],
-    key_path: &std::path::Path,
-    url: &str,
-) -> Result<(), RepoError> {
-    let kerr = |message: String| RepoError::Key {
-        path: key_path.to_path_buf(),
-        message,
-    };
-    let key_data = std::fs::read(key_path).map_err(|e| kerr(e.to_string()))?;
-    // Armored or binary, public or secret (its public part is used).
-    let (iter, _) =
-        PublicOrSecret::from_reader_many(&key_data[..]).map_err(|e| kerr(e.to_string()))?;
-    let keys: Vec<SignedPublicKey> = iter
-        .filter_map(Result::ok)
-        .map(|k| match k {
-            PublicOrSecret::Public(k) => k,
-            PublicOrSecret::Secret(k) => k.to_public_key(),
-        })
-        .collect();
-    if keys.is_empty() {
-        return Err(kerr("no public keys found".into()));
-    }
-    let serr = |message: String| RepoError::Signature {
-        url: url.to_string(),
-        key: key_path.to_path_buf(),
-        message,
-    };
-    let parsed = DetachedSignature::from_reader_single(sig)
-        .map(|(s, _)| s)
-        .map_err(|e| serr(format!("not an OpenPGP signature: {e}")))?;
-    let good = keys.iter().any(|k| {
-        parsed.verify(k, data).is_ok()
-            || k.public_subkeys
-                .iter()
-                .any(|s| parsed.verify(s, data).is_ok())
-    });
-    if good {
-        Ok(())
-    } else {
-        Err(serr("signature does not verify".into()))
-    }
-}
-
-/// Reads a repository: its verified repomd.xml, then primary. `base` is
-/// the repository root URL without a trailing slash; packages get
-/// `origin` as their source number.
+/// Reads a repository: its repomd.xml (verified against `repo_keys`, when
+/// given, by its detached signature `repomd.xml.asc`), then primary.
+/// `base` is the repository root URL without a trailing slash; packages
+/// get `origin` as their source number.
 pub fn load(
     fetcher: &Fetcher,
     base: &str,
     origin: usize,
-    gpgkey: Option<&std::path::Path>,
+    repo_keys: Option<&Keyring>,
 ) -> Result<Vec<RpmPackage>, RepoError> {
     let url = format!("{base}/repodata/repomd.xml");
     let repomd = fetcher.get(&url)?;
-    if let Some(key) = gpgkey {
+    if let Some(keys) = repo_keys {
         let sig_url = format!("{url}.asc");
         let sig = fetcher.get(&sig_url)?;
-        verify_detached(&repomd, &sig, key, &sig_url)?;
+        keys.verify(&sig, &repomd)
+            .map_err(|problem| RepoError::Signature {
+                url: sig_url,
+                key: keys.path().to_path_buf(),
+                message: problem.to_string(),
+            })?;
     }
     let data = parse_repomd(&repomd, &url)?;
     let primary = data

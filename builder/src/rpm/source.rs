@@ -27,6 +27,10 @@ pub struct RpmSource {
     /// like Recommends on the Debian side.
     #[serde(default)]
     pub weak_deps: bool,
+    /// OpenPGP key file (relative to the recipe) every local file in
+    /// `files` must carry a valid header signature by.
+    #[serde(default)]
+    pub gpgkey: Option<PathBuf>,
 }
 
 /// `[[source.rpm.repo]]`
@@ -38,10 +42,33 @@ pub struct RpmRepo {
     /// Repository root (the directory holding `repodata/`): `http://`,
     /// `https://`, `file://` or a path relative to the recipe.
     pub baseurl: String,
-    /// OpenPGP key that must have signed `repodata/repomd.xml`
-    /// (`repomd.xml.asc`), relative to the recipe.
+    /// OpenPGP key file (relative to the recipe) for `gpgcheck` and
+    /// `repo_gpgcheck`.
     #[serde(default)]
     pub gpgkey: Option<PathBuf>,
+    /// Every package must carry a valid header signature by a key in
+    /// `gpgkey` (dnf's `gpgcheck`). Unset: on when `gpgkey` is given.
+    #[serde(default)]
+    pub gpgcheck: Option<bool>,
+    /// `repodata/repomd.xml.asc` must be a valid signature of repomd.xml
+    /// by a key in `gpgkey` (dnf's `repo_gpgcheck`, off by default as in
+    /// dnf: most distributions sign packages, not metadata).
+    #[serde(default)]
+    pub repo_gpgcheck: bool,
+}
+
+impl RpmRepo {
+    /// Whether each package's signature is checked.
+    pub fn gpgcheck(&self) -> bool {
+        self.gpgcheck.unwrap_or(self.gpgkey.is_some())
+    }
+
+    /// Whether anything from this repository is checked against a
+    /// signature (if not, it is only as good as the repository's own
+    /// checksums).
+    pub fn verified(&self) -> bool {
+        self.gpgcheck() || self.repo_gpgcheck
+    }
 }
 
 impl RpmSource {
@@ -52,6 +79,9 @@ impl RpmSource {
         }
         if !self.packages.is_empty() && self.repos.is_empty() {
             return Err("[source.rpm] `packages` needs at least one [[source.rpm.repo]]".into());
+        }
+        if self.gpgkey.is_some() && self.files.is_empty() {
+            return Err("[source.rpm] gpgkey checks the local `files`, and there are none; a repository's key goes in its [[source.rpm.repo]] table".into());
         }
         let mut seen = std::collections::BTreeSet::new();
         for r in &self.repos {
@@ -71,6 +101,19 @@ impl RpmSource {
             }
             if r.baseurl.trim().is_empty() {
                 return Err(format!("repo {:?} has an empty baseurl", r.id));
+            }
+            if r.gpgkey.is_none() {
+                for (key, on) in [
+                    ("gpgcheck", r.gpgcheck == Some(true)),
+                    ("repo_gpgcheck", r.repo_gpgcheck),
+                ] {
+                    if on {
+                        return Err(format!(
+                            "repo {:?}: {key} = true needs a gpgkey (the OpenPGP key file the signatures are checked against)",
+                            r.id
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -100,6 +143,8 @@ mod tests {
         };
         assert_eq!(s.repos[0].id, "base");
         assert_eq!(s.repos[0].gpgkey.as_deref(), Some(Path::new("k.asc")));
+        // dnf's defaults: packages checked when there is a key, metadata not.
+        assert!(s.repos[0].gpgcheck() && !s.repos[0].repo_gpgcheck);
         let msg = |src: &str| parse(src).unwrap_err().to_string();
         assert!(msg("[source.rpm]\n").contains("needs `files` or `packages`"));
         assert!(msg("[source.rpm]\npackages = [\"a\"]\n").contains("at least one"));
@@ -107,6 +152,38 @@ mod tests {
         assert!(e.contains("r.toml:9:1:") && e.contains("bogus"), "{e}");
         let two = "[source.rpm]\npackages = [\"a\"]\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"u\"\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"v\"\n";
         assert!(msg(two).contains("used twice"));
+        let repo = |keys: &str| {
+            format!(
+                "[source.rpm]\npackages = [\"a\"]\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"u\"\n{keys}"
+            )
+        };
+        for key in ["gpgcheck", "repo_gpgcheck"] {
+            let e = msg(&repo(&format!("{key} = true\n")));
+            assert!(e.contains(&format!("{key} = true needs a gpgkey")), "{e}");
+        }
+        let Source::Rpm(s) = parse(&repo("gpgcheck = false\n")).unwrap().source else {
+            panic!("not rpm")
+        };
+        assert!(!s.repos[0].gpgcheck() && !s.repos[0].verified());
+        let Source::Rpm(s) = parse(&repo(
+            "gpgkey = \"k\"\ngpgcheck = false\nrepo_gpgcheck = true\n",
+        ))
+        .unwrap()
+        .source
+        else {
+            panic!("not rpm")
+        };
+        assert!(!s.repos[0].gpgcheck() && s.repos[0].verified());
+        // A key for local files, but none to check.
+        let e = msg(&repo("").replace("[[source", "gpgkey = \"k\"\n[[source"));
+        assert!(e.contains("gpgkey checks the local `files`"), "{e}");
+        let Source::Rpm(s) = parse("[source.rpm]\nfiles = [\"x.rpm\"]\ngpgkey = \"k\"\n")
+            .unwrap()
+            .source
+        else {
+            panic!("not rpm")
+        };
+        assert_eq!(s.gpgkey.as_deref(), Some(Path::new("k")));
         assert!(
             msg(&two.replace("\"a\"\nbaseurl = \"u\"", "\"a/b\"\nbaseurl = \"u\""))
                 .contains("repo id")

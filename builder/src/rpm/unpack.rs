@@ -16,6 +16,7 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use super::caps;
+use super::signature::{GpgCheck, PackageSigError};
 use super::users::Ids;
 use crate::unpack::{DirMeta, Root, create_excl, replace};
 
@@ -42,6 +43,9 @@ pub enum RpmUnpackError {
         /// The hash of the file.
         actual: String,
     },
+    /// The package fails its signature check.
+    #[error(transparent)]
+    Signature(#[from] PackageSigError),
     /// The RPM cannot be read.
     #[error("package {name} ({path}): {message}")]
     Corrupt {
@@ -288,12 +292,14 @@ fn script(s: Result<::rpm::Scriptlet, ::rpm::Error>) -> Option<Script> {
     })
 }
 
-/// Unpacks the package at `path` (which must have `sha256`) into `root`.
+/// Unpacks the package at `path` (which must have `sha256` and, with
+/// `gpgcheck`, a valid signature) into `root`.
 pub fn unpack(
     root: &Root,
     name: &str,
     path: &Path,
     sha256: &str,
+    gpgcheck: Option<&GpgCheck>,
     claims: &Claims,
 ) -> Result<Unpacked, RpmUnpackError> {
     let bytes = std::fs::read(path).map_err(|source| RpmUnpackError::Io {
@@ -308,6 +314,11 @@ pub fn unpack(
             expected: sha256.to_string(),
             actual,
         });
+    }
+    // Checked on the bytes already in memory, before the rpm crate parses
+    // anything; costs one more hash of the payload, not another read.
+    if let Some(c) = gpgcheck {
+        c.verify(&bytes)?;
     }
     let corrupt = |message: String| RpmUnpackError::Corrupt {
         name: name.to_string(),
