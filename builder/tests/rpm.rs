@@ -19,6 +19,9 @@ use vnfs_builder::build::{BuildOptions, Built, build};
 use vnfs_builder::progress::NoProgress;
 use vnfs_builder::recipe::Recipe;
 
+#[path = "rpm/gpgcheck.rs"]
+mod gpgcheck;
+
 /// Timestamp of every test package (their build time and file mtimes).
 const DATE: u32 = 1_700_000_000;
 
