@@ -111,7 +111,7 @@ fn make_packages(dir: &Path) {
         .post_trans_script("echo posttrans\n");
     write(b.build().unwrap(), dir);
 
-    // libdep in two versions; 2.0 has a Lua %post, which is skipped.
+    // libdep in two versions; 2.0 has a Lua %post.
     for (v, c) in [("1.0", C::Gzip), ("2.0", C::None)] {
         let mut b = builder("libdep", v, "noarch", c);
         b.with_file_contents(v, FileOptions::new("/usr/lib/libdep/VERSION"))
@@ -368,9 +368,8 @@ fn builds_from_local_files() {
     assert_eq!(b.source_date_epoch, i64::from(DATE));
     assert!(b.commit.is_some());
     let ran = &b.metadata["vnfs.rpm.scriptlets_ran"];
-    assert_eq!(ran, "tool %pre\ntool %post\nbase %posttrans");
-    let skipped = &b.metadata["vnfs.rpm.scriptlets_skipped"];
-    assert!(skipped.contains("libdep %post: Lua"), "{skipped}");
+    assert_eq!(ran, "tool %pre\nlibdep %post\ntool %post\nbase %posttrans");
+    assert!(!b.metadata.contains_key("vnfs.rpm.scriptlets_skipped"));
     let warn = &b.metadata["vnfs.rpm.warnings"];
     assert!(warn.contains("\"ghostuser\" (package tool)"), "{warn}");
     // The image has no rpm: this machine's rpm wrote its database, with
@@ -799,6 +798,91 @@ fn triggers_and_posttrans_fire_as_in_one_transaction() {
             "watcher %triggerin -- tool\nwatcher %filetriggerin\nbase %posttrans\nwatcher %posttrans\nwatcher %transfiletriggerin\nwatcher %transfiletriggerin"
         ),
         "{ran}"
+    );
+}
+
+#[test]
+fn lua_scriptlets_run_with_rpms_interpreter() {
+    use rpm::{CompressionType as C, FileOptions, Scriptlet};
+    require_root();
+    let fx = fixture();
+    let lua = |body: &str| Scriptlet::new(body).prog(vec!["<lua>"]);
+    let log = |line: &str| {
+        format!(
+            "local f = assert(io.open('/var/lib/luapkg/log', 'a'))\nf:write({line} .. '\\n')\nf:close()\n"
+        )
+    };
+    let mut b = builder("luapkg", "1.0", "noarch", C::Gzip);
+    b.with_file_contents("", FileOptions::new("/var/lib/luapkg/.keep"))
+        .unwrap()
+        // rpm's arg table: "<lua>", then the instance count as a number.
+        .pre_trans_script(lua(&log("'pretrans ' .. arg[1] .. ' ' .. math.type(arg[2]) .. ' ' .. arg[2]")))
+        // rpm's extensions: posix, macros (this machine's, lent to an
+        // image without rpm) and child processes in the image.
+        .post_install_script(lua(&format!(
+            "posix.mkdir('/var/lib/luapkg/made')\n{}{}",
+            log("'post ' .. arg[2] .. ' ' .. rpm.expand('%{_bindir}') .. ' ' .. posix.stat('/var/lib/luapkg/made', 'type')"),
+            "assert(rpm.execute('/bin/sh', '-c', 'echo from-sh >> /var/lib/luapkg/log'))\n"
+        )))
+        .file_trigger_in(
+            "/usr/share/tool/",
+            None,
+            lua(&format!(
+                "for p in rpm.next_file do\n{}end\n",
+                log("'next_file ' .. p")
+            )),
+        )
+        .post_trans_script(lua(&log("'posttrans ' .. #arg")));
+    let extra = fx.path().join("extra");
+    write(b.build().unwrap(), &extra);
+    let r = recipe(
+        fx.path(),
+        "lua",
+        "files = [\"rpms/base-*.rpm\", \"rpms/tool-*.rpm\", \"rpms/libdep-2.0-*.rpm\", \"extra/*.rpm\"]\n",
+    );
+    let out = fx.path().join("out");
+    let built = run(&r, &fx.path().join("home"), Some(&out)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("var/lib/luapkg/log")).unwrap(),
+        "pretrans <lua> integer 1\n\
+         post 1 /usr/bin directory\n\
+         from-sh\n\
+         next_file /usr/share/tool/a\n\
+         next_file /usr/share/tool/b\n\
+         posttrans 2\n"
+    );
+    let ran = &built.metadata["vnfs.rpm.scriptlets_ran"];
+    for s in [
+        "luapkg %pretrans",
+        "luapkg %post",
+        "luapkg %filetriggerin (tool)",
+        "luapkg %posttrans",
+    ] {
+        assert!(ran.lines().any(|l| l == s), "{s} not in {ran}");
+    }
+    assert!(
+        !built.metadata.contains_key("vnfs.rpm.scriptlets_skipped"),
+        "{:?}",
+        built.metadata.get("vnfs.rpm.scriptlets_skipped")
+    );
+    // The interpreter and the lent configuration are gone again.
+    assert!(!out.join(".vnfs-rpmlua").exists());
+    assert!(!out.join("usr/lib/rpm").exists());
+
+    // A Lua error fails the build, with the scriptlet's message.
+    let mut b = builder("luafail", "1.0", "noarch", C::Gzip);
+    b.post_install_script(lua("error('luafail says no')"));
+    let bad = fx.path().join("bad");
+    write(b.build().unwrap(), &bad);
+    let r = recipe(
+        fx.path(),
+        "luafail",
+        "files = [\"rpms/base-*.rpm\", \"bad/*.rpm\"]\n",
+    );
+    let e = run(&r, &fx.path().join("home"), Some(&fx.path().join("out2"))).unwrap_err();
+    assert!(
+        e.contains("%post scriptlet of luafail") && e.contains("luafail says no"),
+        "{e}"
     );
 }
 

@@ -1,16 +1,18 @@
 //! Installing resolved RPMs into an empty root: every payload unpacked in
-//! parallel, directory metadata applied in install order, then `%pre`
-//! scriptlets in dependency order, owners and capabilities (now that the
-//! image's passwd/group exist, including users `%pre` created), then
-//! `%post` scriptlets in dependency order.
+//! parallel, directory metadata applied in install order, then `%pretrans`
+//! and `%pre` scriptlets in dependency order, owners and capabilities (now
+//! that the image's passwd/group exist, including users `%pre` created),
+//! then `%post` scriptlets in dependency order. Lua scriptlets run with
+//! rpm's own interpreter (`lua.rs`).
 //!
 //! Then `%triggerin` and `%filetriggerin`, `%posttrans` and
 //! `%transfiletriggerin`, as they fire in one transaction into an empty
 //! root.
 //!
-//! This differs from rpm, which runs `%pre`, unpacks and runs `%post` (and
-//! the triggers a package sets off) one package at a time: here every
-//! package's files are present before the first scriptlet runs (as in the Debian path, where all `.deb`s are
+//! This differs from rpm, which runs every `%pretrans` before anything is
+//! installed, then `%pre`, unpacks and runs `%post` (and the triggers a
+//! package sets off) one package at a time: here every package's files
+//! are present before the first scriptlet runs (as in the Debian path, where all `.deb`s are
 //! unpacked before `dpkg --configure`). Last, the packages are recorded in
 //! the image's rpm database (`rpmdb.rs`).
 
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::lua::Lua;
 use super::scriptlets::{self, Outcome, ScriptletError};
 use super::signature::GpgCheck;
 use super::unpack::{self, Claims, RpmUnpackError, Script, Trigger, Unpacked};
@@ -123,6 +126,7 @@ pub fn install(
     let t0 = std::time::Instant::now();
     progress.begin(Stage::Configure, None);
     let chroot = Chroot::new(root_path, Some(source_date_epoch));
+    let lua = Lua::new(&root);
     let mut report = Report::default();
     let exec = |report: &mut Report,
                 u: &Unpacked,
@@ -132,7 +136,7 @@ pub fn install(
                 args: &[&str],
                 stdin: Option<&[u8]>|
      -> Result<(), InstallError> {
-        match scriptlets::run(&root, &chroot, &u.name, which, s, args, stdin)? {
+        match scriptlets::run(&root, &chroot, &lua, &u.name, which, s, args, stdin)? {
             Outcome::Ran => report.ran.push(label),
             Outcome::Skipped(why) => {
                 tracing::warn!("skipped {label}: {why}");
@@ -146,6 +150,7 @@ pub fn install(
         for &i in order {
             let u = &unpacked[i];
             let s = match which {
+                "pretrans" => &u.pretrans,
                 "pre" => &u.pre,
                 "post" => &u.post,
                 _ => &u.posttrans,
@@ -163,6 +168,7 @@ pub fn install(
         }
         Ok(())
     };
+    run_all("pretrans", &mut report)?;
     run_all("pre", &mut report)?;
     report.warnings = unpack::apply_owners(
         &root,
@@ -178,6 +184,7 @@ pub fn install(
     run_triggers(up, order, &mut report, &exec)?;
     run_all("posttrans", &mut report)?;
     run_trans_file_triggers(up, order, &mut report, &exec)?;
+    lua.finish();
     for &i in order {
         for what in &unpacked[i].not_run {
             let line = format!("{} {what}", unpacked[i].name);

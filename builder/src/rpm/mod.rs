@@ -10,6 +10,7 @@ pub mod build;
 pub mod caps;
 pub mod install;
 pub mod lock;
+pub mod lua;
 pub mod package;
 pub mod primary;
 pub mod repomd;

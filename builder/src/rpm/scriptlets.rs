@@ -2,11 +2,14 @@
 //! written to a file under `/var/tmp` and run as `INTERPRETER [ARGS] FILE
 //! [ARGUMENTS]` (for `%pre` and `%post`, the argument 1 = instances of the
 //! package after this install), with the matching paths on standard input
-//! for file triggers. Lua scriptlets (rpm's embedded interpreter) and
-//! scriptlets whose interpreter the image lacks are skipped and reported.
+//! for file triggers. Lua scriptlets run with rpm's own interpreter
+//! staged in the image (`lua.rs`), with rpm's `arg` table and, for file
+//! triggers, `rpm.next_file()`. Scriptlets whose interpreter the image
+//! lacks are skipped and reported.
 
 use std::io::Write;
 
+use super::lua::{self, Lua};
 use crate::chroot::{Chroot, ChrootError};
 use crate::unpack::{Root, create_excl};
 
@@ -50,9 +53,11 @@ pub enum ScriptletError {
 
 /// Runs one scriptlet of `package` (`which`: `pre`, `post`, `triggerin`
 /// ...) in the image with `args` after the script file and `stdin`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     root: &Root,
     chroot: &Chroot,
+    lua: &Lua<'_>,
     package: &str,
     which: &str,
     s: &Script,
@@ -62,21 +67,34 @@ pub fn run(
     let Some(interp) = s.program.first() else {
         return Ok(Outcome::Skipped("no interpreter".into()));
     };
-    if interp == "<lua>" {
-        return Ok(Outcome::Skipped(
-            "Lua scriptlets (rpm's built-in interpreter) are not supported".into(),
-        ));
-    }
+    let is_lua = interp == "<lua>";
     let what = format!("%{which} scriptlet of {package}");
     // A scriptlet without a body (`%post -p /sbin/ldconfig`) runs its
     // program as given: rpm adds the script file and the arguments only
     // when there is a body.
     if s.body.trim().is_empty() {
+        if is_lua {
+            return Ok(Outcome::Ran);
+        }
         let argv: Vec<&str> = s.program.iter().map(String::as_str).collect();
         let result = chroot.run(&what, &argv, &[], stdin, false);
         return outcome(result, &what, interp, which, package);
     }
     let file = format!("rpm-tmp.vnfs-{package}-{which}");
+    let path = format!("/var/tmp/{file}");
+    let (argv, text) = if is_lua {
+        // rpm's interpreter, staged on first use; without it the scriptlet
+        // is reported as not run, as one whose interpreter is missing.
+        match lua.command(&path) {
+            Ok(argv) => (argv, lua::script_text(&s.body, args, stdin.is_some())),
+            Err(why) => return Ok(Outcome::Skipped(format!("Lua scriptlet: {why}"))),
+        }
+    } else {
+        let mut argv = s.program.clone();
+        argv.push(path.clone());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        (argv, s.body.clone())
+    };
     let io = |message: String| ScriptletError::Io {
         which: which.to_string(),
         package: package.to_string(),
@@ -88,12 +106,9 @@ pub fn run(
         .map_err(|e| io(format!("creating /var/tmp: {e}")))?;
     let fd = create_excl(&dir, &file).map_err(|e| io(e.to_string()))?;
     std::fs::File::from(fd)
-        .write_all(s.body.as_bytes())
+        .write_all(text.as_bytes())
         .map_err(|e| io(e.to_string()))?;
-    let path = format!("/var/tmp/{file}");
-    let mut argv: Vec<&str> = s.program.iter().map(String::as_str).collect();
-    argv.push(&path);
-    argv.extend_from_slice(args);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let result = chroot.run(&what, &argv, &[], stdin, false);
     // The file goes whatever happened; a failure to remove it is only
     // untidy (normalisation empties /var/tmp anyway).

@@ -212,6 +212,8 @@ pub struct Unpacked {
     pub dirs: Vec<DirMeta>,
     /// Entries needing a non-root owner or capabilities.
     pub owners: Vec<Ownership>,
+    /// `%pretrans`, when present.
+    pub pretrans: Option<Script>,
     /// `%pre`, when present.
     pub pre: Option<Script>,
     /// `%post`, when present.
@@ -224,9 +226,8 @@ pub struct Unpacked {
     pub file_triggers_in: Vec<Trigger>,
     /// `%transfiletriggerin` scripts (conditions: path prefixes).
     pub trans_file_triggers_in: Vec<Trigger>,
-    /// Install-time scripts present but never run here (`%pretrans`:
-    /// it runs before anything, including its interpreter, is in place;
-    /// triggers the header does not give readably), with the reason.
+    /// Install-time scripts present but never run here (triggers the
+    /// header does not give readably), with the reason.
     pub not_run: Vec<String>,
     /// Bytes of file content written.
     pub bytes: u64,
@@ -372,9 +373,7 @@ pub fn unpack(
     let post = script(reader.metadata.get_post_install_script());
     let m = &reader.metadata;
     let mut not_run = Vec::new();
-    if m.get_pre_trans_script().is_ok() {
-        not_run.push("%pretrans: not run (it runs before anything is installed)".to_string());
-    }
+    let pretrans = script(m.get_pre_trans_script());
     let posttrans = script(m.get_post_trans_script());
     let triggers_in = install_triggers(m, "%triggerin", m.get_triggers(), None, &mut not_run);
     let file_triggers_in = install_triggers(
@@ -397,6 +396,7 @@ pub fn unpack(
         info,
         dirs: Vec::new(),
         owners: Vec::new(),
+        pretrans,
         pre,
         post,
         posttrans,
