@@ -459,6 +459,11 @@ impl Setup {
                 );
             }
             check(libc::chdir(c"/".as_ptr()))?;
+            // Files that scriptlets and steps create get the modes their
+            // umask allows: fixed at the usual 022 (rpm sets it for its
+            // scriptlets), so that the image does not depend on the umask
+            // of whoever runs the build.
+            libc::umask(0o022);
             if !self.network {
                 // Bring up loopback? Left down: nothing in a build needs it,
                 // and a down interface fails fast instead of timing out.

@@ -821,7 +821,7 @@ fn lua_scriptlets_run_with_rpms_interpreter() {
         // image without rpm) and child processes in the image.
         .post_install_script(lua(&format!(
             "posix.mkdir('/var/lib/luapkg/made')\n{}{}",
-            log("'post ' .. arg[2] .. ' ' .. rpm.expand('%{_bindir}') .. ' ' .. posix.stat('/var/lib/luapkg/made', 'type')"),
+            log("'post ' .. arg[2] .. ' ' .. rpm.expand('%{_bindir} %{_libdir}') .. ' ' .. posix.stat('/var/lib/luapkg/made', 'type')"),
             "assert(rpm.execute('/bin/sh', '-c', 'echo from-sh >> /var/lib/luapkg/log'))\n"
         )))
         .file_trigger_in(
@@ -845,7 +845,7 @@ fn lua_scriptlets_run_with_rpms_interpreter() {
     assert_eq!(
         std::fs::read_to_string(out.join("var/lib/luapkg/log")).unwrap(),
         "pretrans <lua> integer 1\n\
-         post 1 /usr/bin directory\n\
+         post 1 /usr/bin /usr/lib64 directory\n\
          from-sh\n\
          next_file /usr/share/tool/a\n\
          next_file /usr/share/tool/b\n\
@@ -864,6 +864,11 @@ fn lua_scriptlets_run_with_rpms_interpreter() {
         !built.metadata.contains_key("vnfs.rpm.scriptlets_skipped"),
         "{:?}",
         built.metadata.get("vnfs.rpm.scriptlets_skipped")
+    );
+    assert!(
+        built.metadata["vnfs.rpm.lua"].starts_with("the build machine's rpmlua (RPM version 4."),
+        "{}",
+        built.metadata["vnfs.rpm.lua"]
     );
     // The interpreter and the lent configuration are gone again.
     assert!(!out.join(".vnfs-rpmlua").exists());

@@ -403,6 +403,9 @@ pub fn build(
         metadata.insert("vnfs.rpm.warnings".to_string(), join(&warnings));
     }
     metadata.insert("vnfs.rpm.database".to_string(), report.database.clone());
+    if let Some(lua) = &report.lua {
+        metadata.insert("vnfs.rpm.lua".to_string(), lua.clone());
+    }
     let text = lock.to_text()?;
     let mut lock_written = false;
     if existing.as_ref() != Some(&lock) {

@@ -62,6 +62,14 @@ pub enum InstallError {
     /// A scriptlet failed.
     #[error(transparent)]
     Scriptlet(#[from] ScriptletError),
+    /// rpm's Lua interpreter could not be taken out of the image again.
+    #[error("{root}: {message}")]
+    Lua {
+        /// The image root.
+        root: PathBuf,
+        /// What is left.
+        message: String,
+    },
     /// The rpm database could not be written.
     #[error(transparent)]
     RpmDb(#[from] super::rpmdb::RpmDbError),
@@ -78,6 +86,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Which rpm wrote the image's database.
     pub database: String,
+    /// Which interpreter ran the Lua scriptlets, if any ran.
+    pub lua: Option<String>,
 }
 
 /// Installs `files` into `root_path`; scriptlets run in dependency order
@@ -184,7 +194,10 @@ pub fn install(
     run_triggers(up, order, &mut report, &exec)?;
     run_all("posttrans", &mut report)?;
     run_trans_file_triggers(up, order, &mut report, &exec)?;
-    lua.finish();
+    report.lua = lua.finish().map_err(|message| InstallError::Lua {
+        root: root_path.to_path_buf(),
+        message,
+    })?;
     for &i in order {
         for what in &unpacked[i].not_run {
             let line = format!("{} {what}", unpacked[i].name);

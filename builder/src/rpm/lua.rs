@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
 
-use crate::unpack::{Root, create_excl};
+use crate::unpack::Root;
 
 /// The directory, at the top of the image, that holds the interpreter.
 pub const DIR: &str = ".vnfs-rpmlua";
@@ -45,7 +44,7 @@ impl<'r> Lua<'r> {
     }
 
     /// The command that runs the Lua script file `script` (an image
-    /// path), or why Lua scriptlets cannot run.
+    /// path), or why Lua scriptlets cannot run here.
     pub fn command(&self, script: &str) -> Result<Vec<String>, String> {
         let staged = self
             .staged
@@ -61,8 +60,24 @@ impl<'r> Lua<'r> {
         ])
     }
 
-    /// Removes everything staged (also done on drop).
-    pub fn finish(self) {}
+    /// Removes everything staged and checks that the interpreter is gone
+    /// (a scriptlet could have put files beside it; the build machine's
+    /// libraries must not end up in the image). Returns which interpreter
+    /// ran, when one was staged.
+    pub fn finish(mut self) -> Result<Option<String>, String> {
+        match self.staged.take() {
+            Some(Ok(s)) => {
+                s.remove(self.root);
+                if self.root.open_dir(DIR).is_ok() {
+                    return Err(format!(
+                        "/{DIR} (rpm's Lua interpreter, staged for the scriptlets) could not be removed: a scriptlet left files in it"
+                    ));
+                }
+                Ok(Some(s.version.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Drop for Lua<'_> {
@@ -89,7 +104,8 @@ pub fn script_text(body: &str, args: &[&str], file_trigger: bool) -> String {
     }
     out.push_str("}; ");
     if file_trigger {
-        out.push_str("rpm.next_file = function() return io.stdin:read(\"l\") end; ");
+        // "*l": every Lua rpm links (5.1 to 5.4) reads a line with it.
+        out.push_str("rpm.next_file = function() return io.stdin:read(\"*l\") end; ");
     }
     out.push_str(body);
     out
@@ -102,7 +118,8 @@ fn lua_string(s: &str) -> String {
     for b in s.bytes() {
         match b {
             b' '..=b'~' if b != b'"' && b != b'\\' => out.push(b as char),
-            _ => out.push_str(&format!("\\{b}")),
+            // Three digits: a shorter escape would swallow a digit after it.
+            _ => out.push_str(&format!("\\{b:03}")),
         }
     }
     out.push('"');
@@ -111,11 +128,15 @@ fn lua_string(s: &str) -> String {
 
 /// What was put into the image, to be taken out again.
 struct Staged {
+    /// Which rpm and Lua the scriptlets ran with (for the commit metadata).
+    version: String,
     /// File name of the dynamic loader in [`DIR`].
     loader: String,
+    /// Whether [`DIR`] was made here (and so is to be removed).
+    dir_created: bool,
     /// Files in [`DIR`].
     files: Vec<String>,
-    /// rpm configuration files created in the image (relative paths).
+    /// rpm configuration files lent to the image (relative paths).
     config_files: Vec<String>,
     /// The directories created for them, innermost first.
     config_dirs: Vec<String>,
@@ -124,11 +145,13 @@ struct Staged {
 impl Staged {
     fn new(root: &Root) -> Result<Staged, String> {
         let rpmlua = find_on_path("rpmlua").ok_or_else(|| {
-            "rpm's Lua interpreter (rpmlua, Debian package rpm) is not on this machine".to_string()
+            "rpm's Lua interpreter (rpmlua) is not on this machine: install rpm (Debian package rpm, 4.17 or later; scripts/setup.sh does)".to_string()
         })?;
         let (loader, libs) = shared_objects(&rpmlua)?;
         let mut staged = Staged {
+            version: host_version(&rpmlua),
             loader: file_name(&loader)?,
+            dir_created: false,
             files: Vec::new(),
             config_files: Vec::new(),
             config_dirs: Vec::new(),
@@ -141,8 +164,9 @@ impl Staged {
     }
 
     /// Takes everything staged out again. Best effort: a failure here
-    /// must not mask the build's own result. Every path is resolved inside
-    /// the image, whatever its scriptlets made of it.
+    /// must not mask the build's own result ([`Lua::finish`] checks the
+    /// interpreter is gone). Every path is resolved inside the image,
+    /// whatever its scriptlets made of it.
     fn remove(&self, root: &Root) {
         if let Ok(dir) = root.open_dir(DIR) {
             for f in &self.files {
@@ -155,7 +179,9 @@ impl Staged {
                 let _ = rustix::fs::unlinkat(&dir, name, flags);
             }
         };
-        unlink(DIR, AtFlags::REMOVEDIR);
+        if self.dir_created {
+            unlink(DIR, AtFlags::REMOVEDIR);
+        }
         for f in &self.config_files {
             unlink(f, AtFlags::empty());
         }
@@ -179,6 +205,7 @@ impl Staged {
         let top = root.open_dir("").map_err(|e| at("/", &e))?;
         rustix::fs::mkdirat(&top, DIR, Mode::from_raw_mode(0o755))
             .map_err(|e| at(&format!("/{DIR}"), &e))?;
+        self.dir_created = true;
         let dir = root.open_dir(DIR).map_err(|e| at(&format!("/{DIR}"), &e))?;
         let mut copies: Vec<(String, &Path)> = vec![
             ("rpmlua".to_string(), rpmlua),
@@ -186,63 +213,121 @@ impl Staged {
         ];
         copies.extend(libs.iter().map(|(n, p)| (n.clone(), p.as_path())));
         for (name, from) in copies {
-            // Recorded first, so that a half-written copy is removed too.
-            self.files.push(name.clone());
-            copy_into(&dir, &name, from, 0o755)
+            copy_new(&dir, &name, from, 0o755)
                 .map_err(|e| at(&format!("{} -> /{DIR}/{name}", from.display()), &e))?;
+            self.files.push(name);
         }
         if exists(&top, &format!("{RPM_CONFIG}/rpmrc")) {
             return Ok(());
         }
-        // The image has no rpm configuration: lend it this machine's.
+        // The image has no rpm configuration: lend it this machine's
+        // (what the host's rpm would read), file by file, never over
+        // anything the image has at that path, a dangling link included.
+        let mut lend = vec!["rpmrc".to_string(), "macros".to_string()];
+        if let Some(target) = host_target() {
+            lend.push(format!("platform/{target}/macros"));
+        }
+        for name in lend {
+            let rel = format!("{RPM_CONFIG}/{name}");
+            let host = Path::new("/").join(&rel);
+            if exists(&top, &rel) || !host.is_file() {
+                continue;
+            }
+            let (parent, file) = rel.rsplit_once('/').unwrap_or(("", &rel));
+            self.make_dirs(root, &top, parent)
+                .map_err(|e| at(parent, &e))?;
+            let dir = root.open_dir(parent).map_err(|e| at(parent, &e))?;
+            match copy_new(&dir, file, &host, 0o644) {
+                Ok(()) => self.config_files.push(rel),
+                // Created meanwhile (by nothing but a race): not ours.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(at(&format!("{} -> /{rel}", host.display()), &e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the missing directories of `rel`, recording each.
+    fn make_dirs(&mut self, root: &Root, top: &OwnedFd, rel: &str) -> rustix::io::Result<()> {
         let mut prefix = String::new();
-        for comp in RPM_CONFIG.split('/') {
+        for comp in rel.split('/') {
             if !prefix.is_empty() {
                 prefix.push('/');
             }
             prefix.push_str(comp);
-            if !exists(&top, &prefix) {
-                root.mkdir_all(&prefix).map_err(|e| at(&prefix, &e))?;
+            if !exists(top, &prefix) {
+                root.mkdir_all(&prefix)?;
                 self.config_dirs.insert(0, prefix.clone());
             }
-        }
-        let conf = root.open_dir(RPM_CONFIG).map_err(|e| at(RPM_CONFIG, &e))?;
-        for name in ["rpmrc", "macros"] {
-            let rel = format!("{RPM_CONFIG}/{name}");
-            if exists(&top, &rel) {
-                continue;
-            }
-            let host = Path::new("/").join(&rel);
-            self.config_files.push(rel.clone());
-            copy_into(&conf, name, &host, 0o644)
-                .map_err(|e| at(&format!("{} -> /{rel}", host.display()), &e))?;
         }
         Ok(())
     }
 }
 
-/// Whether `rel` exists in the image (resolved inside it).
+/// Which rpm and Lua `rpmlua` is, as the commit metadata records it.
+fn host_version(rpmlua: &Path) -> String {
+    let run = |cmd: &mut Command| {
+        cmd.output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let rpm = run(Command::new("rpm").arg("--version")).unwrap_or_else(|| "rpm".into());
+    let lua =
+        run(Command::new(rpmlua).args(["-e", "print(_VERSION)"])).unwrap_or_else(|| "Lua".into());
+    format!("the build machine's rpmlua ({rpm}, {lua})")
+}
+
+/// The build machine's rpm platform (`x86_64-linux`), whose macros hold
+/// `%_lib` and the like.
+fn host_target() -> Option<String> {
+    let o = Command::new("rpm")
+        .args(["--eval", "%{_target}"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let t = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    // One plain path component, or nothing.
+    (!t.is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && t != "."
+        && t != "..")
+        .then_some(t)
+}
+
+/// Whether `rel` exists in the image (resolved inside it; a symlink at
+/// the end counts, dangling or not).
 fn exists(top: &OwnedFd, rel: &str) -> bool {
     rustix::fs::openat2(
         top,
         rel,
-        OFlags::PATH | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
     .is_ok()
 }
 
-/// Copies the host file `from` into `dir` as a new file `name`.
-fn copy_into(dir: &OwnedFd, name: &str, from: &Path, mode: u32) -> std::io::Result<()> {
+/// Copies the host file `from` into `dir` as a new file `name`; fails
+/// (`AlreadyExists`) rather than replace anything there.
+fn copy_new(dir: &OwnedFd, name: &str, from: &Path, mode: u32) -> std::io::Result<()> {
     let data = std::fs::read(from)?;
-    let fd = match create_excl(dir, name) {
-        Ok(fd) => fd,
-        Err(Errno::EXIST) => return Err(std::io::Error::other("already exists")),
-        Err(e) => return Err(e.into()),
-    };
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-    std::fs::File::from(fd).write_all(&data)
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let written = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+        .map_err(std::io::Error::from)
+        .and_then(|()| std::fs::File::from(fd).write_all(&data));
+    if written.is_err() {
+        // Not left half-written where nobody would remove it.
+        let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+    }
+    written
 }
 
 fn file_name(p: &Path) -> Result<String, String> {
@@ -351,11 +436,52 @@ mod tests {
     }
 
     #[test]
+    fn staging_lends_only_what_is_missing_and_takes_it_all_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let conf = tmp.path().join("usr/lib/rpm");
+        std::fs::create_dir_all(&conf).unwrap();
+        // A package's dangling link where rpm keeps its macros: kept.
+        std::os::unix::fs::symlink("/nowhere/macros", conf.join("macros")).unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        let lua = Lua::new(&root);
+        let argv = lua
+            .command("/var/tmp/s")
+            .unwrap_or_else(|e| panic!("rpmlua must be installed (Debian package rpm): {e}"));
+        assert_eq!(
+            argv[1..],
+            [
+                "--library-path",
+                "/.vnfs-rpmlua",
+                "/.vnfs-rpmlua/rpmlua",
+                "/var/tmp/s"
+            ]
+        );
+        assert!(tmp.path().join(&argv[0][1..]).is_file());
+        assert!(conf.join("rpmrc").is_file(), "rpmrc is lent");
+        assert!(conf.join("macros").is_symlink(), "the package's link stays");
+        assert!(std::fs::read_link(conf.join("macros")).is_ok());
+        let version = lua.finish().unwrap().unwrap();
+        assert!(version.contains("Lua 5."), "{version}");
+        assert!(!tmp.path().join(DIR).exists());
+        assert!(!conf.join("rpmrc").exists());
+        assert!(conf.join("macros").is_symlink());
+        // The platform directory was made for the lent macros, and goes.
+        assert!(!conf.join("platform").exists());
+        // A directory the image has by that name is not taken over.
+        std::fs::create_dir(tmp.path().join(DIR)).unwrap();
+        let lua = Lua::new(&root);
+        let e = lua.command("/var/tmp/s").unwrap_err();
+        assert!(e.contains("/.vnfs-rpmlua"), "{e}");
+        drop(lua);
+        assert!(tmp.path().join(DIR).is_dir(), "not ours to remove");
+    }
+
+    #[test]
     fn script_text_sets_args_on_the_first_line() {
         let t = script_text("print(arg[2])\nreturn 0\n", &["1", "2"], false);
         assert_eq!(t, "arg = {\"<lua>\", 1, 2}; print(arg[2])\nreturn 0\n");
         let t = script_text("x()", &["a\"b\n"], true);
-        assert!(t.starts_with("arg = {\"<lua>\", \"a\\34b\\10\"}; rpm.next_file = "));
+        assert!(t.starts_with("arg = {\"<lua>\", \"a\\034b\\010\"}; rpm.next_file = "));
         assert!(t.ends_with("; x()"));
     }
 }

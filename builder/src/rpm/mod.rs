@@ -9,6 +9,7 @@
 pub mod build;
 pub mod caps;
 pub mod install;
+pub mod layout;
 pub mod lock;
 pub mod lua;
 pub mod package;

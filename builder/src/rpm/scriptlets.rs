@@ -37,6 +37,16 @@ pub enum ScriptletError {
         /// The failure with the script's output.
         source: ChrootError,
     },
+    /// rpm's Lua interpreter could not be staged or run.
+    #[error("%{which} scriptlet of {package} (Lua): {message}")]
+    Lua {
+        /// `pre`, `post`, ...
+        which: String,
+        /// The package.
+        package: String,
+        /// What failed.
+        message: String,
+    },
     /// Writing the script file failed.
     #[error("%{which} scriptlet of {package}: writing /var/tmp/{file}: {message}")]
     Io {
@@ -83,11 +93,18 @@ pub fn run(
     let file = format!("rpm-tmp.vnfs-{package}-{which}");
     let path = format!("/var/tmp/{file}");
     let (argv, text) = if is_lua {
-        // rpm's interpreter, staged on first use; without it the scriptlet
-        // is reported as not run, as one whose interpreter is missing.
+        // rpm's interpreter, staged on first use. Unlike a shell the image
+        // lacks, it is the build machine's to provide: without it the
+        // build stops rather than leave %pre and the like undone.
         match lua.command(&path) {
             Ok(argv) => (argv, lua::script_text(&s.body, args, stdin.is_some())),
-            Err(why) => return Ok(Outcome::Skipped(format!("Lua scriptlet: {why}"))),
+            Err(message) => {
+                return Err(ScriptletError::Lua {
+                    which: which.to_string(),
+                    package: package.to_string(),
+                    message,
+                });
+            }
         }
     } else {
         let mut argv = s.program.clone();
@@ -110,6 +127,16 @@ pub fn run(
         .map_err(|e| io(e.to_string()))?;
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let result = chroot.run(&what, &argv, &[], stdin, false);
+    let result = match result {
+        // The staged interpreter itself is gone (a scriptlet removed it):
+        // a failure, not an interpreter the image lacks.
+        Err(ChrootError::Spawn { source, .. }) if is_lua => Err(ChrootError::Failed {
+            what: what.clone(),
+            status: "not started".into(),
+            output: format!("rpm's staged Lua interpreter did not start: {source}"),
+        }),
+        r => r,
+    };
     // The file goes whatever happened; a failure to remove it is only
     // untidy (normalisation empties /var/tmp anyway).
     let _ = rustix::fs::unlinkat(&dir, file.as_str(), rustix::fs::AtFlags::empty());

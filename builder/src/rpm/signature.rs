@@ -8,26 +8,15 @@
 //! covered by the digest that signed header holds (`PAYLOADDIGEST`).
 //! Nothing is re-serialised, so a header the `rpm` crate would write
 //! differently still verifies as rpm verifies it.
-//!
-//! RPM v4 file layout: a 96-byte lead; the signature header (8-byte magic,
-//! u32 BE entry count, u32 BE data size, 16 bytes per entry, data), padded
-//! to a multiple of 8; the main header (same structure); the payload.
+//! The file's parts are found by `layout.rs`.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::layout::{Header, Layout};
 use pgp::composed::{Deserializable, DetachedSignature, PublicOrSecret, SignedPublicKey};
 use pgp::packet::Signature;
 use pgp::types::KeyDetails;
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
-
-const LEAD_LEN: usize = 96;
-const LEAD_MAGIC: [u8; 4] = [0xed, 0xab, 0xee, 0xdb];
-const HEADER_MAGIC: [u8; 8] = [0x8e, 0xad, 0xe8, 0x01, 0, 0, 0, 0];
-/// rpm's own bounds on a header (`hdrchkTags`, `hdrchkData`): anything
-/// larger is refused before it is looked at.
-const MAX_ENTRIES: usize = 0xffff;
-const MAX_DATA: usize = 0x0fff_ffff;
 
 // Signature header tags.
 const SIGTAG_DSA: u32 = 267;
@@ -38,12 +27,6 @@ const SIGTAG_GPG: u32 = 1005;
 // Main header tags.
 const TAG_PAYLOADDIGEST: u32 = 5092;
 const TAG_PAYLOADDIGESTALGO: u32 = 5093;
-
-// Header entry types.
-const TYPE_INT32: u32 = 4;
-const TYPE_STRING: u32 = 6;
-const TYPE_BIN: u32 = 7;
-const TYPE_STRING_ARRAY: u32 = 8;
 
 /// A key file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -323,161 +306,6 @@ fn hash(algo: u32, data: &[u8]) -> Option<String> {
     })
 }
 
-/// Where the parts of an RPM v4 file lie, as byte ranges of the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    /// The signature header, magic to end of data (padding excluded).
-    pub signature: Range<usize>,
-    /// The main header, magic to end of data: what a header-only
-    /// signature covers.
-    pub header: Range<usize>,
-    /// Everything after the main header.
-    pub payload: Range<usize>,
-}
-
-impl Layout {
-    /// Finds the headers of `file`, checking every declared length
-    /// against its size.
-    pub fn parse(file: &[u8]) -> Result<Layout, String> {
-        if file.len() < LEAD_LEN {
-            return Err(format!("{} bytes: too short for an RPM lead", file.len()));
-        }
-        if file[..4] != LEAD_MAGIC {
-            return Err("not an RPM file (bad lead magic)".into());
-        }
-        let signature = header_range(file, LEAD_LEN, "signature header")?;
-        let main_start = signature
-            .end
-            .checked_next_multiple_of(8)
-            .ok_or("signature header too large")?;
-        let header = header_range(file, main_start, "main header")?;
-        let payload = header.end..file.len();
-        Ok(Layout {
-            signature,
-            header,
-            payload,
-        })
-    }
-}
-
-fn be32(file: &[u8], at: usize) -> Option<u32> {
-    let b = file.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// The range of the header starting at `start`: magic, counts, index and
-/// data, all inside `file`.
-fn header_range(file: &[u8], start: usize, what: &str) -> Result<Range<usize>, String> {
-    let short = || format!("{what} at byte {start}: the file ends inside it");
-    match file.get(start..start.saturating_add(8)) {
-        Some(m) if m == HEADER_MAGIC => {}
-        Some(_) => return Err(format!("{what} at byte {start}: bad header magic")),
-        None => return Err(short()),
-    }
-    let entries = be32(file, start + 8).ok_or_else(short)? as usize;
-    let data = be32(file, start + 12).ok_or_else(short)? as usize;
-    if entries > MAX_ENTRIES || data > MAX_DATA {
-        return Err(format!(
-            "{what}: {entries} entries and {data} data bytes exceed rpm's header limits"
-        ));
-    }
-    // Bounded by the limits above, so no overflow on any target rpm runs.
-    let end = start + 16 + entries * 16 + data;
-    if end > file.len() {
-        return Err(short());
-    }
-    Ok(start..end)
-}
-
-/// One header's index and data, for looking tags up.
-struct Header<'a> {
-    index: &'a [u8],
-    data: &'a [u8],
-}
-
-impl<'a> Header<'a> {
-    /// The header occupying `range` (as found by [`header_range`]).
-    fn at(file: &'a [u8], range: Range<usize>) -> Result<Header<'a>, String> {
-        let h = file
-            .get(range)
-            .ok_or_else(|| "header outside the file".to_string())?;
-        let entries = be32(h, 8).ok_or("header too short")? as usize;
-        let index = h
-            .get(16..16 + entries.saturating_mul(16))
-            .ok_or("header index outside the header")?;
-        let data = &h[16 + index.len()..];
-        Ok(Header { index, data })
-    }
-
-    /// The first entry with `tag`: (type, offset into data, count).
-    fn find(&self, tag: u32) -> Option<(u32, usize, usize)> {
-        let e = self
-            .index
-            .chunks_exact(16)
-            .find(|e| be32(e, 0) == Some(tag))?;
-        Some((be32(e, 4)?, be32(e, 8)? as usize, be32(e, 12)? as usize))
-    }
-
-    fn has(&self, tag: u32) -> bool {
-        self.find(tag).is_some()
-    }
-
-    fn bytes(&self, tag: u32, offset: usize, len: usize) -> Result<&'a [u8], String> {
-        offset
-            .checked_add(len)
-            .and_then(|end| self.data.get(offset..end))
-            .ok_or_else(|| format!("tag {tag}: its data lies outside the header"))
-    }
-
-    /// A binary entry's bytes.
-    fn bin(&self, tag: u32) -> Result<Option<&'a [u8]>, String> {
-        let Some((ty, offset, count)) = self.find(tag) else {
-            return Ok(None);
-        };
-        if ty != TYPE_BIN {
-            return Err(format!("tag {tag} has type {ty}, not binary"));
-        }
-        self.bytes(tag, offset, count).map(Some)
-    }
-
-    /// A string entry, or a string array's first element.
-    fn first_string(&self, tag: u32) -> Result<Option<&'a str>, String> {
-        let Some((ty, offset, count)) = self.find(tag) else {
-            return Ok(None);
-        };
-        if !(ty == TYPE_STRING || ty == TYPE_STRING_ARRAY && count >= 1) {
-            return Err(format!(
-                "tag {tag} has type {ty} (count {count}), not a string"
-            ));
-        }
-        let rest = self
-            .data
-            .get(offset..)
-            .ok_or_else(|| format!("tag {tag}: its data lies outside the header"))?;
-        let len = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(|| format!("tag {tag}: unterminated string"))?;
-        let s = std::str::from_utf8(&rest[..len])
-            .map_err(|_| format!("tag {tag}: string is not UTF-8"))?;
-        Ok(Some(s))
-    }
-
-    /// An INT32 entry's first value.
-    fn int32(&self, tag: u32) -> Result<Option<u32>, String> {
-        let Some((ty, offset, count)) = self.find(tag) else {
-            return Ok(None);
-        };
-        if ty != TYPE_INT32 || count < 1 {
-            return Err(format!(
-                "tag {tag} has type {ty} (count {count}), not INT32"
-            ));
-        }
-        let b = self.bytes(tag, offset, 4)?;
-        Ok(Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-    }
-}
-
 /// What a package must be signed by, and how its errors name it.
 #[derive(Debug, Clone)]
 pub struct GpgCheck {
@@ -497,155 +325,5 @@ impl GpgCheck {
                 key: self.keys.path().to_path_buf(),
                 problem,
             })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Appends a header with `entries` (tag, type, offset, count) and `data`.
-    fn header(out: &mut Vec<u8>, entries: &[(u32, u32, u32, u32)], data: &[u8]) {
-        out.extend_from_slice(&HEADER_MAGIC);
-        out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        for (t, ty, o, c) in entries {
-            for v in [t, ty, o, c] {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-        out.extend_from_slice(data);
-    }
-
-    /// A lead, a signature header of 3 data bytes (padded to 8), a main
-    /// header with a payload digest, and `payload`.
-    fn file(payload: &[u8]) -> Vec<u8> {
-        let mut f = LEAD_MAGIC.to_vec();
-        f.resize(LEAD_LEN, 0);
-        header(&mut f, &[(SIGTAG_RSA, TYPE_BIN, 0, 3)], b"sig");
-        while !f.len().is_multiple_of(8) {
-            f.push(0);
-        }
-        let digest = hex::encode(Sha256::digest(payload));
-        let mut data = digest.clone().into_bytes();
-        data.extend_from_slice(&[0, 0, 0, 0]);
-        data.extend_from_slice(&HASH_SHA256.to_be_bytes());
-        header(
-            &mut f,
-            &[
-                (TAG_PAYLOADDIGEST, TYPE_STRING_ARRAY, 0, 1),
-                (TAG_PAYLOADDIGESTALGO, TYPE_INT32, 68, 1),
-            ],
-            &data,
-        );
-        f.extend_from_slice(payload);
-        f
-    }
-
-    #[test]
-    fn layout_of_a_well_formed_file() {
-        let f = file(b"PAYLOAD");
-        let l = Layout::parse(&f).unwrap();
-        assert_eq!(l.signature, 96..96 + 16 + 16 + 3);
-        assert_eq!(l.header.start, 136, "padded to a multiple of 8");
-        assert_eq!(&f[l.payload.clone()], b"PAYLOAD");
-        let sig = Header::at(&f, l.signature).unwrap();
-        assert_eq!(sig.bin(SIGTAG_RSA).unwrap(), Some(&b"sig"[..]));
-        assert_eq!(sig.bin(SIGTAG_DSA).unwrap(), None);
-        let main = Header::at(&f, l.header).unwrap();
-        assert_eq!(
-            main.first_string(TAG_PAYLOADDIGEST).unwrap(),
-            Some(hex::encode(Sha256::digest(b"PAYLOAD")).as_str())
-        );
-        assert_eq!(main.int32(TAG_PAYLOADDIGESTALGO).unwrap(), Some(8));
-    }
-
-    #[test]
-    fn every_truncation_is_an_error() {
-        let f = file(b"");
-        let l = Layout::parse(&f).unwrap();
-        // Cut anywhere inside the two headers: refused, never a panic.
-        for n in 0..l.header.end {
-            let e = Layout::parse(&f[..n]).unwrap_err();
-            assert!(
-                e.contains("too short") || e.contains("ends inside"),
-                "{n}: {e}"
-            );
-        }
-        assert!(Layout::parse(&f[..l.header.end]).is_ok());
-    }
-
-    #[test]
-    fn declared_sizes_are_bounded() {
-        let mut f = file(b"x");
-        // Signature header claiming 2^32-1 data bytes.
-        f[96 + 12..96 + 16].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(Layout::parse(&f).unwrap_err().contains("limits"));
-        let mut f = file(b"x");
-        f[96 + 8..96 + 12].copy_from_slice(&0x1_0000u32.to_be_bytes());
-        assert!(Layout::parse(&f).unwrap_err().contains("limits"));
-        // Within the limits but past the end of the file.
-        let mut f = file(b"x");
-        f[96 + 12..96 + 16].copy_from_slice(&1000u32.to_be_bytes());
-        assert!(Layout::parse(&f).unwrap_err().contains("ends inside"));
-        let mut f = file(b"x");
-        f[0] = 0;
-        assert!(Layout::parse(&f).unwrap_err().contains("lead magic"));
-        let mut f = file(b"x");
-        f[96] = 0;
-        assert!(Layout::parse(&f).unwrap_err().contains("header magic"));
-    }
-
-    #[test]
-    fn entries_pointing_outside_the_data_are_errors() {
-        let mut f = file(b"x");
-        // The RSA entry's offset (index entry 0, bytes 8..12) past the data.
-        f[96 + 16 + 8..96 + 16 + 12].copy_from_slice(&2u32.to_be_bytes());
-        let l = Layout::parse(&f).unwrap();
-        let sig = Header::at(&f, l.signature.clone()).unwrap();
-        assert!(sig.bin(SIGTAG_RSA).unwrap_err().contains("outside"));
-        f[96 + 16 + 8..96 + 16 + 12].copy_from_slice(&u32::MAX.to_be_bytes());
-        let sig = Header::at(&f, l.signature).unwrap();
-        assert!(sig.bin(SIGTAG_RSA).unwrap_err().contains("outside"));
-        // A string offset past the data, and a wrong type.
-        let mut f = file(b"x");
-        let main = Layout::parse(&f).unwrap().header;
-        let off = main.start + 16 + 8;
-        f[off..off + 4].copy_from_slice(&5000u32.to_be_bytes());
-        let h = Header::at(&f, main.clone()).unwrap();
-        assert!(h.first_string(TAG_PAYLOADDIGEST).is_err());
-        f[off - 4..off].copy_from_slice(&TYPE_BIN.to_be_bytes());
-        let h = Header::at(&f, main).unwrap();
-        assert!(
-            h.first_string(TAG_PAYLOADDIGEST)
-                .unwrap_err()
-                .contains("type")
-        );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn never_panics_on_arbitrary_bytes(
-            data in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
-            cut in 0usize..400,
-        ) {
-            let mut f = file(b"payload");
-            // Overwrite part of a valid file, then cut it: every path of
-            // the parser gets odd input.
-            let at = cut.min(f.len());
-            let end = (at + data.len()).min(f.len());
-            f[at..end].copy_from_slice(&data[..end - at]);
-            f.truncate(cut.max(LEAD_LEN));
-            if let Ok(l) = Layout::parse(&f) {
-                for r in [l.signature, l.header] {
-                    if let Ok(h) = Header::at(&f, r) {
-                        let _ = h.bin(SIGTAG_RSA);
-                        let _ = h.first_string(TAG_PAYLOADDIGEST);
-                        let _ = h.int32(TAG_PAYLOADDIGESTALGO);
-                    }
-                }
-            }
-            let _ = Layout::parse(&data);
-        }
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use vnfs_builder::rpm::signature::Layout;
+use vnfs_builder::rpm::layout::Layout;
 
 use super::{builder, fixture, package_names, recipe, require_root, run, write};
 
