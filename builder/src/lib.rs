@@ -12,6 +12,7 @@ pub mod http;
 pub mod image;
 pub mod lock;
 pub mod normalize;
+pub mod pgpkeys;
 pub mod pkgdiff;
 pub mod progress;
 pub mod recipe;

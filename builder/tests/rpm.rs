@@ -595,6 +595,41 @@ fn tampered_packages_and_metadata_are_refused() {
 }
 
 #[test]
+fn an_edited_lock_cannot_swap_packages() {
+    use sha2::{Digest, Sha256};
+    require_root();
+    let fx = fixture();
+    let r = recipe(fx.path(), "l2", "files = [\"rpms/libdep-2.0-*.rpm\"]\n");
+    run(&r, &fx.path().join("home"), None).unwrap_or_else(|e| panic!("{e}"));
+    let lock_path = fx.path().join("l2.toml.lock");
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    let sha = |p: &str| hex::encode(Sha256::digest(std::fs::read(fx.path().join(p)).unwrap()));
+    let (v2, v1) = (
+        "rpms/libdep-2.0-1.noarch.rpm",
+        "rpms/libdep-1.0-1.noarch.rpm",
+    );
+    assert!(lock.contains(v2) && lock.contains(&sha(v2)), "{lock}");
+    // Another local file, hash and all: not one the recipe lists.
+    std::fs::write(&lock_path, lock.replace(v2, v1).replace(&sha(v2), &sha(v1))).unwrap();
+    let e = run(&r, &fx.path().join("home"), None).unwrap_err();
+    assert!(
+        e.contains("is the local file rpms/libdep-1.0-1.noarch.rpm") && e.contains("do not match"),
+        "{e}"
+    );
+    // The listed file under another version: its header says otherwise.
+    std::fs::write(
+        &lock_path,
+        lock.replace("version = \"2.0\"", "version = \"2.1\""),
+    )
+    .unwrap();
+    let e = run(&r, &fx.path().join("home"), None).unwrap_err();
+    assert!(
+        e.contains("its header says libdep-2.0-1.noarch, but the lock names libdep-2.1-1.noarch"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_example_recipe_parses() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/rpm-local-repo.toml");
     let r = Recipe::load(&p).unwrap_or_else(|e| panic!("{e}"));

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pgp::composed::{CleartextSignedMessage, PublicOrSecret, SignedPublicKey};
+use pgp::composed::CleartextSignedMessage;
 
 use super::control;
+use crate::pgpkeys::{self, SigningKey};
 
 /// Why an InRelease file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -68,32 +69,35 @@ pub struct Release {
     pub files: BTreeMap<String, IndexFile>,
 }
 
-/// OpenPGP public keys to check signatures against.
+/// OpenPGP keys to check signatures against (`pgpkeys.rs` says which
+/// keys and subkeys count).
 pub struct Keyring {
-    keys: Vec<SignedPublicKey>,
+    keys: Vec<SigningKey>,
     path: PathBuf,
 }
 
 impl Keyring {
     /// Loads a binary or armored keyring (e.g. the Debian archive keyring).
+    /// Parts that may not sign (revoked, unbound subkeys) are left out.
     pub fn load(path: &Path) -> Result<Keyring, ReleaseError> {
         let err = |message: String| ReleaseError::Keyring {
             path: path.to_path_buf(),
             message,
         };
         let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let (iter, _) =
-            PublicOrSecret::from_reader_many(&data[..]).map_err(|e| err(e.to_string()))?;
-        let mut keys = Vec::new();
-        for k in iter {
-            match k {
-                Ok(PublicOrSecret::Public(k)) => keys.push(k),
-                Ok(PublicOrSecret::Secret(k)) => keys.push(k.to_public_key()),
-                Err(e) => tracing::debug!("skipping unreadable key in {}: {e}", path.display()),
-            }
+        let (keys, dropped) = pgpkeys::load(&data).map_err(err)?;
+        for d in &dropped {
+            tracing::debug!("keyring {}: {d}: not used", path.display());
         }
         if keys.is_empty() {
-            return Err(err("no public keys found".into()));
+            return Err(err(format!(
+                "no key in it may sign ({})",
+                if dropped.is_empty() {
+                    "none found".to_string()
+                } else {
+                    dropped.join("; ")
+                }
+            )));
         }
         Ok(Keyring {
             keys,
@@ -119,9 +123,10 @@ pub fn verify(data: &[u8], keyring: &Keyring, url: &str) -> Result<Release, Rele
             url: url.to_string(),
             message: e.to_string(),
         })?;
-    let good = keyring.keys.iter().any(|key| {
-        msg.verify(key).is_ok() || key.public_subkeys.iter().any(|sub| msg.verify(sub).is_ok())
-    });
+    let good = keyring
+        .keys
+        .iter()
+        .any(|key| key.verify_cleartext(&msg).is_ok());
     if !good {
         return Err(ReleaseError::BadSignature {
             url: url.to_string(),

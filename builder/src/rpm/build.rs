@@ -1,7 +1,7 @@
 //! The RPM source of `vnfs build`: lock or resolve, fetch into the shared
 //! package cache, install into the root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +62,18 @@ pub enum RpmBuildError {
         package: String,
         /// The repository id.
         repo: String,
+    },
+    /// A lock entry names a local file the recipe does not list.
+    #[error(
+        "{path}: package {package} is the local file {location}, which the recipe's `files` do not match; run with --update"
+    )]
+    LockLocal {
+        /// The lock file.
+        path: PathBuf,
+        /// The package.
+        package: String,
+        /// The file the lock names.
+        location: String,
     },
     /// Download failure.
     #[error(transparent)]
@@ -306,6 +318,7 @@ pub fn build(
     let mut wanted = Vec::new();
     let mut files: Vec<RpmFile> = Vec::new();
     let mut from_cache = Vec::new();
+    let mut local_listed: Option<BTreeSet<String>> = None;
     for p in &lock.packages {
         match &p.repo {
             Some(id) => {
@@ -342,15 +355,36 @@ pub fn build(
                 files.push(RpmFile {
                     name: p.name.clone(),
                     sha256: p.sha256.clone(),
+                    nevra: format!("{}-{}.{}", p.name, p.evr(), p.arch),
                     path: PathBuf::new(),
                     gpgcheck,
                 });
             }
             None => {
+                // Only a file the recipe's `files` match: an edited lock
+                // must not bring in another file (and with it, no
+                // signature check the recipe asks for).
+                let listed = match &local_listed {
+                    Some(l) => l,
+                    None => local_listed.insert(
+                        local_files(recipe, src)?
+                            .into_iter()
+                            .map(|(loc, _)| loc)
+                            .collect::<BTreeSet<String>>(),
+                    ),
+                };
+                if !listed.contains(&p.location) {
+                    return Err(RpmBuildError::LockLocal {
+                        path: lock_path.clone(),
+                        package: p.name.clone(),
+                        location: p.location.clone(),
+                    });
+                }
                 let path = recipe.host_path(Path::new(&p.location));
                 files.push(RpmFile {
                     name: p.name.clone(),
                     sha256: p.sha256.clone(),
+                    nevra: format!("{}-{}.{}", p.name, p.evr(), p.arch),
                     gpgcheck: keys.local_check(&path),
                     path,
                 })

@@ -36,6 +36,9 @@ pub struct RpmFile {
     pub name: String,
     /// Its sha256, checked again before unpacking.
     pub sha256: String,
+    /// `name-[epoch:]version-release.arch` as the lock has it: the
+    /// package's (signed) header must say the same.
+    pub nevra: String,
     /// The file (package cache or local).
     pub path: PathBuf,
     /// The signature it must carry (`gpgcheck`), checked before unpacking.
@@ -113,6 +116,7 @@ pub fn install(
                 &f.name,
                 &f.path,
                 &f.sha256,
+                &f.nevra,
                 f.gpgcheck.as_ref(),
                 &claims,
             );

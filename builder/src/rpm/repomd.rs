@@ -171,7 +171,7 @@ pub fn load(
     if let Some(keys) = repo_keys {
         let sig_url = format!("{url}.asc");
         let sig = fetcher.get(&sig_url)?;
-        keys.verify(&sig, &repomd)
+        keys.verify(&sig, &repomd, crate::pgpkeys::SigKind::Document)
             .map_err(|problem| RepoError::Signature {
                 url: sig_url,
                 key: keys.path().to_path_buf(),

@@ -149,7 +149,7 @@ pub fn register(
     register_from_host(root.path(), files, &sde)
 }
 
-/// Links (or copies) the package files into the image, runs the image's
+/// Copies the package files into the image (checked against their hashes), runs the image's
 /// rpm on them, and removes them again whatever happened.
 fn register_in_image(
     root: &Root,
@@ -171,7 +171,7 @@ fn register_in_image(
             let name = format!("{i:04}-{}.rpm", f.name);
             // Named first, so that a half-copied file is removed too.
             names.push(name.clone());
-            stage(&dir, &f.path, &name).map_err(|m| staging_err(&f.path, m))?;
+            stage(&dir, &f.path, &name, &f.sha256).map_err(|m| staging_err(&f.path, m))?;
         }
         let paths: Vec<String> = names.iter().map(|n| format!("/{STAGING}/{n}")).collect();
         let mut argv = vec!["rpm"];
@@ -198,24 +198,36 @@ fn register_in_image(
     result
 }
 
-/// Hard-links `src` into `dir` as `name`, or copies it when that fails
-/// (another file system).
-fn stage(dir: &rustix::fd::OwnedFd, src: &Path, name: &str) -> Result<(), String> {
-    if rustix::fs::linkat(
-        rustix::fs::CWD,
-        src,
-        dir,
-        name,
-        rustix::fs::AtFlags::empty(),
-    )
-    .is_ok()
-    {
-        return Ok(());
-    }
+/// Copies `src` into `dir` as `name`, checking on the way that it is
+/// still the file the build verified (its sha256, over which its
+/// signature was checked before unpacking): rpm reads the copy, so a
+/// package file replaced since cannot put another header into the
+/// database. Never a hard link: rpm in the image runs as root and must
+/// not reach the package cache.
+fn stage(dir: &rustix::fd::OwnedFd, src: &Path, name: &str, sha256: &str) -> Result<(), String> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
     let mut from = std::fs::File::open(src).map_err(|e| e.to_string())?;
     let fd = create_excl(dir, name).map_err(|e| e.to_string())?;
     let mut to = std::fs::File::from(fd);
-    std::io::copy(&mut from, &mut to).map_err(|e| e.to_string())?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        hash.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+    }
+    let actual = hex::encode(hash.finalize());
+    if actual != sha256 {
+        return Err(format!(
+            "changed since it was verified and unpacked (sha256 {actual}, expected {sha256})"
+        ));
+    }
     Ok(())
 }
 
@@ -254,6 +266,23 @@ fn register_from_host(root: &Path, files: &[RpmFile], sde: &str) -> Result<Write
         .open_dir(DBPATH.trim_start_matches('/'))
         .map_err(|e| host_err(format!("{DBPATH}: {e}")))?;
     plain_db_files(&dir).map_err(|m| host_err(format!("{DBPATH}/{m}")))?;
+    // rpm reads private copies, checked against the verified hashes.
+    let private = tempfile::tempdir().map_err(|e| host_err(format!("temporary directory: {e}")))?;
+    let private_fd = rustix::fs::open(
+        private.path(),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| host_err(format!("{}: {e}", private.path().display())))?;
+    let mut copies = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let name = format!("{i:04}-{}.rpm", f.name);
+        stage(&private_fd, &f.path, &name, &f.sha256).map_err(|message| RpmDbError::Staging {
+            file: f.path.clone(),
+            message,
+        })?;
+        copies.push(private.path().join(name));
+    }
     let out = Command::new("rpm")
         .arg("--root")
         .arg(root)
@@ -267,7 +296,7 @@ fn register_from_host(root: &Path, files: &[RpmFile], sde: &str) -> Result<Write
             "--ignoreos",
         ])
         .args(JUSTDB)
-        .args(files.iter().map(|f| &f.path))
+        .args(&copies)
         .env("SOURCE_DATE_EPOCH", sde)
         .env("LC_ALL", "C")
         .output()

@@ -13,9 +13,9 @@
 use std::path::{Path, PathBuf};
 
 use super::layout::{Header, Layout};
-use pgp::composed::{Deserializable, DetachedSignature, PublicOrSecret, SignedPublicKey};
+use crate::pgpkeys::{self, SigKind, SigningKey};
+use pgp::composed::{Deserializable, DetachedSignature};
 use pgp::packet::Signature;
-use pgp::types::KeyDetails;
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 
 // Signature header tags.
@@ -121,33 +121,34 @@ impl std::fmt::Display for PackageSigError {
     }
 }
 
-/// The public keys of one `gpgkey` file.
+/// The signing keys of one `gpgkey` file (`pgpkeys.rs` says which keys
+/// and subkeys count).
 #[derive(Debug)]
 pub struct Keyring {
     path: PathBuf,
-    keys: Vec<SignedPublicKey>,
+    keys: Vec<SigningKey>,
 }
 
 impl Keyring {
     /// Reads an OpenPGP key file: armored or binary, one or several keys,
-    /// public or secret (the public part is used).
+    /// public or secret (the public part is used). Parts that may not
+    /// sign are left out, each with a warning.
     pub fn load(path: &Path) -> Result<Keyring, KeyError> {
         let err = |message: String| KeyError {
             path: path.to_path_buf(),
             message,
         };
         let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let (iter, _) =
-            PublicOrSecret::from_reader_many(&data[..]).map_err(|e| err(e.to_string()))?;
-        let keys: Vec<SignedPublicKey> = iter
-            .filter_map(Result::ok)
-            .map(|k| match k {
-                PublicOrSecret::Public(k) => k,
-                PublicOrSecret::Secret(k) => k.to_public_key(),
-            })
-            .collect();
+        let (keys, dropped) = pgpkeys::load(&data).map_err(err)?;
+        for d in &dropped {
+            tracing::warn!("gpgkey {}: {d}: not used", path.display());
+        }
         if keys.is_empty() {
-            return Err(err("no public keys found".into()));
+            let why = match dropped.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", dropped.join("; ")),
+            };
+            return Err(err(format!("no key in it may sign{why}")));
         }
         Ok(Keyring {
             path: path.to_path_buf(),
@@ -161,42 +162,27 @@ impl Keyring {
     }
 
     /// Verifies an OpenPGP signature (binary or armored) over `data` by a
-    /// primary key or subkey of this file.
-    pub fn verify(&self, sig: &[u8], data: &[u8]) -> Result<(), SigProblem> {
+    /// key or subkey of this file allowed to sign.
+    pub fn verify(&self, sig: &[u8], data: &[u8], kind: SigKind) -> Result<(), SigProblem> {
         let sig = DetachedSignature::from_reader_single(sig)
             .map(|(s, _)| s.signature)
             .map_err(|e| SigProblem::Malformed(format!("not an OpenPGP signature: {e}")))?;
-        self.verify_parsed(&sig, data)
+        self.verify_parsed(&sig, data, kind)
     }
 
-    fn verify_parsed(&self, sig: &Signature, data: &[u8]) -> Result<(), SigProblem> {
-        let ids = sig.issuer_key_id();
-        let fps = sig.issuer_fingerprint();
-        // As the pgp crate matches: a signature naming no issuer may be
-        // by any key.
-        let named = |k: &dyn KeyDetails| {
-            (ids.is_empty() && fps.is_empty())
-                || ids.iter().any(|i| **i == k.legacy_key_id())
-                || fps.iter().any(|f| **f == k.fingerprint())
-        };
+    fn verify_parsed(&self, sig: &Signature, data: &[u8], kind: SigKind) -> Result<(), SigProblem> {
+        let id = issuer(sig);
+        pgpkeys::check_signature(sig, kind).map_err(|message| SigProblem::BadSignature {
+            id: id.clone(),
+            message,
+        })?;
         let mut failure = None;
-        for key in &self.keys {
-            if named(key) {
-                match sig.verify(key, data) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => failure = Some(reason(&e)),
-                }
-            }
-            for sub in &key.public_subkeys {
-                if named(sub) {
-                    match sig.verify(sub, data) {
-                        Ok(()) => return Ok(()),
-                        Err(e) => failure = Some(reason(&e)),
-                    }
-                }
+        for key in self.keys.iter().filter(|k| k.is_issuer_of(sig)) {
+            match key.verify(sig, data) {
+                Ok(()) => return Ok(()),
+                Err(message) => failure = Some(message),
             }
         }
-        let id = issuer(sig);
         match failure {
             Some(message) => Err(SigProblem::BadSignature { id, message }),
             None => Err(SigProblem::UnknownKey(id)),
@@ -211,34 +197,32 @@ impl Keyring {
         let layout = Layout::parse(file).map_err(SigProblem::Malformed)?;
         let malformed = SigProblem::Malformed;
         let sig = Header::at(file, layout.signature.clone()).map_err(malformed)?;
-        let header_only: Vec<&[u8]> = [SIGTAG_RSA, SIGTAG_DSA]
-            .into_iter()
-            .filter_map(|t| sig.bin(t).transpose())
-            .collect::<Result<_, _>>()
-            .map_err(malformed)?;
-        if header_only.is_empty() {
-            let legacy: Vec<&[u8]> = [SIGTAG_PGP, SIGTAG_GPG]
-                .into_iter()
+        let sigs = |tags: [u32; 2]| -> Result<Vec<&[u8]>, SigProblem> {
+            tags.into_iter()
                 .filter_map(|t| sig.bin(t).transpose())
                 .collect::<Result<_, _>>()
-                .map_err(malformed)?;
-            if legacy.is_empty() {
-                return Err(if sig.has(SIGTAG_OPENPGP) {
-                    SigProblem::OnlyOpenPgpTag
-                } else {
-                    SigProblem::NotSigned
-                });
-            }
-            // rpm v3 signatures: over the main header and the payload.
-            let covered = &file[layout.header.start..];
-            for s in legacy {
-                self.verify(s, covered)?;
-            }
+                .map_err(malformed)
+        };
+        let header_only = sigs([SIGTAG_RSA, SIGTAG_DSA])?;
+        let legacy = sigs([SIGTAG_PGP, SIGTAG_GPG])?;
+        if header_only.is_empty() && legacy.is_empty() {
+            return Err(if sig.has(SIGTAG_OPENPGP) {
+                SigProblem::OnlyOpenPgpTag
+            } else {
+                SigProblem::NotSigned
+            });
+        }
+        // Every signature present must verify, as rpm requires: rpm v3
+        // signatures over the main header and the payload, header-only
+        // ones over the main header.
+        for s in &legacy {
+            self.verify(s, &file[layout.header.start..], SigKind::Binary)?;
+        }
+        if header_only.is_empty() {
             return Ok(());
         }
-        // Every signature present must verify, as rpm requires.
         for s in header_only {
-            self.verify(s, &file[layout.header.clone()])?;
+            self.verify(s, &file[layout.header.clone()], SigKind::Binary)?;
         }
         let main = Header::at(file, layout.header.clone()).map_err(malformed)?;
         let expected = main
@@ -260,18 +244,6 @@ impl Keyring {
             return Err(SigProblem::PayloadDigest { expected, actual });
         }
         Ok(())
-    }
-}
-
-/// The pgp crate's reason in one line. Its check of the digest's first
-/// two bytes reports a failed assertion with both values, which tells a
-/// user nothing; it means the data is not what was signed.
-fn reason(e: &pgp::errors::Error) -> String {
-    let m = e.to_string();
-    if m.starts_with("assertion failed") {
-        "the data's digest differs from the signed one, so it was changed after signing".into()
-    } else {
-        m.lines().next().unwrap_or_default().to_string()
     }
 }
 

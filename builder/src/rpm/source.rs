@@ -47,7 +47,8 @@ pub struct RpmRepo {
     #[serde(default)]
     pub gpgkey: Option<PathBuf>,
     /// Every package must carry a valid header signature by a key in
-    /// `gpgkey` (dnf's `gpgcheck`). Unset: on when `gpgkey` is given.
+    /// `gpgkey` (dnf's `gpgcheck`). Unset: on when `gpgkey` is given
+    /// (dnf's default is off; a key given is taken as meant to be used).
     #[serde(default)]
     pub gpgcheck: Option<bool>,
     /// `repodata/repomd.xml.asc` must be a valid signature of repomd.xml

@@ -300,6 +300,7 @@ pub fn unpack(
     name: &str,
     path: &Path,
     sha256: &str,
+    nevra: &str,
     gpgcheck: Option<&GpgCheck>,
     claims: &Claims,
 ) -> Result<Unpacked, RpmUnpackError> {
@@ -369,6 +370,15 @@ pub fn unpack(
         super::package::Origin::Local(path.to_path_buf()),
     )
     .map_err(corrupt)?;
+    // A repository's metadata is not signed without repo_gpgcheck: a
+    // signed package of another version or arch must not pass for the
+    // one the lock (and so the commit's package list) names.
+    if info.nevra() != nevra {
+        return Err(corrupt(format!(
+            "its header says {}, but the lock names {nevra}",
+            info.nevra()
+        )));
+    }
     let pre = script(reader.metadata.get_pre_install_script());
     let post = script(reader.metadata.get_post_install_script());
     let m = &reader.metadata;
