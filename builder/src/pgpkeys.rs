@@ -4,19 +4,36 @@
 //! package headers).
 //!
 //! A key file is trusted as the user gives it, but not every packet in it
-//! is: a subkey counts only with a valid binding by its primary key that
-//! allows signing (and the subkey's own back signature), so a subkey
-//! appended to a vendor's key file signs nothing; a revoked key or subkey
-//! signs nothing; a key signs only while it is alive (expiry from its
-//! newest valid self-signature), judged at the signature's creation time.
-//! A data signature must name its issuer, carry a creation time, not have
-//! expired, be of the expected type (binary, or text where the format is
-//! text) and use a SHA-2 or SHA-3 digest, as rpm's own policy requires.
+//! is. Every armored block of a file counts (vendors concatenate them),
+//! and GnuPG's trust packets (keyrings written by `gpg --import`) are
+//! skipped. A primary key's flags and expiry come from its newest direct
+//! key signature that has them, else from its primary user ID's newest
+//! certification (a revoked user ID counts for nothing). A subkey counts
+//! only with a valid binding by its primary key that allows signing and
+//! the subkey's own back signature, so a subkey appended to a vendor's key
+//! file signs nothing; it expires no later than its primary key. A key
+//! revoked as compromised (or for no stated reason) signs nothing; one
+//! revoked as superseded or retired signs nothing made after the
+//! revocation; revocations count wherever in the file they appear. A key
+//! must have been alive when a signature was made and, for documents
+//! (InRelease, repomd.xml), must still be alive now, as apt and dnf
+//! require. A data signature must name its issuer, carry a creation time,
+//! not have expired, be of the expected type (binary, or text where the
+//! format is text) and use a SHA-2 or SHA-3 digest, as rpm's own policy
+//! requires.
 
-use pgp::composed::{CleartextSignedMessage, PublicOrSecret, SignedPublicKey};
+use std::collections::HashMap;
+use std::io::Read;
+
+use pgp::armor::Dearmor;
+use pgp::composed::{
+    CleartextSignedMessage, PublicOrSecret, SignedPublicKey, SignedPublicKeyParser,
+};
 use pgp::crypto::hash::HashAlgorithm;
-use pgp::packet::{PublicKey, PublicSubkey, Signature, SignatureType};
-use pgp::types::{KeyDetails, Timestamp};
+use pgp::packet::{
+    Packet, PacketParser, PublicKey, PublicSubkey, RevocationCode, Signature, SignatureType,
+};
+use pgp::types::{Fingerprint, KeyDetails, Tag, Timestamp};
 
 /// A key allowed to sign data.
 #[derive(Debug)]
@@ -55,9 +72,10 @@ impl SigningKey {
     }
 
     /// Verifies `sig` over `data` with this key, which must have been
-    /// alive when the signature was made ([`check_signature`] first).
-    pub fn verify(&self, sig: &Signature, data: &[u8]) -> Result<(), String> {
-        self.alive_at(sig)?;
+    /// alive when the signature was made (and, for documents, still be)
+    /// ([`check_signature`] first).
+    pub fn verify(&self, sig: &Signature, data: &[u8], kind: SigKind) -> Result<(), String> {
+        self.alive_at(sig, kind)?;
         let r = match &self.material {
             Material::Primary(k) => sig.verify(k, data),
             Material::Sub(k) => sig.verify(k, data),
@@ -77,19 +95,26 @@ impl SigningKey {
         }
         .map_err(|e| reason(&e))?;
         check_signature(sig, SigKind::Document)?;
-        self.alive_at(sig)?;
+        self.alive_at(sig, SigKind::Document)?;
         Ok(sig)
     }
 
-    fn alive_at(&self, sig: &Signature) -> Result<(), String> {
+    fn alive_at(&self, sig: &Signature, kind: SigKind) -> Result<(), String> {
         let at = sig.created().map(Timestamp::as_secs).unwrap_or(0);
         if at < self.created {
             return Err("the signature is older than the key that made it".into());
         }
-        if let Some(end) = self.expires
-            && u64::from(at) >= end
-        {
-            return Err("the key had expired when the signature was made".into());
+        if let Some(end) = self.expires {
+            if u64::from(at) >= end {
+                return Err(
+                    "the key had expired (or been retired) when the signature was made".into(),
+                );
+            }
+            // A document is current: a key that has expired since cannot
+            // vouch for it (an old key could otherwise sign a backdated one).
+            if kind == SigKind::Document && now() >= end {
+                return Err("the key has expired (or been retired)".into());
+            }
         }
         Ok(())
     }
@@ -125,78 +150,235 @@ pub fn check_signature(sig: &Signature, kind: SigKind) -> Result<(), String> {
     };
     if let Some(d) = sig.signature_expiration_time()
         && d.as_secs() != 0
-        && u64::from(created.as_secs()) + u64::from(d.as_secs())
-            <= u64::from(Timestamp::now().as_secs())
+        && u64::from(created.as_secs()) + u64::from(d.as_secs()) <= now()
     {
         return Err("the signature has expired".into());
     }
     Ok(())
 }
 
-/// The signing keys of an OpenPGP key file (armored or binary, one or
-/// several keys, public or secret: the public part is used), with what
-/// was left out and why.
+/// Seconds since the epoch (0 for a clock before it).
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The signing keys of an OpenPGP key file (armored, one or several
+/// blocks, or binary; one or several keys, public or secret: the public
+/// part is used), with what was left out and why.
 pub fn load(data: &[u8]) -> Result<(Vec<SigningKey>, Vec<String>), String> {
-    let (iter, _) = PublicOrSecret::from_reader_many(data).map_err(|e| e.to_string())?;
-    let mut keys = Vec::new();
+    let mut certs = Vec::new();
     let mut dropped = Vec::new();
-    for k in iter {
-        match k {
-            Ok(PublicOrSecret::Public(k)) => take(&k, &mut keys, &mut dropped),
-            Ok(PublicOrSecret::Secret(k)) => take(&k.to_public_key(), &mut keys, &mut dropped),
-            Err(e) => dropped.push(format!("a key that cannot be read: {e}")),
+    for block in blocks(data)? {
+        parse_certs(&block, &mut certs, &mut dropped);
+    }
+    if certs.is_empty() && dropped.is_empty() {
+        return Err("no OpenPGP keys found".into());
+    }
+    // A revocation counts for every copy of its key in the file.
+    let mut revoked: HashMap<Fingerprint, Revoked> = HashMap::new();
+    for k in &certs {
+        let valid = k
+            .details
+            .revocation_signatures
+            .iter()
+            .filter(|s| s.verify_key(&k.primary_key).is_ok());
+        if let Some(r) = revocation(valid) {
+            let fp = k.primary_key.fingerprint();
+            let merged = revoked.get(&fp).map_or(r, |old| (*old).min(r));
+            revoked.insert(fp, merged);
         }
+    }
+    let mut keys = Vec::new();
+    for k in &certs {
+        take(
+            k,
+            revoked.get(&k.primary_key.fingerprint()).copied(),
+            &mut keys,
+            &mut dropped,
+        );
     }
     Ok((keys, dropped))
 }
 
+/// The binary OpenPGP data of a key file: each armored block decoded, or
+/// the file itself when it is binary.
+fn blocks(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    const BEGIN: &[u8] = b"-----BEGIN PGP ";
+    let starts: Vec<usize> = (0..data.len())
+        .filter(|&i| data[i..].starts_with(BEGIN) && (i == 0 || data[i - 1] == b'\n'))
+        .collect();
+    if starts.is_empty() {
+        return Ok(vec![data.to_vec()]);
+    }
+    let mut out = Vec::new();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(data.len());
+        let mut bin = Vec::new();
+        Dearmor::new(std::io::BufReader::new(&data[start..end]))
+            .read_to_end(&mut bin)
+            .map_err(|e| format!("armored block {}: {e}", n + 1))?;
+        out.push(bin);
+    }
+    Ok(out)
+}
+
+/// Reads the keys of one binary block, leaving out GnuPG's trust packets,
+/// which would otherwise end a key at its first one.
+fn parse_certs(block: &[u8], certs: &mut Vec<SignedPublicKey>, dropped: &mut Vec<String>) {
+    let mut packets = Vec::new();
+    let mut secret = false;
+    for p in PacketParser::new(block) {
+        match p {
+            Ok(Packet::Trust(_) | Packet::Marker(_) | Packet::Padding(_)) => {}
+            Ok(p) => {
+                secret |= matches!(p, Packet::SecretKey(_) | Packet::SecretSubkey(_));
+                packets.push(p);
+            }
+            // Unknown or unsupported packets (newer key versions, private
+            // algorithms): the rest of the file still counts.
+            Err(e) => dropped.push(format!("a packet that cannot be read: {e}")),
+        }
+    }
+    if secret {
+        // Secret key files come from pgp-aware tools and carry no trust
+        // packets: the crate's own parser splits public from secret.
+        match PublicOrSecret::from_reader_many(block) {
+            Ok((iter, _)) => {
+                for k in iter {
+                    match k {
+                        Ok(PublicOrSecret::Public(k)) => certs.push(k),
+                        Ok(PublicOrSecret::Secret(k)) => certs.push(k.to_public_key()),
+                        Err(e) => dropped.push(format!("a key that cannot be read: {e}")),
+                    }
+                }
+            }
+            Err(e) => dropped.push(format!("keys that cannot be read: {e}")),
+        }
+        return;
+    }
+    for k in SignedPublicKeyParser::from_packets(packets.into_iter().map(Ok).peekable()) {
+        match k {
+            Ok(k) => certs.push(k),
+            Err(e) => dropped.push(format!("a key that cannot be read: {e}")),
+        }
+    }
+}
+
+/// How a key or subkey is revoked: for good, or (superseded, retired)
+/// from a time on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Revoked {
+    Hard,
+    Since(u32),
+}
+
+/// The strongest of the valid revocations given (`Hard` before any
+/// `Since`, an earlier `Since` before a later one).
+fn revocation<'a>(valid: impl Iterator<Item = &'a Signature>) -> Option<Revoked> {
+    valid
+        .map(|s| match s.revocation_reason_code() {
+            Some(RevocationCode::KeySuperseded | RevocationCode::KeyRetired) => {
+                Revoked::Since(s.created().map_or(0, Timestamp::as_secs))
+            }
+            _ => Revoked::Hard,
+        })
+        .min()
+}
+
+/// The end of life of a key given its expiry and revocation.
+fn end_of_life(expires: Option<u64>, revoked: Option<Revoked>) -> Option<u64> {
+    match revoked {
+        Some(Revoked::Since(t)) => Some(expires.map_or(u64::from(t), |e| e.min(u64::from(t)))),
+        _ => expires,
+    }
+}
+
+/// The newest of `sigs` by creation time.
+fn newest(sigs: Vec<&Signature>) -> Option<&Signature> {
+    sigs.into_iter()
+        .max_by_key(|s| s.created().map(Timestamp::as_secs))
+}
+
+/// Whether a key-flags subpacket says anything at all.
+fn has_flags(s: &Signature) -> bool {
+    let f = s.key_flags();
+    f.sign() || f.certify() || f.encrypt_comms() || f.encrypt_storage() || f.authentication()
+}
+
 /// Adds the usable parts of `k`.
-fn take(k: &SignedPublicKey, keys: &mut Vec<SigningKey>, dropped: &mut Vec<String>) {
+fn take(
+    k: &SignedPublicKey,
+    revoked: Option<Revoked>,
+    keys: &mut Vec<SigningKey>,
+    dropped: &mut Vec<String>,
+) {
     let primary = &k.primary_key;
     let name = format!("key {}", primary.legacy_key_id());
-    let created = primary.created_at().as_secs();
-    if k.details
-        .revocation_signatures
-        .iter()
-        .any(|s| s.verify_key(primary).is_ok())
-    {
+    if revoked == Some(Revoked::Hard) {
         dropped.push(format!("{name}: revoked"));
         return;
     }
-    // The newest valid self-signature says what the primary key may do
-    // and until when.
-    let self_sigs = k
-        .details
-        .users
-        .iter()
-        .flat_map(|u| {
-            u.signatures.iter().filter(|s| {
-                s.verify_certification(primary, pgp::types::Tag::UserId, &u.id)
-                    .is_ok()
-            })
-        })
-        .chain(
-            k.details
-                .direct_signatures
+    let created = primary.created_at().as_secs();
+    // Each user ID's newest valid self-signature, unless that revokes it.
+    let mut bindings = Vec::new();
+    for u in &k.details.users {
+        let latest = newest(
+            u.signatures
                 .iter()
-                .filter(|s| s.verify_key(primary).is_ok()),
+                .filter(|s| {
+                    matches!(
+                        s.typ(),
+                        Some(
+                            SignatureType::CertGeneric
+                                | SignatureType::CertPersona
+                                | SignatureType::CertCasual
+                                | SignatureType::CertPositive
+                                | SignatureType::CertRevocation
+                        )
+                    ) && s.verify_certification(primary, Tag::UserId, &u.id).is_ok()
+                })
+                .collect(),
         );
-    let Some(newest) = self_sigs.max_by_key(|s| s.created().map(Timestamp::as_secs)) else {
+        if let Some(s) = latest.filter(|s| s.typ() != Some(SignatureType::CertRevocation)) {
+            bindings.push(s);
+        }
+    }
+    let user = bindings
+        .iter()
+        .filter(|s| s.is_primary())
+        .max_by_key(|s| s.created().map(Timestamp::as_secs))
+        .or_else(|| {
+            bindings
+                .iter()
+                .max_by_key(|s| s.created().map(Timestamp::as_secs))
+        })
+        .copied();
+    let direct = newest(
+        k.details
+            .direct_signatures
+            .iter()
+            .filter(|s| s.typ() == Some(SignatureType::Key) && s.verify_key(primary).is_ok())
+            .collect(),
+    );
+    if user.is_none() && direct.is_none() {
         dropped.push(format!("{name}: no valid self-signature"));
         return;
-    };
-    let flags = newest.key_flags();
+    }
+    let flags_from = direct.filter(|s| has_flags(s)).or(user).or(direct);
+    let expiry_from = direct
+        .filter(|s| s.key_expiration_time().is_some())
+        .or(user)
+        .or(direct);
+    let primary_end = end_of_life(expiry_from.and_then(|s| expiry(created, s)), revoked);
+    let before = keys.len();
     // No key flags at all: an old key that predates them, usable.
-    let flags_given = flags.sign()
-        || flags.certify()
-        || flags.encrypt_comms()
-        || flags.encrypt_storage()
-        || flags.authentication();
-    if !flags_given || flags.sign() {
+    if flags_from.is_none_or(|s| !has_flags(s) || s.key_flags().sign()) {
         keys.push(SigningKey {
             material: Material::Primary(primary.clone()),
             created,
-            expires: expiry(created, newest),
+            expires: primary_end,
         });
     }
     for sub in &k.public_subkeys {
@@ -208,13 +390,12 @@ fn take(k: &SignedPublicKey, keys: &mut Vec<SigningKey>, dropped: &mut Vec<Strin
                 .filter(move |s| s.typ() == Some(t))
                 .filter(|s| s.verify_subkey_binding(primary, &sub.key).is_ok())
         };
-        if valid(SignatureType::SubkeyRevocation).next().is_some() {
+        let sub_revoked = revocation(valid(SignatureType::SubkeyRevocation));
+        if sub_revoked == Some(Revoked::Hard) {
             dropped.push(format!("{sname}: revoked"));
             continue;
         }
-        let Some(binding) =
-            valid(SignatureType::SubkeyBinding).max_by_key(|s| s.created().map(Timestamp::as_secs))
-        else {
+        let Some(binding) = newest(valid(SignatureType::SubkeyBinding).collect()) else {
             dropped.push(format!("{sname}: no valid binding by its primary key"));
             continue;
         };
@@ -231,11 +412,20 @@ fn take(k: &SignedPublicKey, keys: &mut Vec<SigningKey>, dropped: &mut Vec<Strin
             ));
             continue;
         }
+        // A subkey lives no longer than its primary key.
+        let own = end_of_life(expiry(screated, binding), sub_revoked);
+        let expires = match (own, primary_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         keys.push(SigningKey {
             material: Material::Sub(sub.key.clone()),
             created: screated,
-            expires: expiry(screated, binding),
+            expires,
         });
+    }
+    if keys.len() == before {
+        dropped.push(format!("{name}: neither it nor a subkey may sign"));
     }
 }
 
@@ -316,8 +506,8 @@ mod tests {
         let good = sig(&k.primary_key, HashAlgorithm::Sha256, false, b"data");
         check_signature(&good, SigKind::Binary).unwrap();
         assert!(keys[0].is_issuer_of(&good));
-        keys[0].verify(&good, b"data").unwrap();
-        assert!(keys[0].verify(&good, b"dat4").is_err());
+        keys[0].verify(&good, b"data", SigKind::Binary).unwrap();
+        assert!(keys[0].verify(&good, b"dat4", SigKind::Binary).is_err());
         // A text signature: for documents only.
         let text = sig(&k.primary_key, HashAlgorithm::Sha256, true, b"data");
         check_signature(&text, SigKind::Document).unwrap();
@@ -352,7 +542,7 @@ mod tests {
             false,
             b"pkg",
         );
-        keys[0].verify(&by_sub, b"pkg").unwrap();
+        keys[0].verify(&by_sub, b"pkg", SigKind::Binary).unwrap();
         // Appended to the vendor's key, with the attacker's binding.
         let vendor_pub = SignedPublicKey::from(vendor.clone());
         let attacker_pub = SignedPublicKey::from(attacker.clone());
@@ -376,7 +566,73 @@ mod tests {
         let data = std::fs::read(path)
             .unwrap_or_else(|e| panic!("{path}: {e} (Debian package debian-archive-keyring)"));
         let (keys, dropped) = load(&data).unwrap();
-        // Every key of the archive keyring may sign.
+        // Every key of the archive keyring may sign, until it expires
+        // (their expiry is on the user ID; later flag-less direct key
+        // signatures must not hide it).
         assert!(keys.len() >= 2 && dropped.is_empty(), "{dropped:?}");
+        for k in &keys {
+            let end = k.expires.expect("Debian's archive keys expire");
+            let years = (end - u64::from(k.created)) / (365 * 86_400);
+            assert!((1..=10).contains(&years), "{years} years");
+        }
+    }
+
+    /// Runs gpg with a throwaway home; panics, naming the tool, when it
+    /// is missing.
+    fn gpg(home: &std::path::Path, args: &[&str]) {
+        let out = std::process::Command::new("gpg")
+            .arg("--homedir")
+            .arg(home)
+            .args(["--batch", "--quiet", "--no-autostart"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("gpg must be installed (Debian package gnupg): {e}"));
+        assert!(out.status.success(), "gpg {args:?}: {out:?}");
+    }
+
+    #[test]
+    fn keyrings_with_trust_packets_and_several_armored_blocks_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("gnupg");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let (a, b) = (key("alpha", false), key("beta", true));
+        let armored = |k: &SignedSecretKey| {
+            SignedPublicKey::from(k.clone())
+                .to_armored_string(None.into())
+                .unwrap()
+        };
+        // Two armored blocks in one file, as vendors ship them.
+        let both = format!("{}\n{}", armored(&a), armored(&b));
+        let (keys, dropped) = load(both.as_bytes()).unwrap();
+        assert_eq!(keys.len(), 2, "alpha's primary, beta's subkey: {dropped:?}");
+        // gpg --import into a keyring file writes trust packets after
+        // every key, user ID and signature.
+        let asc = tmp.path().join("both.asc");
+        std::fs::write(&asc, &both).unwrap();
+        let ring = tmp.path().join("ring.gpg");
+        // An existing empty file: gpg keeps its (legacy keyring) format
+        // instead of making a keybox.
+        std::fs::write(&ring, b"").unwrap();
+        let ring_s = ring.to_str().unwrap();
+        gpg(
+            &home,
+            &[
+                "--no-default-keyring",
+                "--keyring",
+                ring_s,
+                "--import",
+                asc.to_str().unwrap(),
+            ],
+        );
+        let data = std::fs::read(&ring).unwrap();
+        assert!(
+            PacketParser::new(&data[..]).any(|p| matches!(p, Ok(Packet::Trust(_)))),
+            "the keyring should hold trust packets"
+        );
+        let (keys, dropped) = load(&data).unwrap();
+        assert_eq!(keys.len(), 2, "{dropped:?}");
+        assert!(dropped.is_empty(), "{dropped:?}");
     }
 }

@@ -30,12 +30,15 @@ pub enum ReleaseError {
         message: String,
     },
     /// No signature verifies against any key in the keyring.
-    #[error("{url}: no valid signature from a key in {keyring}")]
+    #[error("{url}: no valid signature from a key in {keyring}: {reason}")]
     BadSignature {
         /// Where it came from.
         url: String,
         /// The keyring used.
         keyring: PathBuf,
+        /// Why each signature by a key of the keyring was refused, or
+        /// which keys signed instead.
+        reason: String,
     },
     /// The signed text is not a valid Release paragraph.
     #[error("{url}: malformed Release data: {message}")]
@@ -87,7 +90,7 @@ impl Keyring {
         let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
         let (keys, dropped) = pgpkeys::load(&data).map_err(err)?;
         for d in &dropped {
-            tracing::debug!("keyring {}: {d}: not used", path.display());
+            tracing::warn!("keyring {}: {d}: not used", path.display());
         }
         if keys.is_empty() {
             return Err(err(format!(
@@ -123,14 +126,41 @@ pub fn verify(data: &[u8], keyring: &Keyring, url: &str) -> Result<Release, Rele
             url: url.to_string(),
             message: e.to_string(),
         })?;
-    let good = keyring
-        .keys
-        .iter()
-        .any(|key| key.verify_cleartext(&msg).is_ok());
+    // Only keys a signature names are tried, so that the reasons given
+    // are about them.
+    let mut reasons = Vec::new();
+    let mut good = false;
+    for key in &keyring.keys {
+        if !msg.signatures().iter().any(|s| key.is_issuer_of(s)) {
+            continue;
+        }
+        match key.verify_cleartext(&msg) {
+            Ok(_) => {
+                good = true;
+                break;
+            }
+            Err(e) => reasons.push(e),
+        }
+    }
     if !good {
+        let reason = match reasons.is_empty() {
+            true => {
+                let ids: Vec<String> = msg
+                    .signatures()
+                    .iter()
+                    .flat_map(|s| s.issuer_key_id().into_iter().map(|i| i.to_string()))
+                    .collect();
+                match ids.is_empty() {
+                    true => "not signed by any of its keys".to_string(),
+                    false => format!("signed by key id {}, not in it", ids.join(", ")),
+                }
+            }
+            false => reasons.join("; "),
+        };
         return Err(ReleaseError::BadSignature {
             url: url.to_string(),
             keyring: keyring.path.clone(),
+            reason,
         });
     }
     let signed = msg.signed_text().replace("\r\n", "\n");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::install::{self, InstallError, RpmFile};
+use super::install::{self, Expected, InstallError, RpmFile};
 use super::lock::{RpmLock, RpmLockInputs, RpmLocked};
 use super::package::{self, LocalError, Origin, RpmPackage};
 use super::repomd::{self, RepoError};
@@ -191,6 +191,16 @@ impl Keys {
     }
 }
 
+/// What the header of a locked package must say.
+fn expected(p: &super::lock::RpmLocked) -> Expected {
+    Expected {
+        epoch: p.epoch,
+        version: p.version.clone(),
+        release: p.release.clone(),
+        arch: p.arch.clone(),
+    }
+}
+
 fn resolve_lock(
     recipe: &Recipe,
     src: &RpmSource,
@@ -355,7 +365,7 @@ pub fn build(
                 files.push(RpmFile {
                     name: p.name.clone(),
                     sha256: p.sha256.clone(),
-                    nevra: format!("{}-{}.{}", p.name, p.evr(), p.arch),
+                    expect: expected(p),
                     path: PathBuf::new(),
                     gpgcheck,
                 });
@@ -384,7 +394,7 @@ pub fn build(
                 files.push(RpmFile {
                     name: p.name.clone(),
                     sha256: p.sha256.clone(),
-                    nevra: format!("{}-{}.{}", p.name, p.evr(), p.arch),
+                    expect: expected(p),
                     gpgcheck: keys.local_check(&path),
                     path,
                 })
@@ -397,7 +407,16 @@ pub fn build(
         files[i].path = path;
     }
     check(cancel)?;
-    let report = install::install(root, &files, lock.source_date_epoch, progress)?;
+    // Scratch space for the rpm database step, on the package cache's file
+    // system (copies there can be hard links).
+    let scratch = home.join("tmp");
+    std::fs::create_dir_all(&scratch).map_err(|source| {
+        RpmBuildError::Install(InstallError::Io {
+            path: scratch.clone(),
+            source,
+        })
+    })?;
+    let report = install::install(root, &files, lock.source_date_epoch, &scratch, progress)?;
 
     let mut metadata = BTreeMap::new();
     let join = |v: &[String]| v.join("\n");

@@ -36,13 +36,26 @@ pub struct RpmFile {
     pub name: String,
     /// Its sha256, checked again before unpacking.
     pub sha256: String,
-    /// `name-[epoch:]version-release.arch` as the lock has it: the
+    /// Epoch, version, release and arch as the lock has them: the
     /// package's (signed) header must say the same.
-    pub nevra: String,
+    pub expect: Expected,
     /// The file (package cache or local).
     pub path: PathBuf,
     /// The signature it must carry (`gpgcheck`), checked before unpacking.
     pub gpgcheck: Option<GpgCheck>,
+}
+
+/// What a package's header must say besides its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// Epoch (0 when none).
+    pub epoch: u32,
+    /// Version.
+    pub version: String,
+    /// Release.
+    pub release: String,
+    /// Architecture (`noarch` included).
+    pub arch: String,
 }
 
 /// Installation failure.
@@ -94,11 +107,13 @@ pub struct Report {
 }
 
 /// Installs `files` into `root_path`; scriptlets run in dependency order
-/// (requirements first) as read from the packages' headers.
+/// (requirements first) as read from the packages' headers. `scratch` is
+/// a directory for temporary files outside the image.
 pub fn install(
     root_path: &Path,
     files: &[RpmFile],
     source_date_epoch: i64,
+    scratch: &Path,
     progress: &dyn Progress,
 ) -> Result<Report, InstallError> {
     let root = Root::open(root_path).map_err(|source| InstallError::Io {
@@ -116,7 +131,7 @@ pub fn install(
                 &f.name,
                 &f.path,
                 &f.sha256,
-                &f.nevra,
+                &f.expect,
                 f.gpgcheck.as_ref(),
                 &claims,
             );
@@ -211,7 +226,7 @@ pub fn install(
     }
     progress.message(Stage::Configure, "rpm database");
     let in_order: Vec<RpmFile> = order.iter().map(|&i| files[i].clone()).collect();
-    let writer = super::rpmdb::register(&root, &chroot, &in_order, source_date_epoch)?;
+    let writer = super::rpmdb::register(&root, &chroot, &in_order, source_date_epoch, scratch)?;
     tracing::info!("rpm database written by {writer}");
     report.database = writer.to_string();
     progress.end(Stage::Configure);

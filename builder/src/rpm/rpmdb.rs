@@ -106,6 +106,7 @@ pub fn register(
     chroot: &Chroot,
     files: &[RpmFile],
     source_date_epoch: i64,
+    scratch: &Path,
 ) -> Result<Writer, RpmDbError> {
     let sde = source_date_epoch.to_string();
     match chroot.run(
@@ -146,7 +147,7 @@ pub fn register(
         // halfway through an install): the host's can still do the job.
         Err(e) => tracing::warn!("the image's rpm does not run ({e}); using this machine's"),
     }
-    register_from_host(root.path(), files, &sde)
+    register_from_host(root.path(), files, &sde, scratch)
 }
 
 /// Copies the package files into the image (checked against their hashes), runs the image's
@@ -171,7 +172,7 @@ fn register_in_image(
             let name = format!("{i:04}-{}.rpm", f.name);
             // Named first, so that a half-copied file is removed too.
             names.push(name.clone());
-            stage(&dir, &f.path, &name, &f.sha256).map_err(|m| staging_err(&f.path, m))?;
+            stage(&dir, &f.path, &name, &f.sha256, false).map_err(|m| staging_err(&f.path, m))?;
         }
         let paths: Vec<String> = names.iter().map(|n| format!("/{STAGING}/{n}")).collect();
         let mut argv = vec!["rpm"];
@@ -198,20 +199,46 @@ fn register_in_image(
     result
 }
 
-/// Copies `src` into `dir` as `name`, checking on the way that it is
-/// still the file the build verified (its sha256, over which its
-/// signature was checked before unpacking): rpm reads the copy, so a
-/// package file replaced since cannot put another header into the
-/// database. Never a hard link: rpm in the image runs as root and must
-/// not reach the package cache.
-fn stage(dir: &rustix::fd::OwnedFd, src: &Path, name: &str, sha256: &str) -> Result<(), String> {
+/// Puts `src` into `dir` as `name` and checks that it is still the file
+/// the build verified (its sha256, over which its signature was checked
+/// before unpacking): rpm reads this one, so a package file replaced since
+/// cannot put another header into the database. A hard link only with
+/// `link_ok`: rpm in the image runs image code as root and must not reach
+/// the package cache.
+fn stage(
+    dir: &rustix::fd::OwnedFd,
+    src: &Path,
+    name: &str,
+    sha256: &str,
+    link_ok: bool,
+) -> Result<(), String> {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
-    let mut from = std::fs::File::open(src).map_err(|e| e.to_string())?;
-    let fd = create_excl(dir, name).map_err(|e| e.to_string())?;
-    let mut to = std::fs::File::from(fd);
+    let linked = link_ok
+        && rustix::fs::linkat(
+            rustix::fs::CWD,
+            src,
+            dir,
+            name,
+            rustix::fs::AtFlags::empty(),
+        )
+        .is_ok();
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let (mut from, mut to) = if linked {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| e.to_string())?;
+        (std::fs::File::from(fd), None)
+    } else {
+        let from = std::fs::File::open(src).map_err(|e| e.to_string())?;
+        let fd = create_excl(dir, name).map_err(|e| e.to_string())?;
+        (from, Some(std::fs::File::from(fd)))
+    };
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
@@ -220,7 +247,9 @@ fn stage(dir: &rustix::fd::OwnedFd, src: &Path, name: &str, sha256: &str) -> Res
             Err(e) => return Err(e.to_string()),
         };
         hash.update(&buf[..n]);
-        to.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+        if let Some(to) = &mut to {
+            to.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+        }
     }
     let actual = hex::encode(hash.finalize());
     if actual != sha256 {
@@ -232,7 +261,12 @@ fn stage(dir: &rustix::fd::OwnedFd, src: &Path, name: &str, sha256: &str) -> Res
 }
 
 /// Runs the build machine's rpm with `--root`.
-fn register_from_host(root: &Path, files: &[RpmFile], sde: &str) -> Result<Writer, RpmDbError> {
+fn register_from_host(
+    root: &Path,
+    files: &[RpmFile],
+    sde: &str,
+    scratch: &Path,
+) -> Result<Writer, RpmDbError> {
     let version = match Command::new("rpm").arg("--version").output() {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         Ok(_) | Err(_) => return Err(RpmDbError::NoRpm),
@@ -266,8 +300,13 @@ fn register_from_host(root: &Path, files: &[RpmFile], sde: &str) -> Result<Write
         .open_dir(DBPATH.trim_start_matches('/'))
         .map_err(|e| host_err(format!("{DBPATH}: {e}")))?;
     plain_db_files(&dir).map_err(|m| host_err(format!("{DBPATH}/{m}")))?;
-    // rpm reads private copies, checked against the verified hashes.
-    let private = tempfile::tempdir().map_err(|e| host_err(format!("temporary directory: {e}")))?;
+    // rpm reads private copies (hard links where the file system allows:
+    // this machine's rpm runs no image code), checked against the
+    // verified hashes.
+    let private = tempfile::Builder::new()
+        .prefix("rpmdb-")
+        .tempdir_in(scratch)
+        .map_err(|e| host_err(format!("temporary directory in {}: {e}", scratch.display())))?;
     let private_fd = rustix::fs::open(
         private.path(),
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
@@ -277,9 +316,11 @@ fn register_from_host(root: &Path, files: &[RpmFile], sde: &str) -> Result<Write
     let mut copies = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
         let name = format!("{i:04}-{}.rpm", f.name);
-        stage(&private_fd, &f.path, &name, &f.sha256).map_err(|message| RpmDbError::Staging {
-            file: f.path.clone(),
-            message,
+        stage(&private_fd, &f.path, &name, &f.sha256, true).map_err(|message| {
+            RpmDbError::Staging {
+                file: f.path.clone(),
+                message,
+            }
         })?;
         copies.push(private.path().join(name));
     }

@@ -7,16 +7,17 @@
 //! header exactly as written, magic included, and the payload is then
 //! covered by the digest that signed header holds (`PAYLOADDIGEST`).
 //! Nothing is re-serialised, so a header the `rpm` crate would write
-//! differently still verifies as rpm verifies it.
-//! The file's parts are found by `layout.rs`.
+//! differently still verifies as rpm verifies it. The file's parts are
+//! found by `layout.rs`.
 
 use std::path::{Path, PathBuf};
 
-use super::layout::{Header, Layout};
-use crate::pgpkeys::{self, SigKind, SigningKey};
 use pgp::composed::{Deserializable, DetachedSignature};
 use pgp::packet::Signature;
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+
+use super::layout::{Header, Layout};
+use crate::pgpkeys::{self, SigKind, SigningKey};
 
 // Signature header tags.
 const SIGTAG_DSA: u32 = 267;
@@ -178,7 +179,7 @@ impl Keyring {
         })?;
         let mut failure = None;
         for key in self.keys.iter().filter(|k| k.is_issuer_of(sig)) {
-            match key.verify(sig, data) {
+            match key.verify(sig, data, kind) {
                 Ok(()) => return Ok(()),
                 Err(message) => failure = Some(message),
             }

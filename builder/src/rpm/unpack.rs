@@ -300,7 +300,7 @@ pub fn unpack(
     name: &str,
     path: &Path,
     sha256: &str,
-    nevra: &str,
+    expect: &super::install::Expected,
     gpgcheck: Option<&GpgCheck>,
     claims: &Claims,
 ) -> Result<Unpacked, RpmUnpackError> {
@@ -373,10 +373,20 @@ pub fn unpack(
     // A repository's metadata is not signed without repo_gpgcheck: a
     // signed package of another version or arch must not pass for the
     // one the lock (and so the commit's package list) names.
-    if info.nevra() != nevra {
+    let e = &info.evr;
+    if (e.epoch, &e.version, &e.release, &info.arch)
+        != (expect.epoch, &expect.version, &expect.release, &expect.arch)
+    {
+        let epoch = match expect.epoch {
+            0 => String::new(),
+            n => format!("{n}:"),
+        };
         return Err(corrupt(format!(
-            "its header says {}, but the lock names {nevra}",
-            info.nevra()
+            "its header says {}, but the lock names {name}-{epoch}{}-{}.{}",
+            info.nevra(),
+            expect.version,
+            expect.release,
+            expect.arch
         )));
     }
     let pre = script(reader.metadata.get_pre_install_script());
