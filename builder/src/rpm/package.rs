@@ -49,6 +49,9 @@ pub struct RpmPackage {
     pub obsoletes: Vec<Dep>,
     /// Recommends (weak dependencies); rich ones kept as written.
     pub recommends: Vec<Dep>,
+    /// Supplements (reverse weak dependencies: this package wants to come
+    /// in when these are installed); rich ones kept as written.
+    pub supplements: Vec<Dep>,
     /// Files the index lists (all of them for local packages; primary.xml
     /// only lists `/etc/*`, `*bin/*` and `/usr/lib/sendmail`).
     pub files: Vec<String>,
@@ -173,6 +176,7 @@ pub fn from_metadata(
         conflicts: list(m.get_conflicts(), "Conflicts")?,
         obsoletes: list(m.get_obsoletes(), "Obsoletes")?,
         recommends: list(m.get_recommends(), "Recommends")?,
+        supplements: list(m.get_supplements(), "Supplements")?,
         files: m
             .get_file_paths()
             .map_err(|e| format!("file list: {e}"))?

@@ -17,6 +17,7 @@ enum List {
     Conflicts,
     Obsoletes,
     Recommends,
+    Supplements,
 }
 
 fn entry(e: &BytesStart<'_>) -> Result<Dep, String> {
@@ -84,6 +85,7 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                         conflicts: Vec::new(),
                         obsoletes: Vec::new(),
                         recommends: Vec::new(),
+                        supplements: Vec::new(),
                         files: Vec::new(),
                     });
                 }
@@ -115,6 +117,7 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                 ("conflicts", Some(_)) if !empty => list = List::Conflicts,
                 ("obsoletes", Some(_)) if !empty => list = List::Obsoletes,
                 ("recommends", Some(_)) if !empty => list = List::Recommends,
+                ("supplements", Some(_)) if !empty => list = List::Supplements,
                 ("entry", Some(p)) if list != List::None => {
                     let d = entry(e).map_err(|m| format!("package {}: {m}", p.name))?;
                     match list {
@@ -123,6 +126,7 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                         List::Conflicts => p.conflicts.push(d),
                         List::Obsoletes => p.obsoletes.push(d),
                         List::Recommends => p.recommends.push(d),
+                        List::Supplements => p.supplements.push(d),
                         _ => {}
                     }
                 }
@@ -147,9 +151,11 @@ pub fn parse(xml: &[u8], origin: usize) -> Result<Vec<RpmPackage>, String> {
                         p.sha256 = text.trim().to_ascii_lowercase();
                     }
                     ("file", Some(p)) => p.files.push(text.trim().to_string()),
-                    ("provides" | "requires" | "conflicts" | "obsoletes" | "recommends", _) => {
-                        list = List::None
-                    }
+                    (
+                        "provides" | "requires" | "conflicts" | "obsoletes" | "recommends"
+                        | "supplements",
+                        _,
+                    ) => list = List::None,
                     ("package", Some(_)) => {
                         if let Some(mut p) = cur.take() {
                             validate(&p)?;
@@ -222,6 +228,9 @@ mod tests {
     <rpm:recommends>
       <rpm:entry name="foo-docs"/>
     </rpm:recommends>
+    <rpm:supplements>
+      <rpm:entry name="(bash and foo-docs)"/>
+    </rpm:supplements>
     <file>/usr/bin/foo&amp;x</file>
     <file type="dir">/etc/foo</file>
   </format>
@@ -255,6 +264,8 @@ mod tests {
         assert_eq!(foo.conflicts[0].to_string(), "oldfoo < 1");
         assert_eq!(foo.obsoletes[0].to_string(), "foo-legacy < 2.0");
         assert_eq!(foo.recommends[0].to_string(), "foo-docs");
+        assert_eq!(foo.supplements.len(), 1);
+        assert_eq!(foo.supplements[0].name, "(bash and foo-docs)");
         assert_eq!(foo.files, ["/usr/bin/foo&x", "/etc/foo"]);
         assert!(foo.satisfies(&Dep::any("/usr/bin/foo&x")));
         // bar gets its implicit self-provide.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::package::RpmPackage;
 use super::rich::{self, Rich};
-use super::version::Dep;
+use super::version::{Dep, Op};
 
 /// What to resolve.
 #[derive(Debug, Clone, Default)]
@@ -514,9 +514,67 @@ fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
                 }
             }
         }
+        // Supplements: a package that says it supplements what is
+        // selected comes in too, as dnf installs reverse weak
+        // dependencies (its newest version that does).
+        for (name, versions) in &u.by_name {
+            if st.selected.contains_key(name) {
+                continue;
+            }
+            let Some(p) = versions
+                .iter()
+                .find(|p| p.supplements.iter().any(|d| supplement_met(st, d)))
+            else {
+                continue;
+            };
+            let key = (p.name.clone(), "(supplements)".to_string());
+            if failed_at.get(&key) == Some(&st.selected.len()) {
+                continue;
+            }
+            let saved = st.clone();
+            let d = Dep {
+                name: p.name.clone(),
+                range: Some((Op::Eq, p.evr.clone())),
+            };
+            let who = format!("{} (supplements)", p.name);
+            match satisfy(u, st, &d, &who, &[]) {
+                Ok(()) => added = true,
+                Err(e) => {
+                    tracing::info!("{}: supplementing package left out: {e}", p.nevra());
+                    *st = saved;
+                    failed_at.insert(key, st.selected.len());
+                }
+            }
+        }
         if !added {
             return;
         }
+    }
+}
+
+/// Whether a Supplements entry holds for the selection. Stricter than a
+/// requirement: `(a if b)` holds only when `b` and `a` are selected (a
+/// condition not met asks for nothing, and so supplements nothing).
+fn supplement_met(st: &State<'_>, d: &Dep) -> bool {
+    fn strict(st: &State<'_>, r: &Rich) -> bool {
+        match r {
+            Rich::Dep(d) => st.met(d),
+            Rich::And(v) => v.iter().all(|r| strict(st, r)),
+            Rich::Or(v) => v.iter().any(|r| strict(st, r)),
+            Rich::If(then, cond, els) => match strict(st, cond) {
+                true => strict(st, then),
+                false => els.as_ref().is_some_and(|e| strict(st, e)),
+            },
+            Rich::Unless(then, cond, els) => match strict(st, cond) {
+                false => strict(st, then),
+                true => els.as_ref().is_some_and(|e| strict(st, e)),
+            },
+        }
+    }
+    if d.name.starts_with('(') {
+        rich::parse(&d.name).is_ok_and(|r| strict(st, &r))
+    } else {
+        st.met(d)
     }
 }
 
@@ -692,6 +750,7 @@ mod tests {
             conflicts: vec![],
             obsoletes: vec![],
             recommends: vec![],
+            supplements: vec![],
             files: vec![],
         };
         p.add_self_provide();
@@ -791,6 +850,50 @@ mod tests {
                 "app-gtk-1.0-1.x86_64",
                 "gui-1.0-1.x86_64",
                 "tool-b-1.0-1.x86_64"
+            ]
+        );
+    }
+
+    #[test]
+    fn supplementing_packages_come_in_with_what_they_supplement() {
+        let mut lang = pkg("app-langpack", "1.0-1", &[], &[]);
+        lang.supplements = vec![Dep::any("app")];
+        let mut gtk = pkg("app-gtk-theme", "1.0-1", &[], &[]);
+        gtk.supplements = vec![Dep::any("(app and gui)")];
+        // A condition not met supplements nothing.
+        let mut odd = pkg("app-odd", "1.0-1", &[], &[]);
+        odd.supplements = vec![Dep::any("(app if nothere)")];
+        // Cannot be installed: left out without an error.
+        let mut broken = pkg("app-broken", "1.0-1", &["nowhere"], &[]);
+        broken.supplements = vec![Dep::any("app")];
+        let all = vec![
+            pkg("app", "1.0-1", &[], &[]),
+            pkg("gui", "1.0-1", &[], &[]),
+            lang,
+            gtk,
+            odd,
+            broken,
+        ];
+        let u = Universe::new(&all, "x86_64");
+        let got = resolve(&u, &all, &req(&["app"])).unwrap();
+        assert_eq!(names(&got), ["app-1.0-1.x86_64"], "off by default");
+        let mut r = req(&["app"]);
+        r.weak_deps = true;
+        let got = resolve(&u, &all, &r).unwrap();
+        assert_eq!(
+            names(&got),
+            ["app-1.0-1.x86_64", "app-langpack-1.0-1.x86_64"]
+        );
+        let mut r = req(&["app", "gui"]);
+        r.weak_deps = true;
+        let got = resolve(&u, &all, &r).unwrap();
+        assert_eq!(
+            names(&got),
+            [
+                "app-1.0-1.x86_64",
+                "app-gtk-theme-1.0-1.x86_64",
+                "app-langpack-1.0-1.x86_64",
+                "gui-1.0-1.x86_64"
             ]
         );
     }
