@@ -113,7 +113,12 @@ fn check(cancel: &AtomicBool) -> Result<(), RpmBuildError> {
 /// The repository root as a URL: URLs are kept, paths become `file://`
 /// URLs relative to the recipe.
 pub fn repo_url(recipe: &Recipe, baseurl: &str) -> String {
-    let b = baseurl.trim().trim_end_matches('/');
+    // dnf's variables, so that a .repo file's baseurl can be pasted in.
+    let b = baseurl
+        .trim()
+        .replace("$basearch", &recipe.image.arch)
+        .replace("$releasever", &recipe.image.version);
+    let b = b.trim_end_matches('/');
     if b.contains("://") {
         return b.to_string();
     }
@@ -165,7 +170,14 @@ struct Keys {
 
 impl Keys {
     fn load(recipe: &Recipe, src: &RpmSource) -> Result<Keys, KeyError> {
-        let load = |k: &PathBuf| Keyring::load(&recipe.host_path(k)).map(Arc::new);
+        // dnf writes key files as file:// URLs; a path is what is meant.
+        let load = |k: &PathBuf| {
+            let k = k
+                .to_str()
+                .and_then(|s| s.strip_prefix("file://"))
+                .map_or_else(|| k.clone(), PathBuf::from);
+            Keyring::load(&recipe.host_path(&k)).map(Arc::new)
+        };
         Ok(Keys {
             repos: src
                 .repos
@@ -484,4 +496,26 @@ pub fn build(
         lock_written,
         metadata,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_urls_take_dnfs_variables_and_recipe_relative_paths() {
+        let r = Recipe::parse(
+            "[image]\nos = \"rocky\"\nversion = \"9\"\nrelease = \"1\"\narch = \"aarch64\"\n\n[source.rpm]\npackages = [\"bash\"]\n\n[[source.rpm.repo]]\nid = \"b\"\nbaseurl = \"x\"\n",
+            Path::new("/srv/recipes/r.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            repo_url(
+                &r,
+                "https://m.example/rocky/$releasever/BaseOS/$basearch/os/"
+            ),
+            "https://m.example/rocky/9/BaseOS/aarch64/os"
+        );
+        assert_eq!(repo_url(&r, "repos/base"), "file:///srv/recipes/repos/base");
+    }
 }

@@ -307,7 +307,7 @@ pub fn resolve<'a>(
     let mut st = State {
         selected: BTreeMap::new(),
         parent: BTreeMap::new(),
-        exclude: req.exclude.iter().cloned().collect(),
+        exclude: excluded_names(u, &req.exclude)?,
     };
     // Local files first: they are installed whatever else provides the same.
     for &i in &req.local {
@@ -372,6 +372,35 @@ pub fn resolve<'a>(
         }
     }
     Ok(st.selected.values().copied().collect())
+}
+
+/// The package names `exclude` keeps out: names, or globs (`kernel*`,
+/// as dnf's `excludepkgs` takes them) matched against every package name
+/// the repositories and files offer. An entry that matches nothing is
+/// reported (a typo would otherwise keep nothing out).
+fn excluded_names(u: &Universe<'_>, exclude: &[String]) -> Result<BTreeSet<String>, ResolveError> {
+    let mut out = BTreeSet::new();
+    for e in exclude {
+        let matched = if e.contains(['*', '?', '[']) {
+            let pat = glob::Pattern::new(e)
+                .map_err(|err| ResolveError::Malformed(format!("exclude {e:?}: {err}")))?;
+            let names: Vec<&str> = u
+                .by_name
+                .keys()
+                .copied()
+                .filter(|n| pat.matches(n))
+                .collect();
+            out.extend(names.iter().map(|n| n.to_string()));
+            !names.is_empty()
+        } else {
+            out.insert(e.clone());
+            u.by_name.contains_key(e.as_str())
+        };
+        if !matched {
+            tracing::warn!("exclude {e:?} matches no package the sources offer");
+        }
+    }
+    Ok(out)
 }
 
 /// Walks `p`'s Requires.
@@ -802,7 +831,7 @@ mod tests {
                 "manpager-1.0-1.x86_64"
             ]
         );
-        r.exclude = vec!["app-docs".into()];
+        r.exclude = vec!["app-d?cs".into()];
         let got = resolve(&u, &all, &r).unwrap();
         assert_eq!(names(&got), ["app-1.0-1.x86_64"]);
     }
