@@ -798,6 +798,14 @@ mod tests {
         }
     }
 
+    /// [`req`] with weak dependencies.
+    fn weak(p: &[&str]) -> Request {
+        Request {
+            weak_deps: true,
+            ..req(p)
+        }
+    }
+
     #[test]
     fn recommends_are_added_when_asked_for_and_possible() {
         let dep = |s: &str| match rich::parse(s).unwrap() {
@@ -818,8 +826,7 @@ mod tests {
         let u = Universe::new(&all, "x86_64");
         let got = resolve(&u, &all, &req(&["app"])).unwrap();
         assert_eq!(names(&got), ["app-1.0-1.x86_64"], "off by default");
-        let mut r = req(&["app"]);
-        r.weak_deps = true;
+        let mut r = weak(&["app"]);
         let got = resolve(&u, &all, &r).unwrap();
         // Recommends of recommended packages too; the impossible one and
         // the missing one are left out without an error.
@@ -858,8 +865,7 @@ mod tests {
             pkg("app-docs", "1.0-1", &[], &[]),
         ];
         let u = Universe::new(&all, "x86_64");
-        let mut r = req(&["app"]);
-        r.weak_deps = true;
+        let r = weak(&["app"]);
         let got = resolve(&u, &all, &r).unwrap();
         assert_eq!(
             names(&got),
@@ -869,8 +875,7 @@ mod tests {
                 "tool-b-1.0-1.x86_64"
             ]
         );
-        let mut r = req(&["app", "gui"]);
-        r.weak_deps = true;
+        let r = weak(&["app", "gui"]);
         let got = resolve(&u, &all, &r).unwrap();
         assert_eq!(
             names(&got),
@@ -906,15 +911,13 @@ mod tests {
         let u = Universe::new(&all, "x86_64");
         let got = resolve(&u, &all, &req(&["app"])).unwrap();
         assert_eq!(names(&got), ["app-1.0-1.x86_64"], "off by default");
-        let mut r = req(&["app"]);
-        r.weak_deps = true;
+        let r = weak(&["app"]);
         let got = resolve(&u, &all, &r).unwrap();
         assert_eq!(
             names(&got),
             ["app-1.0-1.x86_64", "app-langpack-1.0-1.x86_64"]
         );
-        let mut r = req(&["app", "gui"]);
-        r.weak_deps = true;
+        let r = weak(&["app", "gui"]);
         let got = resolve(&u, &all, &r).unwrap();
         assert_eq!(
             names(&got),
