@@ -12,7 +12,7 @@ use super::package::{self, LocalError, Origin, RpmPackage};
 use super::repomd::{self, RepoError};
 use super::resolve::{self, Request, ResolveError, Universe};
 use super::signature::{GpgCheck, KeyError, Keyring};
-use super::source::RpmSource;
+use super::source::{RpmSource, expand_dnf_variables};
 use crate::cache::{Cache, CacheError, Wanted};
 use crate::http::Fetcher;
 use crate::lock::{LockError, LockedPackage};
@@ -114,10 +114,7 @@ fn check(cancel: &AtomicBool) -> Result<(), RpmBuildError> {
 /// URLs relative to the recipe.
 pub fn repo_url(recipe: &Recipe, baseurl: &str) -> String {
     // dnf's variables, so that a .repo file's baseurl can be pasted in.
-    let b = baseurl
-        .trim()
-        .replace("$basearch", &recipe.image.arch)
-        .replace("$releasever", &recipe.image.version);
+    let b = expand_dnf_variables(baseurl.trim(), &recipe.image.arch, &recipe.image.version);
     let b = b.trim_end_matches('/');
     if b.contains("://") {
         return b.to_string();
@@ -170,12 +167,16 @@ struct Keys {
 
 impl Keys {
     fn load(recipe: &Recipe, src: &RpmSource) -> Result<Keys, KeyError> {
-        // dnf writes key files as file:// URLs; a path is what is meant.
+        // dnf writes key files as file:// URLs, with its variables; a
+        // path on this machine is what is meant.
         let load = |k: &PathBuf| {
-            let k = k
-                .to_str()
-                .and_then(|s| s.strip_prefix("file://"))
-                .map_or_else(|| k.clone(), PathBuf::from);
+            let k = match k.to_str() {
+                Some(s) => {
+                    let s = expand_dnf_variables(s, &recipe.image.arch, &recipe.image.version);
+                    PathBuf::from(s.strip_prefix("file://").unwrap_or(&s))
+                }
+                None => k.clone(),
+            };
             Keyring::load(&recipe.host_path(&k)).map(Arc::new)
         };
         Ok(Keys {
@@ -310,6 +311,12 @@ pub fn build(
         exclude: src.exclude.clone(),
         arch: recipe.image.arch.clone(),
         weak_deps: src.weak_deps,
+        // Where a URL depends on the version, so does the lock.
+        releasever: src
+            .repos
+            .iter()
+            .any(|r| r.baseurl.contains("$releasever"))
+            .then(|| recipe.image.version.clone()),
     };
     let lock_path = recipe.lock_path();
     let keys = Keys::load(recipe, src)?;

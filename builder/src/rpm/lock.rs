@@ -65,6 +65,10 @@ pub struct RpmLockInputs {
     /// before the option existed).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub weak_deps: bool,
+    /// The image version, when a repository's `baseurl` uses
+    /// `$releasever` (absent otherwise, and in older locks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releasever: Option<String>,
 }
 
 /// An RPM lock file.
@@ -170,6 +174,7 @@ mod tests {
                 exclude: vec![],
                 arch: "x86_64".into(),
                 weak_deps: false,
+                releasever: None,
             },
             packages: vec![
                 RpmLocked {

@@ -24,7 +24,7 @@ pub struct Request {
     pub exclude: Vec<String>,
     /// The image's architecture; `noarch` packages always fit.
     pub arch: String,
-    /// Also install Recommends where they can be.
+    /// Also install Recommends and Supplements where they can be.
     pub weak_deps: bool,
 }
 
@@ -227,7 +227,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
 struct State<'a> {
     selected: BTreeMap<&'a str, &'a RpmPackage>,
     parent: BTreeMap<String, String>,
-    exclude: BTreeSet<String>,
+    /// Shared, not copied: the state is cloned for every candidate tried,
+    /// and globs can exclude thousands of names.
+    exclude: std::rc::Rc<BTreeSet<String>>,
 }
 
 impl<'a> State<'a> {
@@ -307,7 +309,7 @@ pub fn resolve<'a>(
     let mut st = State {
         selected: BTreeMap::new(),
         parent: BTreeMap::new(),
-        exclude: excluded_names(u, &req.exclude)?,
+        exclude: std::rc::Rc::new(excluded_names(u, &req.exclude)?),
     };
     // Local files first: they are installed whatever else provides the same.
     for &i in &req.local {
@@ -322,6 +324,12 @@ pub fn resolve<'a>(
             return Err(ResolveError::Malformed(format!(
                 "{} is for {}, the image is {}",
                 p.location, p.arch, req.arch
+            )));
+        }
+        if st.exclude.contains(&p.name) {
+            return Err(ResolveError::Malformed(format!(
+                "local file {} is package {}, which `exclude` keeps out",
+                p.location, p.name
             )));
         }
         st.selected.insert(&p.name, p);
@@ -488,7 +496,6 @@ fn rich_require<'a>(
     }
 }
 
-/// Selects a provider of `d` (needed by `who`) and walks its Requires.
 /// Adds the Recommends of everything selected, as dnf does with
 /// `install_weak_deps`: each one that is not met yet and can be installed
 /// (with its own requirements) is; one that cannot is left out, without
@@ -496,10 +503,34 @@ fn rich_require<'a>(
 /// may recommend others). Rich Recommends (`(a if b)`, `(a or b)`) are
 /// evaluated against the selection as it stands: a condition not met
 /// (yet) asks for nothing, an alternative already selected meets it.
+/// Then the packages whose Supplements hold for the selection. Stops
+/// when the search budget is spent.
 fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
     // A recommendation that failed is tried again only once the selection
     // has grown since (something new may have made it possible).
     let mut failed_at: BTreeMap<(String, String), usize> = BTreeMap::new();
+    // Packages with Supplements, newest first per name, each entry parsed
+    // once (a distribution has thousands).
+    let mut supplementing: Vec<(&RpmPackage, Vec<Rich>)> = Vec::new();
+    for versions in u.by_name.values() {
+        for p in versions.iter().filter(|p| !p.supplements.is_empty()) {
+            let entries: Vec<Rich> = p
+                .supplements
+                .iter()
+                .filter_map(|d| match rich::parse(&d.name) {
+                    Ok(Rich::Dep(_)) | Err(_) if !d.name.starts_with('(') => {
+                        Some(Rich::Dep(d.clone()))
+                    }
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::info!("{}: Supplements {d} not understood: {e}", p.nevra());
+                        None
+                    }
+                })
+                .collect();
+            supplementing.push((p, entries));
+        }
+    }
     loop {
         let mut added = false;
         let selected: Vec<&RpmPackage> = st.selected.values().copied().collect();
@@ -535,6 +566,10 @@ fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
                 };
                 match tried {
                     Ok(()) => added = true,
+                    Err(e @ ResolveError::TooComplex(_)) => {
+                        *st = saved;
+                        return out_of_budget(&e);
+                    }
                     Err(e) => {
                         tracing::info!("{}: recommended {d} left out: {e}", p.name);
                         *st = saved;
@@ -546,16 +581,13 @@ fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
         // Supplements: a package that says it supplements what is
         // selected comes in too, as dnf installs reverse weak
         // dependencies (its newest version that does).
-        for (name, versions) in &u.by_name {
-            if st.selected.contains_key(name) {
+        for (p, entries) in &supplementing {
+            if st.selected.contains_key(p.name.as_str()) || st.exclude.contains(&p.name) {
                 continue;
             }
-            let Some(p) = versions
-                .iter()
-                .find(|p| p.supplements.iter().any(|d| supplement_met(st, d)))
-            else {
+            if !entries.iter().any(|r| strictly_met(st, r)) {
                 continue;
-            };
+            }
             let key = (p.name.clone(), "(supplements)".to_string());
             if failed_at.get(&key) == Some(&st.selected.len()) {
                 continue;
@@ -568,6 +600,10 @@ fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
             let who = format!("{} (supplements)", p.name);
             match satisfy(u, st, &d, &who, &[]) {
                 Ok(()) => added = true,
+                Err(e @ ResolveError::TooComplex(_)) => {
+                    *st = saved;
+                    return out_of_budget(&e);
+                }
                 Err(e) => {
                     tracing::info!("{}: supplementing package left out: {e}", p.nevra());
                     *st = saved;
@@ -581,30 +617,30 @@ fn weak_deps<'a>(u: &Universe<'a>, st: &mut State<'a>) {
     }
 }
 
-/// Whether a Supplements entry holds for the selection. Stricter than a
-/// requirement: `(a if b)` holds only when `b` and `a` are selected (a
-/// condition not met asks for nothing, and so supplements nothing).
-fn supplement_met(st: &State<'_>, d: &Dep) -> bool {
-    fn strict(st: &State<'_>, r: &Rich) -> bool {
-        match r {
-            Rich::Dep(d) => st.met(d),
-            Rich::And(v) => v.iter().all(|r| strict(st, r)),
-            Rich::Or(v) => v.iter().any(|r| strict(st, r)),
-            Rich::If(then, cond, els) => match strict(st, cond) {
-                true => strict(st, then),
-                false => els.as_ref().is_some_and(|e| strict(st, e)),
-            },
-            Rich::Unless(then, cond, els) => match strict(st, cond) {
-                false => strict(st, then),
-                true => els.as_ref().is_some_and(|e| strict(st, e)),
-            },
-        }
+/// Whether a Supplements entry holds for the selection. Stricter than
+/// libsolv, deliberately: `(a if b)` holds only when `b` and `a` are
+/// selected (a condition not met supplements nothing), where libsolv
+/// reads it as `a or not b`.
+fn strictly_met(st: &State<'_>, r: &Rich) -> bool {
+    match r {
+        Rich::Dep(d) => st.met(d),
+        Rich::And(v) => v.iter().all(|r| strictly_met(st, r)),
+        Rich::Or(v) => v.iter().any(|r| strictly_met(st, r)),
+        Rich::If(then, cond, els) => match strictly_met(st, cond) {
+            true => strictly_met(st, then),
+            false => els.as_ref().is_some_and(|e| strictly_met(st, e)),
+        },
+        Rich::Unless(then, cond, els) => match strictly_met(st, cond) {
+            false => strictly_met(st, then),
+            true => els.as_ref().is_some_and(|e| strictly_met(st, e)),
+        },
     }
-    if d.name.starts_with('(') {
-        rich::parse(&d.name).is_ok_and(|r| strict(st, &r))
-    } else {
-        st.met(d)
-    }
+}
+
+/// Stops adding weak dependencies when the search budget is spent: those
+/// not added yet are left out, and the build says so.
+fn out_of_budget(e: &ResolveError) {
+    tracing::warn!("weak dependencies: {e}; the remaining Recommends and Supplements are left out");
 }
 
 fn satisfy<'a>(
@@ -886,6 +922,21 @@ mod tests {
                 "tool-b-1.0-1.x86_64"
             ]
         );
+    }
+
+    #[test]
+    fn an_excluded_local_file_is_an_error() {
+        let mut local = pkg("tool", "1.0-1", &[], &[]);
+        local.origin = Origin::Local("tool-1.0-1.rpm".into());
+        let all = vec![local];
+        let u = Universe::new(&all, "x86_64");
+        let r = Request {
+            local: vec![0],
+            exclude: vec!["to*".into()],
+            ..req(&[])
+        };
+        let e = resolve(&u, &all, &r).unwrap_err().to_string();
+        assert!(e.contains("which `exclude` keeps out"), "{e}");
     }
 
     #[test]

@@ -19,12 +19,14 @@ pub struct RpmSource {
     /// Requires.
     #[serde(default)]
     pub packages: Vec<String>,
-    /// Package names that must not be installed.
+    /// Package names or globs that must not be installed (from any
+    /// repository or local file).
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Also install weak dependencies (Recommends) where they can be, as
-    /// dnf does with `install_weak_deps` (its default). Off by default,
-    /// like Recommends on the Debian side.
+    /// Also install weak dependencies (Recommends, and packages whose
+    /// Supplements hold) where they can be, as dnf does with
+    /// `install_weak_deps` (its default). Off by default, like Recommends
+    /// on the Debian side.
     #[serde(default)]
     pub weak_deps: bool,
     /// OpenPGP key file (relative to the recipe) every local file in
@@ -103,6 +105,27 @@ impl RpmSource {
             if r.baseurl.trim().is_empty() {
                 return Err(format!("repo {:?} has an empty baseurl", r.id));
             }
+            if let Some(v) = unexpanded(&r.baseurl) {
+                return Err(format!(
+                    "repo {:?}: baseurl uses {v}, which vnfs does not expand (only $basearch and $releasever); write it out",
+                    r.id
+                ));
+            }
+            if let Some(k) = r.gpgkey.as_ref().and_then(|k| k.to_str()) {
+                if let Some(v) = unexpanded(k) {
+                    return Err(format!(
+                        "repo {:?}: gpgkey uses {v}, which vnfs does not expand (only $basearch and $releasever); write it out",
+                        r.id
+                    ));
+                }
+                let scheme = k.split_once("://").map(|(s, _)| s);
+                if k.contains(char::is_whitespace) || scheme.is_some_and(|s| s != "file") {
+                    return Err(format!(
+                        "repo {:?}: gpgkey must be one key file on the build machine (a path, or file:///path), not {k:?}; for several keys, concatenate their files",
+                        r.id
+                    ));
+                }
+            }
             if r.gpgkey.is_none() {
                 for (key, on) in [
                     ("gpgcheck", r.gpgcheck == Some(true)),
@@ -119,6 +142,29 @@ impl RpmSource {
         }
         Ok(())
     }
+}
+
+/// dnf's variables vnfs replaces in `baseurl` and `gpgkey`.
+pub const DNF_VARIABLES: [&str; 2] = ["$basearch", "$releasever"];
+
+/// The first dnf-style variable in `s` that vnfs does not replace
+/// (`$contentdir`, `${releasever}`, ...), if any.
+fn unexpanded(s: &str) -> Option<String> {
+    let mut rest = s.to_string();
+    for v in DNF_VARIABLES {
+        rest = rest.replace(v, "");
+    }
+    let at = rest.find('$')?;
+    let tail: String = rest[at..]
+        .chars()
+        .take_while(|c| !matches!(c, '/' | ':' | ' '))
+        .collect();
+    Some(tail)
+}
+
+/// `s` with dnf's variables replaced by the image's arch and version.
+pub fn expand_dnf_variables(s: &str, arch: &str, version: &str) -> String {
+    s.replace("$basearch", arch).replace("$releasever", version)
 }
 
 #[cfg(test)]
@@ -158,6 +204,26 @@ mod tests {
                 "[source.rpm]\npackages = [\"a\"]\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"u\"\n{keys}"
             )
         };
+        // dnf's variables: two are expanded, others refused by name; a
+        // key is one file on this machine.
+        let url = |u: &str, k: &str| {
+            format!(
+                "[source.rpm]\npackages = [\"a\"]\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"{u}\"\ngpgkey = \"{k}\"\n"
+            )
+        };
+        parse(&url(
+            "https://m/$releasever/$basearch/os",
+            "file:///k-$releasever",
+        ))
+        .unwrap();
+        let e = msg(&url("https://m/$contentdir/9/os", "k"));
+        assert!(e.contains("uses $contentdir"), "{e}");
+        let e = msg(&url("https://m/${releasever}/os", "k"));
+        assert!(e.contains("uses ${releasever}"), "{e}");
+        for k in ["https://k.example/key", "a.asc b.asc"] {
+            let e = msg(&url("u", k));
+            assert!(e.contains("one key file on the build machine"), "{e}");
+        }
         for key in ["gpgcheck", "repo_gpgcheck"] {
             let e = msg(&repo(&format!("{key} = true\n")));
             assert!(e.contains(&format!("{key} = true needs a gpgkey")), "{e}");
