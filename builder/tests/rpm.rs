@@ -630,6 +630,33 @@ fn an_edited_lock_cannot_swap_packages() {
 }
 
 #[test]
+fn a_repository_exclude_filters_only_that_repository() {
+    require_root();
+    let fx = fixture();
+    let repo = "[[source.rpm.repo]]\nid = \"test\"\nbaseurl = \"repo\"\nexclude = [\"libd?p\"]\n";
+    // tool needs libdep >= 2.0, which the repository now keeps back.
+    let r = recipe(fx.path(), "rx", &format!("packages = [\"tool\"]\n\n{repo}"));
+    let e = run(&r, &fx.path().join("home"), None).unwrap_err();
+    assert!(e.contains("libdep"), "{e}");
+    // A local file of that name is not the repository's: it counts.
+    let r = recipe(
+        fx.path(),
+        "rx",
+        &format!("files = [\"rpms/libdep-2.0-*.rpm\"]\npackages = [\"tool\"]\n\n{repo}"),
+    );
+    let b = run(&r, &fx.path().join("home"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        package_names(&b),
+        ["base-1.0-1", "libdep-2.0-1", "tool-2:3.0-1"]
+    );
+    let lock = std::fs::read_to_string(fx.path().join("rx.toml.lock")).unwrap();
+    assert!(
+        lock.contains("[inputs.repo_exclude]") && lock.contains("test = [\"libd?p\"]"),
+        "{lock}"
+    );
+}
+
+#[test]
 fn the_example_recipe_parses() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/rpm-local-repo.toml");
     let r = Recipe::load(&p).unwrap_or_else(|e| panic!("{e}"));

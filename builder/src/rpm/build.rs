@@ -12,7 +12,7 @@ use super::package::{self, LocalError, Origin, RpmPackage};
 use super::repomd::{self, RepoError};
 use super::resolve::{self, Request, ResolveError, Universe};
 use super::signature::{GpgCheck, KeyError, Keyring};
-use super::source::{RpmSource, expand_dnf_variables};
+use super::source::{RpmRepo, RpmSource, expand_dnf_variables};
 use crate::cache::{Cache, CacheError, Wanted};
 use crate::http::Fetcher;
 use crate::lock::{LockError, LockedPackage};
@@ -214,6 +214,30 @@ fn expected(p: &super::lock::RpmLocked) -> Expected {
     }
 }
 
+/// A repository's packages without those its own `exclude` names (exact
+/// names or globs, checked when the recipe was read).
+fn filter_repo(r: &RpmRepo, pk: Vec<RpmPackage>) -> Vec<RpmPackage> {
+    if r.exclude.is_empty() {
+        return pk;
+    }
+    let pats: Vec<glob::Pattern> = r
+        .exclude
+        .iter()
+        .filter_map(|e| glob::Pattern::new(e).ok())
+        .collect();
+    let before = pk.len();
+    let kept: Vec<RpmPackage> = pk
+        .into_iter()
+        .filter(|p| !pats.iter().any(|g| g.matches(&p.name)))
+        .collect();
+    tracing::info!(
+        "repo {}: exclude leaves out {} packages",
+        r.id,
+        before - kept.len()
+    );
+    kept
+}
+
 fn resolve_lock(
     recipe: &Recipe,
     src: &RpmSource,
@@ -247,6 +271,7 @@ fn resolve_lock(
                 source,
             },
         )?;
+        let pk = filter_repo(r, pk);
         tracing::info!("repo {}: {} packages", r.id, pk.len());
         all.extend(pk);
     }
@@ -317,6 +342,12 @@ pub fn build(
             .iter()
             .any(|r| r.baseurl.contains("$releasever"))
             .then(|| recipe.image.version.clone()),
+        repo_exclude: src
+            .repos
+            .iter()
+            .filter(|r| !r.exclude.is_empty())
+            .map(|r| (r.id.clone(), r.exclude.clone()))
+            .collect(),
     };
     let lock_path = recipe.lock_path();
     let keys = Keys::load(recipe, src)?;

@@ -69,6 +69,9 @@ pub struct RpmLockInputs {
     /// `$releasever` (absent otherwise, and in older locks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub releasever: Option<String>,
+    /// Per-repository excludes, by repository id (absent when none).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub repo_exclude: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// An RPM lock file.
@@ -175,6 +178,7 @@ mod tests {
                 arch: "x86_64".into(),
                 weak_deps: false,
                 releasever: None,
+                repo_exclude: Default::default(),
             },
             packages: vec![
                 RpmLocked {

@@ -58,6 +58,11 @@ pub struct RpmRepo {
     /// dnf: most distributions sign packages, not metadata).
     #[serde(default)]
     pub repo_gpgcheck: bool,
+    /// Package names or globs this repository's packages are filtered by
+    /// (dnf's per-repository `excludepkgs`): the others' packages of
+    /// those names still count.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 impl RpmRepo {
@@ -104,6 +109,11 @@ impl RpmSource {
             }
             if r.baseurl.trim().is_empty() {
                 return Err(format!("repo {:?} has an empty baseurl", r.id));
+            }
+            for e in &r.exclude {
+                if let Err(err) = glob::Pattern::new(e) {
+                    return Err(format!("repo {:?}: exclude {e:?}: {err}", r.id));
+                }
             }
             if let Some(v) = unexpanded(&r.baseurl) {
                 return Err(format!(
