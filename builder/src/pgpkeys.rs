@@ -202,6 +202,24 @@ pub fn load(data: &[u8]) -> Result<(Vec<SigningKey>, Vec<String>), String> {
     Ok((keys, dropped))
 }
 
+/// The signing keys of the key file at `path` ([`load`]), with every part
+/// left out reported as a warning; an error when nothing in it may sign.
+pub fn load_file(path: &std::path::Path) -> Result<Vec<SigningKey>, String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    let (keys, dropped) = load(&data)?;
+    for d in &dropped {
+        tracing::warn!("key file {}: {d}: not used", path.display());
+    }
+    if keys.is_empty() {
+        let why = match dropped.is_empty() {
+            true => "none found".to_string(),
+            false => dropped.join("; "),
+        };
+        return Err(format!("no key in it may sign ({why})"));
+    }
+    Ok(keys)
+}
+
 /// The binary OpenPGP data of a key file: each armored block decoded, or
 /// the file itself when it is binary.
 fn blocks(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {

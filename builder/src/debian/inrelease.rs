@@ -83,25 +83,10 @@ impl Keyring {
     /// Loads a binary or armored keyring (e.g. the Debian archive keyring).
     /// Parts that may not sign (revoked, unbound subkeys) are left out.
     pub fn load(path: &Path) -> Result<Keyring, ReleaseError> {
-        let err = |message: String| ReleaseError::Keyring {
+        let keys = pgpkeys::load_file(path).map_err(|message| ReleaseError::Keyring {
             path: path.to_path_buf(),
             message,
-        };
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let (keys, dropped) = pgpkeys::load(&data).map_err(err)?;
-        for d in &dropped {
-            tracing::warn!("keyring {}: {d}: not used", path.display());
-        }
-        if keys.is_empty() {
-            return Err(err(format!(
-                "no key in it may sign ({})",
-                if dropped.is_empty() {
-                    "none found".to_string()
-                } else {
-                    dropped.join("; ")
-                }
-            )));
-        }
+        })?;
         Ok(Keyring {
             keys,
             path: path.to_path_buf(),

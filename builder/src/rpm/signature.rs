@@ -135,22 +135,10 @@ impl Keyring {
     /// public or secret (the public part is used). Parts that may not
     /// sign are left out, each with a warning.
     pub fn load(path: &Path) -> Result<Keyring, KeyError> {
-        let err = |message: String| KeyError {
+        let keys = pgpkeys::load_file(path).map_err(|message| KeyError {
             path: path.to_path_buf(),
             message,
-        };
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let (keys, dropped) = pgpkeys::load(&data).map_err(err)?;
-        for d in &dropped {
-            tracing::warn!("gpgkey {}: {d}: not used", path.display());
-        }
-        if keys.is_empty() {
-            let why = match dropped.is_empty() {
-                true => String::new(),
-                false => format!(" ({})", dropped.join("; ")),
-            };
-            return Err(err(format!("no key in it may sign{why}")));
-        }
+        })?;
         Ok(Keyring {
             path: path.to_path_buf(),
             keys,
