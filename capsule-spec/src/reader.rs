@@ -1003,11 +1003,15 @@ thread_local! {
 }
 
 /// A batch is verified on all cores once it holds this much stored data...
-const BATCH_STORED: usize = 4 << 20;
-/// ...or this much raw data to produce...
-const BATCH_RAW: usize = 16 << 20;
+/// Small batches keep the three in flight cache-warm and their buffers
+/// few: on the benchmark capsule, 1 MiB batches imported about 5 % faster
+/// than 4 MiB ones with half the peak memory (117 instead of 247 MB).
+const BATCH_STORED: usize = 1 << 20;
+/// ...or this much raw data to produce (a whole solid block still goes
+/// in one batch, whatever its size)...
+const BATCH_RAW: usize = 4 << 20;
 /// ...or this many records.
-const BATCH_RECORDS: usize = 512;
+const BATCH_RECORDS: usize = 128;
 /// Per-slot buffers larger than this are freed after each batch.
 const KEEP_CAPACITY: usize = 1 << 20;
 
