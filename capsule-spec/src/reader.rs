@@ -1003,9 +1003,9 @@ thread_local! {
 }
 
 /// A batch is verified on all cores once it holds this much stored data...
-/// Small batches keep the three in flight cache-warm and their buffers
-/// few: on the benchmark capsule, 1 MiB batches imported about 5 % faster
-/// than 4 MiB ones with half the peak memory (117 instead of 247 MB).
+/// Measured on the benchmark capsule: 1 MiB batches imported about 5 %
+/// faster than 4 MiB ones, with half the peak memory (117 instead of
+/// 247 MB); 16 MiB ones were no faster and doubled it.
 const BATCH_STORED: usize = 1 << 20;
 /// ...or this much raw data to produce (a whole solid block still goes
 /// in one batch, whatever its size)...
