@@ -458,7 +458,7 @@ fn expiry(created: u32, sig: &Signature) -> Option<u64> {
 /// The pgp crate's reason in one line. Its check of the digest's first
 /// two bytes reports a failed assertion with both values, which tells a
 /// user nothing; it means the data is not what was signed.
-pub fn reason(e: &pgp::errors::Error) -> String {
+fn reason(e: &pgp::errors::Error) -> String {
     let m = e.to_string();
     if m.starts_with("assertion failed") {
         "the data's digest differs from the signed one, so it was changed after signing".into()

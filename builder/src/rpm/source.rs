@@ -155,7 +155,7 @@ impl RpmSource {
 }
 
 /// dnf's variables vnfs replaces in `baseurl` and `gpgkey`.
-pub const DNF_VARIABLES: [&str; 2] = ["$basearch", "$releasever"];
+const DNF_VARIABLES: [&str; 2] = ["$basearch", "$releasever"];
 
 /// The first dnf-style variable in `s` that vnfs does not replace
 /// (`$contentdir`, `${releasever}`, ...), if any.
