@@ -71,10 +71,11 @@ impl SigningKey {
             || sig.issuer_fingerprint().iter().any(|f| **f == fp)
     }
 
-    /// Verifies `sig` over `data` with this key, which must have been
-    /// alive when the signature was made (and, for documents, still be)
+    /// Verifies `sig` over `data` (a slice, or a file streamed in bounded
+    /// memory) with this key, which must have been alive when the
+    /// signature was made (and, for documents, still be)
     /// ([`check_signature`] first).
-    pub fn verify(&self, sig: &Signature, data: &[u8], kind: SigKind) -> Result<(), String> {
+    pub fn verify(&self, sig: &Signature, data: impl Read, kind: SigKind) -> Result<(), String> {
         self.alive_at(sig, kind)?;
         let r = match &self.material {
             Material::Primary(k) => sig.verify(k, data),
@@ -524,8 +525,14 @@ mod tests {
         let good = sig(&k.primary_key, HashAlgorithm::Sha256, false, b"data");
         check_signature(&good, SigKind::Binary).unwrap();
         assert!(keys[0].is_issuer_of(&good));
-        keys[0].verify(&good, b"data", SigKind::Binary).unwrap();
-        assert!(keys[0].verify(&good, b"dat4", SigKind::Binary).is_err());
+        keys[0]
+            .verify(&good, &b"data"[..], SigKind::Binary)
+            .unwrap();
+        assert!(
+            keys[0]
+                .verify(&good, &b"dat4"[..], SigKind::Binary)
+                .is_err()
+        );
         // A text signature: for documents only.
         let text = sig(&k.primary_key, HashAlgorithm::Sha256, true, b"data");
         check_signature(&text, SigKind::Document).unwrap();
@@ -560,7 +567,9 @@ mod tests {
             false,
             b"pkg",
         );
-        keys[0].verify(&by_sub, b"pkg", SigKind::Binary).unwrap();
+        keys[0]
+            .verify(&by_sub, &b"pkg"[..], SigKind::Binary)
+            .unwrap();
         // Appended to the vendor's key, with the attacker's binding.
         let vendor_pub = SignedPublicKey::from(vendor.clone());
         let attacker_pub = SignedPublicKey::from(attacker.clone());

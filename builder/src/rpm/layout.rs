@@ -5,6 +5,7 @@
 //! declared length is checked against the file before it is used, and
 //! nothing is allocated from one.
 
+use std::io::Read;
 use std::ops::Range;
 
 const LEAD_LEN: usize = 96;
@@ -37,24 +38,79 @@ impl Layout {
     /// Finds the headers of `file`, checking every declared length
     /// against its size.
     pub fn parse(file: &[u8]) -> Result<Layout, String> {
-        if file.len() < LEAD_LEN {
-            return Err(format!("{} bytes: too short for an RPM lead", file.len()));
+        Layout::read(&mut &file[..], file.len() as u64)
+            .map(|(layout, _)| layout)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Reads the lead and both headers from the start of a file of
+    /// `file_len` bytes, leaving `r` at the payload: the layout, and the
+    /// bytes read (the "head", which holds everything but the payload).
+    /// Each declared length is checked against `file_len` before anything
+    /// is allocated for it.
+    pub fn read(r: &mut impl Read, file_len: u64) -> Result<(Layout, Vec<u8>), ReadError> {
+        if file_len < LEAD_LEN as u64 {
+            return Err(ReadError::Malformed(format!(
+                "{file_len} bytes: too short for an RPM lead"
+            )));
         }
-        if file[..4] != LEAD_MAGIC {
-            return Err("not an RPM file (bad lead magic)".into());
+        let mut head = vec![0; LEAD_LEN];
+        r.read_exact(&mut head).map_err(|e| io(e, "lead"))?;
+        if head[..4] != LEAD_MAGIC {
+            return Err(ReadError::Malformed(
+                "not an RPM file (bad lead magic)".into(),
+            ));
         }
-        let signature = header_range(file, LEAD_LEN, "signature header")?;
+        let signature = read_header(r, &mut head, file_len, "signature header")?;
         let main_start = signature
             .end
             .checked_next_multiple_of(8)
-            .ok_or("signature header too large")?;
-        let header = header_range(file, main_start, "main header")?;
-        let payload = header.end..file.len();
-        Ok(Layout {
-            signature,
-            header,
-            payload,
-        })
+            .ok_or_else(|| ReadError::Malformed("signature header too large".into()))?;
+        let padding = main_start - signature.end;
+        if (main_start as u64) > file_len {
+            return Err(ReadError::Malformed(format!(
+                "main header at byte {main_start}: the file ends inside it"
+            )));
+        }
+        let at = head.len();
+        head.resize(at + padding, 0);
+        r.read_exact(&mut head[at..])
+            .map_err(|e| io(e, "signature header"))?;
+        let header = read_header(r, &mut head, file_len, "main header")?;
+        let payload = header.end..file_len as usize;
+        Ok((
+            Layout {
+                signature,
+                header,
+                payload,
+            },
+            head,
+        ))
+    }
+}
+
+/// Why the head of a package file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file is not a well-formed RPM.
+    #[error("{0}")]
+    Malformed(String),
+    /// Reading failed.
+    #[error("reading the {what}: {source}")]
+    Io {
+        /// The part being read.
+        what: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A short read means a declared length lied about the file.
+fn io(e: std::io::Error, what: &'static str) -> ReadError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        ReadError::Malformed(format!("{what}: the file ends inside it"))
+    } else {
+        ReadError::Io { what, source: e }
     }
 }
 
@@ -63,27 +119,43 @@ fn be32(file: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// The range of the header starting at `start`: magic, counts, index and
-/// data, all inside `file`.
-fn header_range(file: &[u8], start: usize, what: &str) -> Result<Range<usize>, String> {
-    let short = || format!("{what} at byte {start}: the file ends inside it");
-    match file.get(start..start.saturating_add(8)) {
-        Some(m) if m == HEADER_MAGIC => {}
-        Some(_) => return Err(format!("{what} at byte {start}: bad header magic")),
-        None => return Err(short()),
+/// Reads the header that starts where `head` ends (magic, counts, index
+/// and data, all inside a file of `file_len` bytes) onto `head`; returns
+/// its range.
+fn read_header(
+    r: &mut impl Read,
+    head: &mut Vec<u8>,
+    file_len: u64,
+    what: &'static str,
+) -> Result<Range<usize>, ReadError> {
+    let start = head.len();
+    let short = || ReadError::Malformed(format!("{what} at byte {start}: the file ends inside it"));
+    let mut pre = [0u8; 16];
+    if (start as u64).saturating_add(16) > file_len {
+        return Err(short());
     }
-    let entries = be32(file, start + 8).ok_or_else(short)? as usize;
-    let data = be32(file, start + 12).ok_or_else(short)? as usize;
+    r.read_exact(&mut pre).map_err(|e| io(e, what))?;
+    if pre[..8] != HEADER_MAGIC {
+        return Err(ReadError::Malformed(format!(
+            "{what} at byte {start}: bad header magic"
+        )));
+    }
+    let entries = be32(&pre, 8).ok_or_else(short)? as usize;
+    let data = be32(&pre, 12).ok_or_else(short)? as usize;
     if entries > MAX_ENTRIES || data > MAX_DATA {
-        return Err(format!(
+        return Err(ReadError::Malformed(format!(
             "{what}: {entries} entries and {data} data bytes exceed rpm's header limits"
-        ));
+        )));
     }
     // Bounded by the limits above, so no overflow on any target rpm runs.
     let end = start + 16 + entries * 16 + data;
-    if end > file.len() {
+    if end as u64 > file_len {
         return Err(short());
     }
+    head.extend_from_slice(&pre);
+    head.resize(end, 0);
+    r.read_exact(&mut head[start + 16..])
+        .map_err(|e| io(e, what))?;
     Ok(start..end)
 }
 

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod lock;
 pub mod lua;
 pub mod package;
+pub mod pkgfile;
 pub mod primary;
 pub mod repomd;
 pub mod resolve;

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
+use super::pkgfile;
 use super::signature::{GpgCheck, PackageSigError};
 use super::version::{Dep, Evr, Op};
 
@@ -201,23 +200,26 @@ pub fn read_local(
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    if let Some(c) = check {
-        c.verify(&bytes)?;
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let size = file.metadata().map_err(|e| err(e.to_string()))?.len();
+    // Read once, in bounded memory: the payload is hashed, never kept.
+    let scan = pkgfile::scan(pkgfile::At::new(&file, 0), size).map_err(|e| err(e.to_string()))?;
+    // A verified signature covers the header and, through its payload
+    // digest, the payload; without one, the package's own digests must hold.
+    match check {
+        Some(c) => c.verify(&scan, || {
+            pkgfile::At::new(&file, scan.layout.header.start as u64)
+        })?,
+        None => scan
+            .check_digests()
+            .map_err(|e| err(format!("digest check failed: {e}")))?,
     }
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    let pkg = ::rpm::Package::parse(&mut std::io::Cursor::new(&bytes))
+    let metadata = ::rpm::PackageMetadata::parse(&mut &scan.head[..])
         .map_err(|e| err(format!("not a readable RPM: {e}")))?;
-    // A verified signature already covers the header and, through its
-    // payload digest, the payload: hashing them again would add nothing.
-    if check.is_none() {
-        pkg.verify_digests()
-            .map_err(|e| err(format!("digest check failed: {e}")))?;
-    }
     from_metadata(
-        &pkg.metadata,
-        sha256,
-        bytes.len() as u64,
+        &metadata,
+        scan.sha256,
+        scan.size,
         location,
         Origin::Local(path.to_path_buf()),
     )

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use pgp::composed::{Deserializable, DetachedSignature};
 use pgp::packet::Signature;
-use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+use std::io::Read;
 
-use super::layout::{Header, Layout};
+use super::layout::Header;
+use super::pkgfile::Scan;
 use crate::pgpkeys::{self, SigKind, SigningKey};
 
 // Signature header tags.
@@ -25,9 +26,6 @@ const SIGTAG_RSA: u32 = 268;
 const SIGTAG_OPENPGP: u32 = 278;
 const SIGTAG_PGP: u32 = 1002;
 const SIGTAG_GPG: u32 = 1005;
-// Main header tags.
-const TAG_PAYLOADDIGEST: u32 = 5092;
-const TAG_PAYLOADDIGESTALGO: u32 = 5093;
 
 /// A key file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -153,13 +151,29 @@ impl Keyring {
     /// Verifies an OpenPGP signature (binary or armored) over `data` by a
     /// key or subkey of this file allowed to sign.
     pub fn verify(&self, sig: &[u8], data: &[u8], kind: SigKind) -> Result<(), SigProblem> {
+        self.verify_with(sig, &mut || data, kind)
+    }
+
+    /// [`Keyring::verify`] over data `data` reads afresh for each
+    /// candidate key (a file streamed rather than held in memory).
+    fn verify_with<R: Read>(
+        &self,
+        sig: &[u8],
+        data: &mut impl FnMut() -> R,
+        kind: SigKind,
+    ) -> Result<(), SigProblem> {
         let sig = DetachedSignature::from_reader_single(sig)
             .map(|(s, _)| s.signature)
             .map_err(|e| SigProblem::Malformed(format!("not an OpenPGP signature: {e}")))?;
         self.verify_parsed(&sig, data, kind)
     }
 
-    fn verify_parsed(&self, sig: &Signature, data: &[u8], kind: SigKind) -> Result<(), SigProblem> {
+    fn verify_parsed<R: Read>(
+        &self,
+        sig: &Signature,
+        data: &mut impl FnMut() -> R,
+        kind: SigKind,
+    ) -> Result<(), SigProblem> {
         let id = issuer(sig);
         pgpkeys::check_signature(sig, kind).map_err(|message| SigProblem::BadSignature {
             id: id.clone(),
@@ -167,7 +181,7 @@ impl Keyring {
         })?;
         let mut failure = None;
         for key in self.keys.iter().filter(|k| k.is_issuer_of(sig)) {
-            match key.verify(sig, data, kind) {
+            match key.verify(sig, data(), kind) {
                 Ok(()) => return Ok(()),
                 Err(message) => failure = Some(message),
             }
@@ -181,11 +195,16 @@ impl Keyring {
     /// Checks an RPM file as dnf's `gpgcheck` does: a header signature by
     /// one of these keys, and the payload against the signed header's
     /// digest. A package with only the legacy header+payload signature is
-    /// checked by that signature instead.
-    pub fn verify_rpm(&self, file: &[u8]) -> Result<(), SigProblem> {
-        let layout = Layout::parse(file).map_err(SigProblem::Malformed)?;
+    /// checked by that signature instead. `scan` is the file read once;
+    /// `signed` reads it again from the main header to the end, for legacy
+    /// signatures (one read per signature and candidate key).
+    pub fn verify_rpm<R: Read>(
+        &self,
+        scan: &Scan,
+        mut signed: impl FnMut() -> R,
+    ) -> Result<(), SigProblem> {
         let malformed = SigProblem::Malformed;
-        let sig = Header::at(file, layout.signature.clone()).map_err(malformed)?;
+        let sig = Header::at(&scan.head, scan.layout.signature.clone()).map_err(malformed)?;
         let sigs = |tags: [u32; 2]| -> Result<Vec<&[u8]>, SigProblem> {
             tags.into_iter()
                 .filter_map(|t| sig.bin(t).transpose())
@@ -205,34 +224,29 @@ impl Keyring {
         // signatures over the main header and the payload, header-only
         // ones over the main header.
         for s in &legacy {
-            self.verify(s, &file[layout.header.start..], SigKind::Binary)?;
+            self.verify_with(s, &mut signed, SigKind::Binary)?;
         }
         if header_only.is_empty() {
             return Ok(());
         }
+        let header = &scan.head[scan.layout.header.clone()];
         for s in header_only {
-            self.verify(s, &file[layout.header.clone()], SigKind::Binary)?;
+            self.verify(s, header, SigKind::Binary)?;
         }
-        let main = Header::at(file, layout.header.clone()).map_err(malformed)?;
-        let expected = main
-            .first_string(TAG_PAYLOADDIGEST)
-            .map_err(malformed)?
-            .ok_or(SigProblem::NoPayloadDigest)?
-            .to_ascii_lowercase();
-        // rpm 6 packages drop the algorithm tag: their digest is SHA-256.
-        let algo = main
-            .int32(TAG_PAYLOADDIGESTALGO)
-            .map_err(malformed)?
-            .unwrap_or(HASH_SHA256);
-        let actual = hash(algo, &file[layout.payload.clone()]).ok_or_else(|| {
-            SigProblem::Malformed(format!(
-                "payload digest algorithm {algo} is not supported (SHA-224/256/384/512 are)"
-            ))
-        })?;
-        if actual != expected {
-            return Err(SigProblem::PayloadDigest { expected, actual });
+        let digest = scan
+            .signed_payload_digest()
+            .ok_or(SigProblem::NoPayloadDigest)?;
+        match &digest.actual {
+            None => Err(SigProblem::Malformed(format!(
+                "payload digest algorithm {} is not supported (SHA-224/256/384/512 are)",
+                digest.algo
+            ))),
+            Some(actual) if *actual != digest.expected => Err(SigProblem::PayloadDigest {
+                expected: digest.expected.clone(),
+                actual: actual.clone(),
+            }),
+            Some(_) => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -251,22 +265,6 @@ fn issuer(sig: &Signature) -> String {
     }
 }
 
-// rpm's hash algorithm numbers (OpenPGP's).
-const HASH_SHA256: u32 = 8;
-const HASH_SHA384: u32 = 9;
-const HASH_SHA512: u32 = 10;
-const HASH_SHA224: u32 = 11;
-
-fn hash(algo: u32, data: &[u8]) -> Option<String> {
-    Some(match algo {
-        HASH_SHA256 => hex::encode(Sha256::digest(data)),
-        HASH_SHA384 => hex::encode(Sha384::digest(data)),
-        HASH_SHA512 => hex::encode(Sha512::digest(data)),
-        HASH_SHA224 => hex::encode(Sha224::digest(data)),
-        _ => return None,
-    })
-}
-
 /// What a package must be signed by, and how its errors name it.
 #[derive(Debug, Clone)]
 pub struct GpgCheck {
@@ -277,10 +275,14 @@ pub struct GpgCheck {
 }
 
 impl GpgCheck {
-    /// Checks the package file's bytes ([`Keyring::verify_rpm`]).
-    pub fn verify(&self, file: &[u8]) -> Result<(), PackageSigError> {
+    /// Checks a package file ([`Keyring::verify_rpm`]).
+    pub fn verify<R: Read>(
+        &self,
+        scan: &Scan,
+        signed: impl FnMut() -> R,
+    ) -> Result<(), PackageSigError> {
         self.keys
-            .verify_rpm(file)
+            .verify_rpm(scan, signed)
             .map_err(|problem| PackageSigError {
                 package: self.package.clone(),
                 key: self.keys.path().to_path_buf(),

@@ -5,7 +5,7 @@
 //! [`apply_owners`], once the image's passwd and group files exist.
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::{BufReader, Cursor, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -13,9 +13,9 @@ use std::sync::Mutex;
 use ::rpm::{FileFlags, FileType, IndexTag, PackageReader};
 use rustix::fs::{AtFlags, FileType as FsType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 
 use super::caps;
+use super::pkgfile::{self, Rehash};
 use super::signature::{GpgCheck, PackageSigError};
 use super::users::Ids;
 use crate::unpack::{DirMeta, Root, create_excl, replace};
@@ -304,31 +304,41 @@ pub fn unpack(
     gpgcheck: Option<&GpgCheck>,
     claims: &Claims,
 ) -> Result<Unpacked, RpmUnpackError> {
-    let bytes = std::fs::read(path).map_err(|source| RpmUnpackError::Io {
+    let io_err = |source| RpmUnpackError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let actual = hex::encode(Sha256::digest(&bytes));
-    if actual != sha256 {
-        return Err(RpmUnpackError::Hash {
-            name: name.to_string(),
-            path: path.to_path_buf(),
-            expected: sha256.to_string(),
-            actual,
-        });
-    }
-    // Checked on the bytes already in memory, before the rpm crate parses
-    // anything; costs one more hash of the payload, not another read.
-    if let Some(c) = gpgcheck {
-        c.verify(&bytes)?;
-    }
+    };
     let corrupt = |message: String| RpmUnpackError::Corrupt {
         name: name.to_string(),
         path: path.to_path_buf(),
         message,
     };
-    let mut reader =
-        PackageReader::parse(Cursor::new(bytes)).map_err(|e| corrupt(e.to_string()))?;
+    let hash_err = |actual: String| RpmUnpackError::Hash {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        expected: sha256.to_string(),
+        actual,
+    };
+    // Two reads, so that no package is ever held whole in memory: the
+    // first checks the hash and the signature before the rpm crate parses
+    // anything, the second unpacks and hashes again (pkgfile.rs).
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    let scan = pkgfile::scan(pkgfile::At::new(&file, 0), size).map_err(|e| match e {
+        pkgfile::ScanError::Io(source) => io_err(source),
+        pkgfile::ScanError::Malformed(m) => corrupt(m),
+    })?;
+    if scan.sha256 != sha256 {
+        return Err(hash_err(scan.sha256));
+    }
+    if let Some(c) = gpgcheck {
+        c.verify(&scan, || {
+            pkgfile::At::new(&file, scan.layout.header.start as u64)
+        })?;
+    }
+    let second = Rehash::new(file.try_clone().map_err(io_err)?, &scan.head);
+    let input = Cursor::new(scan.head).chain(BufReader::with_capacity(256 << 10, second.clone()));
+    let mut reader = PackageReader::parse(input).map_err(|e| corrupt(e.to_string()))?;
     let hname = reader
         .metadata
         .get_name()
@@ -587,6 +597,13 @@ pub fn unpack(
             rustix::fs::linkat(&tfd, tf, fd, n, AtFlags::empty())
         })
         .map_err(|err| member("link", err))?;
+    }
+    // The rpm crate keeps the reader: drop it, then make sure what was
+    // unpacked is the file the first read checked.
+    drop(reader);
+    let again = second.finish().map_err(io_err)?;
+    if again != sha256 {
+        return Err(hash_err(again));
     }
     Ok(out)
 }
