@@ -95,6 +95,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let ctx = Context::new(&cli.global);
+    if prints_data(&cli.command) {
+        die_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Build(b) => cmd::build::run(b, &ctx),
         Command::Commit(a) => cmd::image::commit(a, &ctx),
@@ -127,4 +130,34 @@ fn main() -> std::process::ExitCode {
         Command::Hybridize(a) => cmd::hybridize::run(&ctx, a),
     };
     context::finish(result)
+}
+
+/// Commands that only read and print: their output goes into pipes such
+/// as `| head`, which may close early.
+fn prints_data(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::List
+            | Command::Log(_)
+            | Command::Show(_)
+            | Command::Diff(_)
+            | Command::Mounts
+            | Command::Capsule(_)
+            | Command::Generate(_)
+            | Command::Nodescript(_)
+            | Command::Hybridize(_)
+    )
+}
+
+/// Makes a write to a closed pipe end the process silently, as with other
+/// Unix tools, instead of failing (or panicking in `println!`). Only for
+/// commands that print data: the daemon, the mount server and builds keep
+/// Rust's default, where a closed socket or child pipe is an error they
+/// handle.
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition has no
+    // memory-safety preconditions; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
