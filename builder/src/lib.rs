@@ -7,6 +7,7 @@ pub mod build;
 pub mod cache;
 pub mod chroot;
 pub mod debian;
+pub mod edited;
 pub mod fuzzing;
 pub mod http;
 pub mod image;

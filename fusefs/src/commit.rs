@@ -231,14 +231,24 @@ impl Builder<'_> {
     }
 }
 
+/// Adjusts the metadata a new version inherits from the mounted one, given
+/// the upper layer's directory (what the edits wrote) and the mounted
+/// commit: e.g. the package list, read again from the edited image.
+pub type MetadataEdit<'a> = &'a dyn Fn(&Path, &ObjectId, &mut BTreeMap<String, String>);
+
 /// Commits the upper layer of `layout` over `lower` as a new version of
-/// `name` (parent: `lower`). Makes no commit when nothing differs.
+/// `name` whose parent is `parent`: `lower` itself, or the image's head
+/// when that is not the commit that was mounted (the versions after
+/// `lower` then stay in the history). Makes no commit when nothing
+/// differs from `lower`.
 pub fn commit_upper(
     store: &Store,
     layout: &Layout,
     lower: &ObjectId,
+    parent: &ObjectId,
     name: &str,
     message: &str,
+    edit: Option<MetadataEdit<'_>>,
 ) -> Result<CommitSummary> {
     let commit = store.read_commit(lower)?;
     let writer = store.writer()?;
@@ -255,12 +265,16 @@ pub fn commit_upper(
     if root == commit.root {
         return Ok(sum);
     }
+    let mut metadata = commit.metadata.clone();
+    if let Some(edit) = edit {
+        edit(&layout.upper(), lower, &mut metadata);
+    }
     let opts = CommitOptions {
         name: name.to_string(),
         message: message.to_string(),
         timestamp: None,
-        metadata: commit.metadata.clone(),
-        parent: Some(*lower),
+        metadata,
+        parent: Some(*parent),
     };
     sum.id = Some(store.commit_root(&writer, root, &opts)?);
     Ok(sum)

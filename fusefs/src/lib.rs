@@ -20,7 +20,7 @@ pub mod state;
 pub mod sys;
 pub mod upper;
 
-pub use commit::{CommitSummary, Pending, commit_upper, pending};
+pub use commit::{CommitSummary, MetadataEdit, Pending, commit_upper, pending};
 pub use error::{Error, Result};
 pub use mount::{Finished, MountRequest, finish, is_session_end, prepare, serve, session, unmount};
 pub use state::MountState;

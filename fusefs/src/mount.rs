@@ -10,7 +10,7 @@ use fuser::{Config, MountOption, SessionACL};
 use vnfs_store::{ObjectId, Store};
 
 use crate::busy;
-use crate::commit::{CommitSummary, commit_upper, pending};
+use crate::commit::{CommitSummary, MetadataEdit, commit_upper, pending};
 use crate::error::{Error, IoContext, Result};
 use crate::lower::Lower;
 use crate::ops::Fs;
@@ -298,6 +298,7 @@ pub fn finish(
     message: &str,
     discard: bool,
     recover: bool,
+    edit: Option<MetadataEdit<'_>>,
 ) -> Result<(MountState, Finished)> {
     let (layout, st) = crate::state::find(home, name_or_dir)?;
     if st.live() {
@@ -335,19 +336,27 @@ pub fn finish(
         }
         return Ok((st, Finished::Unmounted));
     }
-    if let Ok((_, head)) = store.resolve(&st.name)
-        && head != commit
-    {
-        // The new version's parent is the mounted commit; the head it
-        // replaces stays in the store until gc, reachable by its id only.
-        tracing::warn!(
-            "'{}' moved to {} while {} was mounted; the new version replaces it as the head",
-            st.name,
-            head.short(),
-            commit.short()
-        );
-    }
-    let summary = commit_upper(store, &layout, &commit, &st.name, message)?;
+    // Edits of an older version (mounted as NAME@COMMIT, or the image
+    // moved on meanwhile) go on top of the current head: the versions in
+    // between stay in the history, and `vnfs rollback` brings them back.
+    let parent = match store.resolve(&st.name) {
+        Ok((_, head)) if head != commit => {
+            tracing::warn!(
+                "'{}' is at {}, not at the mounted {}: the new version follows {} and holds \
+                 {}'s files with your edits (`vnfs rollback {}` returns to {})",
+                st.name,
+                head.short(),
+                commit.short(),
+                head.short(),
+                commit.short(),
+                st.name,
+                head.short()
+            );
+            head
+        }
+        _ => commit,
+    };
+    let summary = commit_upper(store, &layout, &commit, &parent, &st.name, message, edit)?;
     drop_state(&layout)?;
     store.unpin(&pin_label(&st.name))?;
     Ok((st, Finished::Committed { summary }))

@@ -255,6 +255,12 @@ pub fn show(a: ShowArgs, ctx: &Context) -> anyhow::Result<()> {
             println!("  {:<36} {:<32} {}", p.name, p.version, p.arch);
         }
     }
+    if let Some(built) = c.metadata.get(vnfs_builder::edited::EDITED_SINCE) {
+        println!(
+            "edited:        through `vnfs mount` since {}; the recipe and lock below describe that version",
+            &built[..built.len().min(12)]
+        );
+    }
     for (k, v) in &c.metadata {
         if k == vnfs_capsule::metadata::PACKAGES {
             continue;

@@ -2,7 +2,7 @@
 //! and commit on unmount. The mount is served by a detached `vnfs` process
 //! (`mount-server`, hidden) so it outlives the command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,7 +144,13 @@ pub fn server(a: ServerArgs, ctx: &Context) -> anyhow::Result<()> {
 pub fn umount(a: UmountArgs, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let (st, done) = vnfs_fusefs::finish(
-        &store, &ctx.home, &a.target, &a.message, a.discard, a.recover,
+        &store,
+        &ctx.home,
+        &a.target,
+        &a.message,
+        a.discard,
+        a.recover,
+        Some(&edited_metadata),
     )?;
     if ctx.json {
         return ctx.print_json(&done);
@@ -175,6 +181,43 @@ pub fn umount(a: UmountArgs, ctx: &Context) -> anyhow::Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// The package list of an edited image, read again from its dpkg status
+/// file when the edits changed it (a metadata-only copy, whose content is
+/// still the store's, did not), and the mark that its recipe describes an
+/// earlier version (`vnfs_builder::edited`).
+fn edited_metadata(
+    upper: &Path,
+    mounted: &vnfs_store::ObjectId,
+    meta: &mut std::collections::BTreeMap<String, String>,
+) {
+    let changed = |rel: &str| {
+        let p = upper.join(rel);
+        std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file())
+            && matches!(vnfs_fusefs::upper::metacopy_of(&p), Ok(None))
+    };
+    let status = changed("var/lib/dpkg/status")
+        .then(|| std::fs::read_to_string(upper.join("var/lib/dpkg/status")))
+        .and_then(|r| {
+            r.map_err(|e| tracing::warn!("reading the edited /var/lib/dpkg/status: {e}"))
+                .ok()
+        });
+    let rpmdb_changed = [
+        "var/lib/rpm/rpmdb.sqlite",
+        "var/lib/rpm/Packages",
+        "var/lib/rpm/Packages.db",
+        "usr/lib/sysimage/rpm/rpmdb.sqlite",
+        "usr/lib/sysimage/rpm/Packages",
+        "usr/lib/sysimage/rpm/Packages.db",
+    ]
+    .iter()
+    .any(|rel| changed(rel));
+    for w in
+        vnfs_builder::edited::refresh(meta, &mounted.to_hex(), status.as_deref(), rpmdb_changed)
+    {
+        tracing::warn!("{w}");
+    }
 }
 
 #[derive(serde::Serialize)]

@@ -230,3 +230,76 @@ fn killed_server_edits_resume_and_recover() {
         "the dead mount was detached"
     );
 }
+
+/// Commit ids of `name`'s history, newest first.
+fn history(env: &Env, name: &str) -> Vec<String> {
+    let log = env.ok(&["--json", "log", name], None);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&log).expect("log json");
+    rows.iter()
+        .map(|r| r["commit"].as_str().expect("commit id").to_string())
+        .collect()
+}
+
+#[test]
+fn editing_an_older_version_keeps_the_newer_ones() {
+    let env = Env::new();
+    image(&env, "img");
+    let src = env.path("src-img");
+    fs::write(src.join("etc/motd"), "second\n").expect("file");
+    env.commit("img", &src);
+    let before = history(&env, "img");
+    assert_eq!(before.len(), 2);
+    let (v2, v1) = (&before[0], &before[1]);
+
+    // Mount the first version, edit it, commit.
+    let mnt = env.path("mnt");
+    env.ok(&["mount", &format!("img@{v1}")], Some(&mnt));
+    assert_eq!(
+        fs::read_to_string(mnt.join("etc/motd")).expect("v1"),
+        "hello\n"
+    );
+    fs::write(mnt.join("etc/added"), "edit\n").expect("edit");
+    let out = run_output(&mut env.vnfs(&["umount", "img", "-m", "edit of v1"]));
+    assert!(
+        out.contains(&format!("not at the mounted {}", &v1[..12])),
+        "the warning names both versions: {out}"
+    );
+
+    // The new version follows v2; v2 and v1 stay in the history.
+    let after = history(&env, "img");
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(&after[1], v2);
+    assert_eq!(&after[2], v1);
+    let co = env.path("co");
+    env.ok(&["checkout", "img"], Some(&co));
+    assert_eq!(
+        fs::read_to_string(co.join("etc/motd")).expect("motd"),
+        "hello\n"
+    );
+    assert_eq!(
+        fs::read_to_string(co.join("etc/added")).expect("added"),
+        "edit\n"
+    );
+    // gc keeps everything, and a rollback returns to v2.
+    env.ok(&["store", "gc"], None);
+    env.ok(&["rollback", "img"], None);
+    let co2 = env.path("co2");
+    env.ok(&["checkout", "img"], Some(&co2));
+    assert_eq!(
+        fs::read_to_string(co2.join("etc/motd")).expect("motd"),
+        "second\n"
+    );
+    assert!(!co2.join("etc/added").exists());
+}
+
+/// Runs a command that must succeed; returns stdout and stderr together.
+fn run_output(c: &mut Command) -> String {
+    let out = c.output().expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{c:?}: {text}");
+    text
+}

@@ -23,6 +23,35 @@ pub(super) enum Up {
     Data(Option<u64>),
 }
 
+/// The access and modification times of an upper directory, taken before
+/// a copy-up adds an entry to it.
+struct ParentTimes {
+    dir: std::path::PathBuf,
+    atime: (i64, u32),
+    mtime: (i64, u32),
+}
+
+impl ParentTimes {
+    /// The times of the directory that holds `entry`.
+    fn of(entry: &std::path::Path) -> R<ParentTimes> {
+        let dir = entry.parent().ok_or(libc::EINVAL)?.to_path_buf();
+        let st = sys::lstat(&dir).map_err(io_err)?;
+        let ns = |n: i64| n.clamp(0, 999_999_999) as u32;
+        Ok(ParentTimes {
+            atime: (st.st_atime, ns(st.st_atime_nsec)),
+            mtime: (st.st_mtime, ns(st.st_mtime_nsec)),
+            dir,
+        })
+    }
+
+    fn restore(&self) -> R<()> {
+        sys::utimens(&self.dir, Some(Some(self.atime)), Some(Some(self.mtime))).map_err(|e| {
+            tracing::error!("restoring the times of {}: {e}", self.dir.display());
+            io_err(e)
+        })
+    }
+}
+
 impl Overlay {
     /// Writes the first `len` bytes of `data` into `f` (holes stay holes).
     fn write_content(&self, f: &File, data: &FileData, len: u64) -> io::Result<()> {
@@ -103,6 +132,10 @@ impl Overlay {
         }
         self.copy_up(t, parent, Up::Meta)?;
         let dst = self.child_path(t, parent, &name)?;
+        // Bringing an entry up is not a change of its directory: as
+        // overlayfs does, the directory's times are put back afterwards,
+        // so a commit does not record edits nobody made.
+        let times = ParentTimes::of(&dst)?;
         let tmp = self.layout.tmp();
         let made = (|| -> io::Result<()> {
             match &info.kind {
@@ -151,14 +184,17 @@ impl Overlay {
             let _ = fs::remove_file(&tmp).or_else(|_| fs::remove_dir(&tmp));
             return Err(io_err(e));
         }
+        times.restore()?;
         let mut linked = Vec::new();
         for (d, base) in others {
             self.copy_up(t, d, Up::Meta)?;
             let p = self.child_path(t, d, &base)?;
+            let times = ParentTimes::of(&p)?;
             fs::hard_link(&dst, &p).map_err(|e| {
                 tracing::error!("linking {} to {}: {e}", p.display(), dst.display());
                 io_err(e)
             })?;
+            times.restore()?;
             linked.push((d, base));
         }
         let multi = !linked.is_empty();

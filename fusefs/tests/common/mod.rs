@@ -163,8 +163,10 @@ impl Fixture {
             &self.store,
             &self.layout(),
             &self.commit,
+            &self.commit,
             &self.name,
             "test",
+            None,
         )
         .expect("commit");
         fs::remove_dir_all(&self.layout().dir).unwrap();
