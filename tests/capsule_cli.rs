@@ -68,6 +68,23 @@ fn export_import_inspect_through_the_cli() {
         file.is_file(),
         "directory target uses the naming convention"
     );
+    // --json names the file written, which is not the conventional name
+    // when the output is a file.
+    let named = out.join("mine.vnfs");
+    let named_s = named.to_str().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(vnfs(&a, &["--json", "export", name, named_s], None))).unwrap();
+    assert_eq!(v["file_name"], "mine.vnfs");
+    assert_eq!(v["path"], named_s);
+    std::fs::remove_file(&named).unwrap();
+    // A delta over the version itself would be empty: refused, saying so.
+    let same = vnfs(&a, &["export", name, "-", "--base", name], None);
+    assert!(!same.status.success());
+    assert!(
+        String::from_utf8_lossy(&same.stderr).contains("is the version being exported"),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
     let piped = ok_bytes(vnfs(&a, &["export", name, "-", "--sign", keyfile], None));
     assert_eq!(
         piped,

@@ -320,12 +320,17 @@ impl Recipe {
             ("arch", &image.arch),
         ] {
             if value.is_empty() || value.contains(['/', ' ', '.']) && key != "version" {
-                let at = text.find("[image]").unwrap_or(0);
                 return Err(invalid(
-                    at,
+                    key_offset(text, "image", key),
                     format!("image.{key} must be non-empty without '/', '.' or spaces"),
                 ));
             }
+        }
+        // Checked here, not when the build commits: a name the store
+        // refuses would otherwise cost a whole build first.
+        if let Err(e) = vnfs_store::refs::validate_name(&image.full_name()) {
+            let key = if image.name.is_some() { "name" } else { "os" };
+            return Err(invalid(key_offset(text, "image", key), e.to_string()));
         }
         if let Source::Debian(d) = &raw.source
             && d.suite.is_empty()
@@ -372,6 +377,31 @@ fn parse_mode(m: &str) -> Result<u32, String> {
         .ok()
         .filter(|v| *v <= 0o7777)
         .ok_or_else(|| format!("mode {m:?} is not an octal file mode like \"0644\""))
+}
+
+/// Where `key` is set in the `[table]` of a recipe, for messages about a
+/// value that parsed but is not allowed: the start of its line, else the
+/// table header, else the start of the file.
+fn key_offset(text: &str, table: &str, key: &str) -> usize {
+    let header = format!("[{table}]");
+    let Some(start) = text.find(&header) else {
+        return 0;
+    };
+    let mut at = start;
+    for (i, line) in text[start..].split_inclusive('\n').enumerate() {
+        let t = line.trim_start();
+        if i > 0 && t.starts_with('[') {
+            break;
+        }
+        if i > 0
+            && let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return at + (line.len() - t.len());
+        }
+        at += line.len();
+    }
+    start
 }
 
 fn validate_step(s: RawStep) -> Result<Step, String> {
@@ -517,6 +547,22 @@ kernel_args = "quiet"
         assert!(matches!(r.steps[1], Step::Write { mode: 0o600, .. }));
         assert_eq!(r.lock_path(), Path::new("r.toml.lock"));
         assert_eq!(r.vnfs.kernel_args, "quiet");
+    }
+
+    #[test]
+    fn image_values_the_store_refuses_are_reported_at_their_line() {
+        // An image name the store would refuse only after the whole build.
+        let t = GOOD.replace(
+            "arch = \"x86_64\"\n",
+            "arch = \"x86_64\"\nname = \"bad name/x\"\n",
+        );
+        let (line, column, m) = err_at(&t);
+        assert_eq!((line, column), (7, 1), "{m}");
+        assert!(m.contains("invalid image name 'bad name/x'"), "{m}");
+        // A naming field: the line that sets it, not the table header.
+        let (line, column, m) = err_at(&GOOD.replace("release = \"1\"", "  release = \"1.2\""));
+        assert_eq!((line, column), (5, 3), "{m}");
+        assert!(m.contains("image.release"), "{m}");
     }
 
     fn err_at(t: &str) -> (usize, usize, String) {

@@ -24,13 +24,15 @@ pub enum StepError {
         /// What failed.
         message: String,
     },
-    /// A command in the image failed.
-    #[error("step {index}: {source}")]
+    /// A command in the image failed. The failure names the step and
+    /// carries the command's output, so it is the message; it is not also
+    /// a source, which would print the output twice.
+    #[error("{failure}")]
     Run {
         /// 1-based step number.
         index: usize,
         /// The failure, with the command's output.
-        source: ChrootError,
+        failure: ChrootError,
     },
 }
 
@@ -93,7 +95,7 @@ pub fn apply(
             Step::Run { command, network } => {
                 let out = chroot
                     .shell(&format!("step {index} (run)"), command, *network)
-                    .map_err(|source| StepError::Run { index, source })?;
+                    .map_err(|failure| StepError::Run { index, failure })?;
                 if !out.is_empty() {
                     tracing::info!("step {index} output:\n{out}");
                 }
@@ -109,7 +111,7 @@ pub fn apply(
                         None,
                         false,
                     )
-                    .map_err(|source| StepError::Run { index, source })?;
+                    .map_err(|failure| StepError::Run { index, failure })?;
             }
         }
     }

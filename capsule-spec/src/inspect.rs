@@ -136,7 +136,18 @@ pub fn inspect<R: Read + Seek>(
         .map_err(io(trailer_at))?;
     let mut tb = [0u8; TRAILER_LEN];
     file.read_exact(&mut tb).map_err(io(trailer_at))?;
-    let trailer = Trailer::decode(&tb).map_err(layout("trailer", trailer_at))?;
+    let trailer = Trailer::decode(&tb).map_err(|e| match e {
+        // A file cut short ends in the middle of its objects: say so, as
+        // the streaming reader does when it meets the end.
+        crate::format::LayoutError::BadMagic => CapsuleError::Layout {
+            what: "trailer",
+            offset: trailer_at,
+            reason: "not found where the file ends: the capsule is truncated, or has bytes \
+                     appended"
+                .into(),
+        },
+        e => layout("trailer", trailer_at)(e),
+    })?;
     let block = if header.signed() {
         let at = trailer_at + TRAILER_LEN as u64;
         let mut sb = [0u8; SIGNATURE_BLOCK_LEN];

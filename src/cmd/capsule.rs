@@ -151,12 +151,21 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
         .map(|b| resolve(&store, b).map(|(_, id)| id))
         .transpose()
         .context("resolving --base")?;
+    if base == Some(head) {
+        anyhow::bail!(
+            "--base {} is the version being exported ({}): a delta over it would hold nothing; \
+             name an older version, or leave out --base for a full capsule",
+            a.base.as_deref().unwrap_or_default(),
+            &head.to_hex()[..12]
+        );
+    }
     let key = a.sign.as_deref().map(SecretKey::load).transpose()?;
     let layout = exchange::ExportOptions {
         solid_below: a.solid_below,
         level: a.level,
         ..exchange::ExportOptions::default()
     };
+    let mut written = None;
     let report = if a.output == "-" {
         let out = std::io::stdout().lock();
         let (r, mut out) =
@@ -207,10 +216,22 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
         if !ctx.quiet && !ctx.json {
             eprintln!("wrote {}", dest.display());
         }
+        written = Some(dest);
         r
     };
     if ctx.json {
-        return ctx.print_json(&report);
+        // The file written, which is the conventional name only when the
+        // output was a directory; `path` is null for standard output.
+        let mut v = serde_json::to_value(&report)?;
+        if let (Some(p), Some(obj)) = (&written, v.as_object_mut()) {
+            if let Some(n) = p.file_name() {
+                obj.insert("file_name".into(), n.to_string_lossy().into_owned().into());
+            }
+            obj.insert("path".into(), p.display().to_string().into());
+        } else if let Some(obj) = v.as_object_mut() {
+            obj.insert("path".into(), serde_json::Value::Null);
+        }
+        return ctx.print_json(&v);
     }
     if !ctx.quiet {
         eprintln!(

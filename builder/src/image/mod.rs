@@ -183,6 +183,9 @@ pub fn render(
         _ => Path::new("."),
     };
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
+    // Checked first so that an error names the directory, not the
+    // temporary file that could not be made in it.
+    fs::metadata(dir).map_err(io_at(dir))?;
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", name.as_deref().unwrap_or("image")))
         .suffix(".tmp")
