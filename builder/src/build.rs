@@ -77,10 +77,15 @@ pub enum BuildError {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// The lock was made for different inputs.
-    #[error("{path} was resolved for other inputs than the recipe now asks for; run with --update")]
+    #[error(
+        "{path} was resolved for other inputs than the recipe now asks for ({changes}); \
+         run with --update to resolve again"
+    )]
     LockOutdated {
         /// The lock file.
         path: PathBuf,
+        /// What differs ([`crate::lock::changed_inputs`]).
+        changes: String,
     },
     /// Download failure.
     #[error(transparent)]
@@ -509,7 +514,12 @@ fn build_debian(
     progress.begin(Stage::Resolve, None);
     let lock = match &existing {
         Some(l) if l.inputs == inputs => l.clone(),
-        Some(_) => return Err(BuildError::LockOutdated { path: lock_path }),
+        Some(l) => {
+            return Err(BuildError::LockOutdated {
+                path: lock_path,
+                changes: crate::lock::changed_inputs(&l.inputs, &inputs),
+            });
+        }
         None => {
             progress.message(Stage::Resolve, "fetching indexes");
             let keyring_path = d

@@ -83,6 +83,33 @@ pub enum LockError {
     },
 }
 
+/// Which inputs of a lock differ from what the recipe now asks for, for
+/// the error that says the lock is outdated: `name: old -> new` per field.
+pub fn changed_inputs<T: Serialize>(locked: &T, wanted: &T) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(locked), serde_json::to_value(wanted))
+    else {
+        return "inputs differ".into();
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => "(none)".to_string(),
+        Some(v) => v.to_string(),
+    };
+    let changed: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {} -> {}", show(a.get(k)), show(b.get(k))))
+        .collect();
+    if changed.is_empty() {
+        "inputs differ".into()
+    } else {
+        changed.join("; ")
+    }
+}
+
 impl Lock {
     /// Reads a lock file, or `None` if it does not exist.
     pub fn read(path: &Path) -> Result<Option<Lock>, LockError> {
@@ -154,6 +181,26 @@ impl Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_inputs_names_each_difference() {
+        let a = LockInputs {
+            suites: vec!["bookworm".into()],
+            components: vec!["main".into()],
+            variant: "minbase".into(),
+            packages: vec!["less".into()],
+            exclude: vec![],
+            arch: "amd64".into(),
+        };
+        let mut b = a.clone();
+        b.packages.push("vim-tiny".into());
+        b.variant = "important".into();
+        assert_eq!(
+            changed_inputs(&a, &b),
+            r#"packages: ["less"] -> ["less","vim-tiny"]; variant: "minbase" -> "important""#
+        );
+        assert_eq!(changed_inputs(&a, &a), "inputs differ");
+    }
 
     #[test]
     fn round_trip_and_validation() {

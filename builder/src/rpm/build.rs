@@ -46,10 +46,15 @@ pub enum RpmBuildError {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// The lock was made for other inputs.
-    #[error("{path} was resolved for other inputs than the recipe now asks for; run with --update")]
+    #[error(
+        "{path} was resolved for other inputs than the recipe now asks for ({changes}); \
+         run with --update to resolve again"
+    )]
     LockOutdated {
         /// The lock file.
         path: PathBuf,
+        /// What differs ([`crate::lock::changed_inputs`]).
+        changes: String,
     },
     /// The lock names a repository the recipe no longer has.
     #[error(
@@ -361,7 +366,12 @@ pub fn build(
     progress.begin(Stage::Resolve, None);
     let lock = match &existing {
         Some(l) if l.inputs == inputs => l.clone(),
-        Some(_) => return Err(RpmBuildError::LockOutdated { path: lock_path }),
+        Some(l) => {
+            return Err(RpmBuildError::LockOutdated {
+                path: lock_path,
+                changes: crate::lock::changed_inputs(&l.inputs, &inputs),
+            });
+        }
         None => resolve_lock(recipe, src, &keys, &inputs, &fetcher, progress, cancel)?,
     };
     progress.end(Stage::Resolve);
