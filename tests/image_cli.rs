@@ -323,7 +323,19 @@ fn errors_name_the_problem_and_leave_nothing_behind() {
         ));
         let dir = bad.parent().unwrap().to_str().unwrap().to_owned();
         assert!(e.contains(&dir), "error does not name {dir}: {e}");
+        assert!(!e.contains(".x.tar."), "names the temporary file: {e}");
     }
+
+    // Without --format, the output's extension decides; a name without
+    // one is refused with the choices.
+    let e = failed(vnfs(
+        &home,
+        &["image", "node", "-o", out.join("x.img").to_str().unwrap()],
+    ));
+    assert!(e.contains("--format squashfs, cpio or tar"), "{e}");
+    let tgz = out.join("x.tar.gz");
+    ok(vnfs(&home, &["image", "node", "-o", tgz.to_str().unwrap()]));
+    tool(Command::new("tar").arg("-tzf").arg(&tgz));
 }
 
 #[test]

@@ -40,9 +40,10 @@ pub enum CompressionArg {
 pub struct ImageArgs {
     /// Image to render: NAME or NAME@COMMIT
     pub image: String,
-    /// Output format
+    /// Output format [default: from the output's extension: .sqfs or
+    /// .squashfs; .cpio or .cpio.gz/.xz/.zst; .tar or .tar.gz/.tgz/.xz/.zst]
     #[arg(long, short = 'f', value_enum)]
-    pub format: FormatArg,
+    pub format: Option<FormatArg>,
     /// Compressor [default: zstd for squashfs; for cpio and tar, from the
     /// output's extension (.gz, .xz, .zst), else none]
     #[arg(long, short = 'c', value_enum)]
@@ -58,16 +59,37 @@ pub struct ImageArgs {
     pub output: PathBuf,
 }
 
+/// The format an output file's name asks for, if its extension names one.
+fn format_of(name: &str) -> Option<FormatArg> {
+    let stem = [".gz", ".xz", ".zst", ".zstd"]
+        .iter()
+        .find_map(|c| name.strip_suffix(c))
+        .unwrap_or(name);
+    if name.ends_with(".sqfs") || name.ends_with(".squashfs") {
+        Some(FormatArg::Squashfs)
+    } else if stem.ends_with(".cpio") {
+        Some(FormatArg::Cpio)
+    } else if stem.ends_with(".tar") || name.ends_with(".tgz") {
+        Some(FormatArg::Tar)
+    } else {
+        None
+    }
+}
+
 /// Renders the image.
 pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let (_, commit) = store.resolve(&a.image)?;
-    let format = match a.format {
-        FormatArg::Squashfs => Format::Squashfs,
-        FormatArg::Cpio => Format::Cpio,
-        FormatArg::Tar => Format::Tar,
-    };
     let out_name = a.output.to_string_lossy().into_owned();
+    let format = match a.format.or_else(|| format_of(&out_name)) {
+        Some(FormatArg::Squashfs) => Format::Squashfs,
+        Some(FormatArg::Cpio) => Format::Cpio,
+        Some(FormatArg::Tar) => Format::Tar,
+        None => anyhow::bail!(
+            "which format? {out_name} has no extension that names one: \
+             give --format squashfs, cpio or tar"
+        ),
+    };
     let compression = match a.compression {
         Some(CompressionArg::Zstd) => Compression::Zstd,
         Some(CompressionArg::Gzip) => Compression::Gzip,

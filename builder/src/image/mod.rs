@@ -96,8 +96,8 @@ impl RenderOptions {
         let (lo, hi) = self.compression.level_range();
         if self.level.is_some() && (level < lo || level > hi) {
             return Err(ImageError::Options(format!(
-                "level {level} is out of range for {:?} ({lo}..={hi})",
-                self.compression
+                "--level {level} is out of range for {} ({lo} to {hi})",
+                format!("{:?}", self.compression).to_lowercase()
             )));
         }
         Ok(level)
@@ -185,7 +185,12 @@ pub fn render(
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
     // Checked first so that an error names the directory, not the
     // temporary file that could not be made in it.
-    fs::metadata(dir).map_err(io_at(dir))?;
+    if !fs::metadata(dir).map_err(io_at(dir))?.is_dir() {
+        return Err(io_at(dir)(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "not a directory",
+        )));
+    }
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", name.as_deref().unwrap_or("image")))
         .suffix(".tmp")
