@@ -438,7 +438,7 @@ pub fn capsule(c: CapsuleCmd, ctx: &Context) -> anyhow::Result<()> {
                 println!(
                     "  {} {} {}",
                     &c.id.to_hex()[..12],
-                    c.timestamp,
+                    super::image::date(c.timestamp),
                     c.message.lines().next().unwrap_or("")
                 );
             }

@@ -103,7 +103,8 @@ pub fn checkout(a: CheckoutArgs, ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn date(ts: i64) -> String {
+/// A commit time as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub(crate) fn date(ts: i64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm):
     // avoids a date crate for one line of output.
     let days = ts.div_euclid(86_400);
@@ -280,11 +281,30 @@ pub struct DeleteArgs {
     /// Image names to delete (space is given back by `vnfs store gc`)
     #[arg(required = true)]
     pub names: Vec<String>,
+    /// Delete even an image that is mounted (its edits would come back as
+    /// a new version at `vnfs umount`)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Removes image names.
 pub fn delete(a: DeleteArgs, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
+    // Checked for every name before any is deleted.
+    if !a.force {
+        for (_, st) in vnfs_fusefs::state::list(&ctx.home)? {
+            if a.names.contains(&st.name) {
+                anyhow::bail!(
+                    "{} is mounted at {}: commit or drop its edits first (`vnfs umount {}`, \
+                     or `vnfs umount --discard {}`), or give --force",
+                    st.name,
+                    st.dir.display(),
+                    st.name,
+                    st.name
+                );
+            }
+        }
+    }
     for n in &a.names {
         let id = store.delete_ref(n)?;
         if !ctx.quiet {

@@ -253,7 +253,9 @@ pub fn mounts(ctx: &Context) -> anyhow::Result<()> {
                 match (r.live, s.read_only) {
                     (true, true) => "mounted (ro)".into(),
                     (true, false) => "mounted".into(),
-                    (false, _) => "server gone: umount --recover".into(),
+                    // Unmounted by other means (umount(8), a reboot) or
+                    // the server ended: the edits are kept either way.
+                    (false, _) => "not mounted; edits kept: umount --recover".into(),
                 },
                 format!(
                     "{} changed ({}), {} deleted",

@@ -119,6 +119,10 @@ fn refusals_say_why_and_touch_nothing() {
         fs::read_to_string(mnt.join("etc/hostname")).expect("served"),
         "node\n"
     );
+    // A mounted image is not deleted from under its mount.
+    let out = fails(&mut env.vnfs(&["delete", "img"]));
+    assert!(stderr(&out).contains("is mounted at"), "{}", stderr(&out));
+    assert!(run(&mut env.vnfs(&["list"])).contains("img"));
     let out = run(&mut env.vnfs(&["umount", "img"]));
     assert!(out.is_empty(), "no edits, no commit id: {out}");
 }
@@ -187,7 +191,7 @@ fn killed_server_edits_resume_and_recover() {
     assert_eq!(pending_bytes(&env), 4);
 
     kill9(env.server_pid("img"));
-    assert!(run(&mut env.vnfs(&["mounts"])).contains("server gone"));
+    assert!(run(&mut env.vnfs(&["mounts"])).contains("not mounted; edits kept"));
     let out = fails(&mut env.vnfs(&["umount", "img"]));
     assert!(stderr(&out).contains("--recover"), "{}", stderr(&out));
 
