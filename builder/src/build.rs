@@ -360,7 +360,23 @@ fn build_into(
             root,
             &vnfs_store::CommitOptions {
                 name: built.name.clone(),
-                message: format!("vnfs build: {}", built.name),
+                // What the build holds, not when it ran: the date is the
+                // packages' (SOURCE_DATE_EPOCH), so the commit is the same
+                // wherever it is rebuilt.
+                message: format!(
+                    "vnfs build: {}, {} packages, lock {}",
+                    built.name,
+                    built.packages.len(),
+                    built
+                        .lock_text
+                        .as_deref()
+                        .map(
+                            |t| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()))
+                                [..12]
+                                .to_string()
+                        )
+                        .unwrap_or_else(|| "none".into())
+                ),
                 timestamp: Some(built.source_date_epoch),
                 metadata: built.metadata.clone(),
                 parent: None,
