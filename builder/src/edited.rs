@@ -49,14 +49,25 @@ pub fn dpkg_packages(status: &str, previous: &[Package]) -> Result<Vec<Package>,
     Ok(out)
 }
 
+/// What edits did to dpkg's status file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusEdit<'a> {
+    /// Untouched.
+    Unchanged,
+    /// Rewritten; its new text.
+    Changed(&'a str),
+    /// Deleted.
+    Removed,
+}
+
 /// Updates the metadata a new version inherits from the mounted
-/// `mounted` (hex id) after edits: `status` is the image's dpkg status
-/// file when the edits changed it, `rpmdb_changed` says whether they
-/// changed an rpm database. Returns warnings for the user.
+/// `mounted` (hex id) after edits: `status` is what they did to the
+/// image's dpkg status file, `rpmdb_changed` whether they changed an rpm
+/// database. Returns warnings for the user.
 pub fn refresh(
     meta: &mut BTreeMap<String, String>,
     mounted: &str,
-    status: Option<&str>,
+    status: StatusEdit<'_>,
     rpmdb_changed: bool,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
@@ -68,7 +79,13 @@ pub fn refresh(
         .get(PACKAGES)
         .and_then(|v| serde_json::from_str(v).ok())
         .unwrap_or_default();
-    if let Some(text) = status {
+    if status == StatusEdit::Removed && meta.contains_key(PACKAGES) {
+        meta.remove(PACKAGES);
+        warnings.push(
+            "the edits deleted the image's /var/lib/dpkg/status: the new version has no package list"
+                .to_string(),
+        );
+    } else if let StatusEdit::Changed(text) = status {
         match dpkg_packages(text, &previous) {
             Ok(list) => {
                 meta.insert(
@@ -142,28 +159,33 @@ Package: broken\nStatus: install reinstreq half-installed\nVersion: 1\nArchitect
             PACKAGES.to_string(),
             serde_json::to_string(&[pkg("base-files", "12.4", Some("aa"))]).unwrap(),
         );
-        assert!(refresh(&mut meta, "c1", Some(STATUS), false).is_empty());
+        assert!(refresh(&mut meta, "c1", StatusEdit::Changed(STATUS), false).is_empty());
         let list: Vec<Package> = serde_json::from_str(&meta[PACKAGES]).unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(meta[EDITED_SINCE], "c1");
         // A second edit keeps the first edited version's mark.
-        refresh(&mut meta, "c2", None, false);
+        refresh(&mut meta, "c2", StatusEdit::Unchanged, false);
         assert_eq!(meta[EDITED_SINCE], "c1");
         // An rpm database changed: the list is dropped, with a warning.
-        let w = refresh(&mut meta, "c3", None, true);
+        let w = refresh(&mut meta, "c3", StatusEdit::Unchanged, true);
         assert!(!meta.contains_key(PACKAGES));
         assert!(w[0].contains("rpm database"), "{w:?}");
         // A status file that does not parse: no list, a warning.
         meta.insert(PACKAGES.to_string(), "[]".to_string());
-        let w = refresh(&mut meta, "c4", Some("Package: x\n"), false);
+        let w = refresh(&mut meta, "c4", StatusEdit::Changed("Package: x\n"), false);
         assert!(!meta.contains_key(PACKAGES));
         assert!(w[0].contains("no Status field"), "{w:?}");
+        // The status file deleted: no list, a warning.
+        meta.insert(PACKAGES.to_string(), "[]".to_string());
+        let w = refresh(&mut meta, "c5", StatusEdit::Removed, false);
+        assert!(!meta.contains_key(PACKAGES));
+        assert!(w[0].contains("deleted"), "{w:?}");
     }
 
     #[test]
     fn an_image_not_built_from_a_recipe_is_not_marked() {
         let mut meta = BTreeMap::new();
-        refresh(&mut meta, "c1", Some(STATUS), false);
+        refresh(&mut meta, "c1", StatusEdit::Changed(STATUS), false);
         assert!(!meta.contains_key(EDITED_SINCE));
         assert!(meta.contains_key(PACKAGES));
     }

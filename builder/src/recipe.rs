@@ -329,7 +329,20 @@ impl Recipe {
         // Checked here, not when the build commits: a name the store
         // refuses would otherwise cost a whole build first.
         if let Err(e) = vnfs_store::refs::validate_name(&image.full_name()) {
-            let key = if image.name.is_some() { "name" } else { "os" };
+            // The field that holds what the store refuses.
+            let key = if image.name.is_some() {
+                "name"
+            } else {
+                [
+                    ("os", &image.os),
+                    ("version", &image.version),
+                    ("release", &image.release),
+                    ("arch", &image.arch),
+                ]
+                .into_iter()
+                .find(|(_, v)| vnfs_store::refs::validate_name(v).is_err())
+                .map_or("os", |(k, _)| k)
+            };
             return Err(invalid(key_offset(text, "image", key), e.to_string()));
         }
         if let Source::Debian(d) = &raw.source
@@ -563,6 +576,10 @@ kernel_args = "quiet"
         let (line, column, m) = err_at(&GOOD.replace("release = \"1\"", "  release = \"1.2\""));
         assert_eq!((line, column), (5, 3), "{m}");
         assert!(m.contains("image.release"), "{m}");
+        // A character only the store refuses, in a field of the default name.
+        let (line, _, m) = err_at(&GOOD.replace("version = \"12\"", "version = \"12~rc1\""));
+        assert_eq!(line, 4, "{m}");
+        assert!(m.contains("invalid image name"), "{m}");
     }
 
     fn err_at(t: &str) -> (usize, usize, String) {

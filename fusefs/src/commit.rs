@@ -11,9 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use vnfs_store::{
-    CommitOptions, Entry, EntryKind, NoProgress, ObjectId, ObjectKind, Store, Tree, Writer,
-};
+use vnfs_store::{Commit, Entry, EntryKind, NoProgress, ObjectId, ObjectKind, Store, Tree, Writer};
 
 use crate::error::{IoContext, Result};
 use crate::lower::find;
@@ -36,6 +34,9 @@ pub struct CommitSummary {
     pub deleted: u64,
     /// Upper entries skipped (sockets cannot be stored).
     pub skipped: Vec<String>,
+    /// The head the new version follows when that is not the mounted
+    /// commit (an older version was mounted, or the image moved on).
+    pub follows: Option<ObjectId>,
 }
 
 struct Builder<'a> {
@@ -237,15 +238,15 @@ impl Builder<'_> {
 pub type MetadataEdit<'a> = &'a dyn Fn(&Path, &ObjectId, &mut BTreeMap<String, String>);
 
 /// Commits the upper layer of `layout` over `lower` as a new version of
-/// `name` whose parent is `parent`: `lower` itself, or the image's head
-/// when that is not the commit that was mounted (the versions after
-/// `lower` then stay in the history). Makes no commit when nothing
-/// differs from `lower`.
+/// `name`. Its parent is the image's head when the ref moves, under the
+/// refs lock: `lower` itself, or a newer version (an older one was
+/// mounted, or the image moved on meanwhile), which then stays in the
+/// history ([`CommitSummary::follows`]); `lower` when the name is gone.
+/// Makes no commit when nothing differs from `lower`.
 pub fn commit_upper(
     store: &Store,
     layout: &Layout,
     lower: &ObjectId,
-    parent: &ObjectId,
     name: &str,
     message: &str,
     edit: Option<MetadataEdit<'_>>,
@@ -269,14 +270,23 @@ pub fn commit_upper(
     if let Some(edit) = edit {
         edit(&layout.upper(), lower, &mut metadata);
     }
-    let opts = CommitOptions {
-        name: name.to_string(),
-        message: message.to_string(),
-        timestamp: None,
-        metadata,
-        parent: Some(*parent),
-    };
-    sum.id = Some(store.commit_root(&writer, root, &opts)?);
+    let mut follows = None;
+    let id = store.update_ref(name, |current| {
+        follows = current.filter(|c| c != lower);
+        let commit = Commit {
+            root,
+            parents: vec![current.unwrap_or(*lower)],
+            timestamp: vnfs_store::ingest::now(),
+            message: message.to_string(),
+            metadata,
+        };
+        let id = writer.put(ObjectKind::Commit, &commit.encode())?;
+        // Durable before the ref moves.
+        writer.flush()?;
+        Ok(id)
+    })?;
+    sum.id = Some(id);
+    sum.follows = follows;
     Ok(sum)
 }
 

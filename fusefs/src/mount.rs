@@ -336,27 +336,22 @@ pub fn finish(
         }
         return Ok((st, Finished::Unmounted));
     }
-    // Edits of an older version (mounted as NAME@COMMIT, or the image
-    // moved on meanwhile) go on top of the current head: the versions in
-    // between stay in the history, and `vnfs rollback` brings them back.
-    let parent = match store.resolve(&st.name) {
-        Ok((_, head)) if head != commit => {
-            tracing::warn!(
-                "'{}' is at {}, not at the mounted {}: the new version follows {} and holds \
-                 {}'s files with your edits (`vnfs rollback {}` returns to {})",
-                st.name,
-                head.short(),
-                commit.short(),
-                head.short(),
-                commit.short(),
-                st.name,
-                head.short()
-            );
-            head
-        }
-        _ => commit,
-    };
-    let summary = commit_upper(store, &layout, &commit, &parent, &st.name, message, edit)?;
+    let summary = commit_upper(store, &layout, &commit, &st.name, message, edit)?;
+    if let Some(head) = summary.follows {
+        // Edits of an older version go on top of the current head: the
+        // versions in between stay in the history.
+        tracing::warn!(
+            "'{}' is at {}, not at the mounted {}: the new version follows {} and holds \
+             {}'s files with your edits (`vnfs rollback {}` returns to {})",
+            st.name,
+            head.short(),
+            commit.short(),
+            head.short(),
+            commit.short(),
+            st.name,
+            head.short()
+        );
+    }
     drop_state(&layout)?;
     store.unpin(&pin_label(&st.name))?;
     Ok((st, Finished::Committed { summary }))

@@ -259,7 +259,7 @@ pub fn show(a: ShowArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(built) = c.metadata.get(vnfs_builder::edited::EDITED_SINCE) {
         println!(
             "edited:        through `vnfs mount` since {}; the recipe and lock below describe that version",
-            &built[..built.len().min(12)]
+            built.get(..12).unwrap_or(built)
         );
     }
     for (k, v) in &c.metadata {

@@ -197,12 +197,23 @@ fn edited_metadata(
         std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file())
             && matches!(vnfs_fusefs::upper::metacopy_of(&p), Ok(None))
     };
-    let status = changed("var/lib/dpkg/status")
-        .then(|| std::fs::read_to_string(upper.join("var/lib/dpkg/status")))
+    let status_path = upper.join("var/lib/dpkg/status");
+    let text = changed("var/lib/dpkg/status")
+        .then(|| std::fs::read_to_string(&status_path))
         .and_then(|r| {
             r.map_err(|e| tracing::warn!("reading the edited /var/lib/dpkg/status: {e}"))
                 .ok()
         });
+    // A deletion is a whiteout: a character device 0:0.
+    let removed = std::fs::symlink_metadata(&status_path).is_ok_and(|m| {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        m.file_type().is_char_device() && m.rdev() == 0
+    });
+    let status = match (&text, removed) {
+        (Some(t), _) => vnfs_builder::edited::StatusEdit::Changed(t),
+        (None, true) => vnfs_builder::edited::StatusEdit::Removed,
+        (None, false) => vnfs_builder::edited::StatusEdit::Unchanged,
+    };
     let rpmdb_changed = [
         "var/lib/rpm/rpmdb.sqlite",
         "var/lib/rpm/Packages",
@@ -213,9 +224,7 @@ fn edited_metadata(
     ]
     .iter()
     .any(|rel| changed(rel));
-    for w in
-        vnfs_builder::edited::refresh(meta, &mounted.to_hex(), status.as_deref(), rpmdb_changed)
-    {
+    for w in vnfs_builder::edited::refresh(meta, &mounted.to_hex(), status, rpmdb_changed) {
         tracing::warn!("{w}");
     }
 }

@@ -557,7 +557,8 @@ fn build(node: Node, results: &[(Vec<Extent>, bool)], writer: &Writer<'_>) -> Re
     })
 }
 
-pub(crate) fn now() -> i64 {
+/// The current time in seconds since the epoch, as commits record it.
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -207,9 +207,7 @@ pub fn read_local(
     // A verified signature covers the header and, through its payload
     // digest, the payload; without one, the package's own digests must hold.
     match check {
-        Some(c) => c.verify(&scan, || {
-            pkgfile::At::new(&file, scan.layout.header.start as u64)
-        })?,
+        Some(c) => c.verify(&scan, || scan.signed_range(&file))?,
         None => scan
             .check_digests()
             .map_err(|e| err(format!("digest check failed: {e}")))?,

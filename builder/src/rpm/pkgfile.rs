@@ -83,6 +83,9 @@ pub struct Scan {
     pub layout: Layout,
     /// The payload digests the main header declares.
     pub payload: Vec<PayloadDigest>,
+    /// SHA-256 of the main header and payload (what a legacy signature
+    /// covers), so a second read for that signature is the same bytes.
+    signed_sha256: [u8; 32],
 }
 
 /// Why a package file could not be read.
@@ -131,6 +134,8 @@ pub fn scan(r: impl Read, size: u64) -> Result<Scan, ScanError> {
     let (layout, head) = Layout::read(&mut tee, size)?;
     let main = Header::at(&head, layout.header.clone()).map_err(ScanError::Malformed)?;
     let mut declared = declared_payload_digests(&main).map_err(ScanError::Malformed)?;
+    let mut signed = Sha256::new();
+    Digest::update(&mut signed, &head[layout.header.clone()]);
     let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = match tee.read(&mut buf) {
@@ -139,6 +144,7 @@ pub fn scan(r: impl Read, size: u64) -> Result<Scan, ScanError> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         };
+        Digest::update(&mut signed, &buf[..n]);
         for (_, h) in &mut declared {
             if let Some(h) = h {
                 h.update(&buf[..n]);
@@ -164,6 +170,7 @@ pub fn scan(r: impl Read, size: u64) -> Result<Scan, ScanError> {
         head,
         layout,
         payload,
+        signed_sha256: signed.finalize().into(),
     })
 }
 
@@ -206,7 +213,41 @@ fn declared(tag: u32, expected: &str, algo: u32) -> PayloadDigest {
     }
 }
 
+/// The main header and payload read again from the file, for a legacy
+/// signature: at the end, it fails unless they are the bytes [`scan`] read.
+pub struct SignedRange<'a> {
+    file: At<'a>,
+    hash: Sha256,
+    expected: [u8; 32],
+}
+
+impl Read for SignedRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0 {
+            let actual: [u8; 32] = self.hash.clone().finalize().into();
+            if actual != self.expected {
+                return Err(io::Error::other(
+                    "the package file changed while it was being checked",
+                ));
+            }
+        }
+        Digest::update(&mut self.hash, &buf[..n]);
+        Ok(n)
+    }
+}
+
 impl Scan {
+    /// Reads the main header and payload of `file` (the file scanned)
+    /// again, checked against this scan at the end.
+    pub fn signed_range<'a>(&self, file: &'a File) -> SignedRange<'a> {
+        SignedRange {
+            file: At::new(file, self.layout.header.start as u64),
+            hash: Sha256::new(),
+            expected: self.signed_sha256,
+        }
+    }
+
     /// The payload digest a signed header vouches for (`PAYLOADDIGEST`).
     pub fn signed_payload_digest(&self) -> Option<&PayloadDigest> {
         self.payload.iter().find(|d| d.tag == TAG_PAYLOADDIGEST)
@@ -420,11 +461,21 @@ mod tests {
         let mut some = [0u8; 1000];
         r.read_exact(&mut some).unwrap();
         assert_eq!(r.finish().unwrap(), s.sha256);
+        // The signed range read again for a legacy signature: the same
+        // bytes read to the end.
+        let mut again = Vec::new();
+        s.signed_range(&file).read_to_end(&mut again).unwrap();
+        assert_eq!(again, f[s.layout.header.start..]);
         // Rewritten in place between the reads.
         let r = Rehash::new(file.try_clone().unwrap(), &s.head);
         let mut changed = f.clone();
         *changed.last_mut().unwrap() ^= 1;
         std::fs::write(&path, &changed).unwrap();
         assert_ne!(r.finish().unwrap(), s.sha256);
+        let e = s
+            .signed_range(&file)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("changed"), "{e}");
     }
 }

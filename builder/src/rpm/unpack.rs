@@ -332,280 +332,282 @@ pub fn unpack(
         return Err(hash_err(scan.sha256));
     }
     if let Some(c) = gpgcheck {
-        c.verify(&scan, || {
-            pkgfile::At::new(&file, scan.layout.header.start as u64)
-        })?;
+        c.verify(&scan, || scan.signed_range(&file))?;
     }
     let second = Rehash::new(file.try_clone().map_err(io_err)?, &scan.head);
     let input = Cursor::new(scan.head).chain(BufReader::with_capacity(256 << 10, second.clone()));
-    let mut reader = PackageReader::parse(input).map_err(|e| corrupt(e.to_string()))?;
-    let hname = reader
-        .metadata
-        .get_name()
-        .map_err(|e| corrupt(e.to_string()))?;
-    if hname != name {
-        return Err(corrupt(format!("header names package {hname:?}")));
-    }
-    // Hard links: regular files sharing (device, inode); only one member
-    // of a set carries the content in the payload.
-    let entries = reader
-        .metadata
-        .get_file_entries()
-        .map_err(|e| corrupt(e.to_string()))?;
-    let h = &reader.metadata.header;
-    let devs = h
-        .get_entry_data_as_u32_array(IndexTag::RPMTAG_FILEDEVICES)
-        .unwrap_or_default();
-    let inodes = h
-        .get_entry_data_as_u32_array(IndexTag::RPMTAG_FILEINODES)
-        .unwrap_or_default();
-    let mut link_id: HashMap<String, (u32, u32)> = HashMap::new();
-    let mut set_size: HashMap<(u32, u32), usize> = HashMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        if e.file_type() == FileType::Regular
-            && !e.flags().contains(FileFlags::GHOST)
-            && let (Some(d), Some(n)) = (devs.get(i), inodes.get(i))
+    // Unpacked in a closure so that, whatever it returns, the file is
+    // then read to its end: a file changed between the two reads is
+    // reported as such, not as a corrupt package or member.
+    let unpacked = (|| -> Result<Unpacked, RpmUnpackError> {
+        let mut reader = PackageReader::parse(input).map_err(|e| corrupt(e.to_string()))?;
+        let hname = reader
+            .metadata
+            .get_name()
+            .map_err(|e| corrupt(e.to_string()))?;
+        if hname != name {
+            return Err(corrupt(format!("header names package {hname:?}")));
+        }
+        // Hard links: regular files sharing (device, inode); only one member
+        // of a set carries the content in the payload.
+        let entries = reader
+            .metadata
+            .get_file_entries()
+            .map_err(|e| corrupt(e.to_string()))?;
+        let h = &reader.metadata.header;
+        let devs = h
+            .get_entry_data_as_u32_array(IndexTag::RPMTAG_FILEDEVICES)
+            .unwrap_or_default();
+        let inodes = h
+            .get_entry_data_as_u32_array(IndexTag::RPMTAG_FILEINODES)
+            .unwrap_or_default();
+        let mut link_id: HashMap<String, (u32, u32)> = HashMap::new();
+        let mut set_size: HashMap<(u32, u32), usize> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            if e.file_type() == FileType::Regular
+                && !e.flags().contains(FileFlags::GHOST)
+                && let (Some(d), Some(n)) = (devs.get(i), inodes.get(i))
+            {
+                link_id.insert(e.path().to_string_lossy().into_owned(), (*d, *n));
+                *set_size.entry((*d, *n)).or_default() += 1;
+            }
+        }
+        link_id.retain(|_, id| set_size.get(id).copied().unwrap_or(0) > 1);
+        drop(entries);
+        let info = super::package::from_metadata(
+            &reader.metadata,
+            sha256.to_string(),
+            0,
+            &path.to_string_lossy(),
+            super::package::Origin::Local(path.to_path_buf()),
+        )
+        .map_err(corrupt)?;
+        // A repository's metadata is not signed without repo_gpgcheck: a
+        // signed package of another version or arch must not pass for the
+        // one the lock (and so the commit's package list) names.
+        let e = &info.evr;
+        if (e.epoch, &e.version, &e.release, &info.arch)
+            != (expect.epoch, &expect.version, &expect.release, &expect.arch)
         {
-            link_id.insert(e.path().to_string_lossy().into_owned(), (*d, *n));
-            *set_size.entry((*d, *n)).or_default() += 1;
+            let epoch = match expect.epoch {
+                0 => String::new(),
+                n => format!("{n}:"),
+            };
+            return Err(corrupt(format!(
+                "its header says {}, but the lock names {name}-{epoch}{}-{}.{}",
+                info.nevra(),
+                expect.version,
+                expect.release,
+                expect.arch
+            )));
         }
-    }
-    link_id.retain(|_, id| set_size.get(id).copied().unwrap_or(0) > 1);
-    drop(entries);
-    let info = super::package::from_metadata(
-        &reader.metadata,
-        sha256.to_string(),
-        0,
-        &path.to_string_lossy(),
-        super::package::Origin::Local(path.to_path_buf()),
-    )
-    .map_err(corrupt)?;
-    // A repository's metadata is not signed without repo_gpgcheck: a
-    // signed package of another version or arch must not pass for the
-    // one the lock (and so the commit's package list) names.
-    let e = &info.evr;
-    if (e.epoch, &e.version, &e.release, &info.arch)
-        != (expect.epoch, &expect.version, &expect.release, &expect.arch)
-    {
-        let epoch = match expect.epoch {
-            0 => String::new(),
-            n => format!("{n}:"),
-        };
-        return Err(corrupt(format!(
-            "its header says {}, but the lock names {name}-{epoch}{}-{}.{}",
-            info.nevra(),
-            expect.version,
-            expect.release,
-            expect.arch
-        )));
-    }
-    let pre = script(reader.metadata.get_pre_install_script());
-    let post = script(reader.metadata.get_post_install_script());
-    let m = &reader.metadata;
-    let mut not_run = Vec::new();
-    let pretrans = script(m.get_pre_trans_script());
-    let posttrans = script(m.get_post_trans_script());
-    let triggers_in = install_triggers(m, "%triggerin", m.get_triggers(), None, &mut not_run);
-    let file_triggers_in = install_triggers(
-        m,
-        "%filetriggerin",
-        m.get_file_triggers(),
-        Some(IndexTag::RPMTAG_FILETRIGGERPRIORITIES),
-        &mut not_run,
-    );
-    let trans_file_triggers_in = install_triggers(
-        m,
-        "%transfiletriggerin",
-        m.get_trans_file_triggers(),
-        Some(IndexTag::RPMTAG_TRANSFILETRIGGERPRIORITIES),
-        &mut not_run,
-    );
+        let pre = script(reader.metadata.get_pre_install_script());
+        let post = script(reader.metadata.get_post_install_script());
+        let m = &reader.metadata;
+        let mut not_run = Vec::new();
+        let pretrans = script(m.get_pre_trans_script());
+        let posttrans = script(m.get_post_trans_script());
+        let triggers_in = install_triggers(m, "%triggerin", m.get_triggers(), None, &mut not_run);
+        let file_triggers_in = install_triggers(
+            m,
+            "%filetriggerin",
+            m.get_file_triggers(),
+            Some(IndexTag::RPMTAG_FILETRIGGERPRIORITIES),
+            &mut not_run,
+        );
+        let trans_file_triggers_in = install_triggers(
+            m,
+            "%transfiletriggerin",
+            m.get_trans_file_triggers(),
+            Some(IndexTag::RPMTAG_TRANSFILETRIGGERPRIORITIES),
+            &mut not_run,
+        );
 
-    let mut out = Unpacked {
-        name: name.to_string(),
-        info,
-        dirs: Vec::new(),
-        owners: Vec::new(),
-        pretrans,
-        pre,
-        post,
-        posttrans,
-        triggers_in,
-        file_triggers_in,
-        trans_file_triggers_in,
-        not_run,
-        bytes: 0,
-    };
-    // Content holders of hard-link sets, and members waiting for them.
-    let mut holders: HashMap<(u32, u32), String> = HashMap::new();
-    let mut pending_links: Vec<((u32, u32), String)> = Vec::new();
-    let mut parent_cache: Option<(String, OwnedFd)> = None;
-    while let Some(mut f) = reader.next_file().map_err(|e| corrupt(e.to_string()))? {
-        let e = f.metadata.clone();
-        if e.flags().contains(FileFlags::GHOST) {
-            continue;
-        }
-        let full = e.path();
-        let Some(rel) = clean(&full, name)? else {
-            continue;
-        };
-        let member = |what: &str, err: Errno| RpmUnpackError::Member {
+        let mut out = Unpacked {
             name: name.to_string(),
-            member: format!("/{rel}"),
-            message: format!("{what}: {err}"),
+            info,
+            dirs: Vec::new(),
+            owners: Vec::new(),
+            pretrans,
+            pre,
+            post,
+            posttrans,
+            triggers_in,
+            file_triggers_in,
+            trans_file_triggers_in,
+            not_run,
+            bytes: 0,
         };
-        let (parent, file) = split(&rel);
-        let pfd = match &parent_cache {
-            Some((p, fd)) if p == parent => fd
-                .try_clone()
-                .map_err(|err| member("dup", Errno::from_io_error(&err).unwrap_or(Errno::IO)))?,
-            _ => {
-                let fd = root
-                    .mkdir_all(parent)
-                    .map_err(|err| member("open parent", err))?;
-                let keep = fd.try_clone().map_err(|err| {
+        // Content holders of hard-link sets, and members waiting for them.
+        let mut holders: HashMap<(u32, u32), String> = HashMap::new();
+        let mut pending_links: Vec<((u32, u32), String)> = Vec::new();
+        let mut parent_cache: Option<(String, OwnedFd)> = None;
+        while let Some(mut f) = reader.next_file().map_err(|e| corrupt(e.to_string()))? {
+            let e = f.metadata.clone();
+            if e.flags().contains(FileFlags::GHOST) {
+                continue;
+            }
+            let full = e.path();
+            let Some(rel) = clean(&full, name)? else {
+                continue;
+            };
+            let member = |what: &str, err: Errno| RpmUnpackError::Member {
+                name: name.to_string(),
+                member: format!("/{rel}"),
+                message: format!("{what}: {err}"),
+            };
+            let (parent, file) = split(&rel);
+            let pfd = match &parent_cache {
+                Some((p, fd)) if p == parent => fd.try_clone().map_err(|err| {
                     member("dup", Errno::from_io_error(&err).unwrap_or(Errno::IO))
-                })?;
-                parent_cache = Some((parent.to_string(), keep));
-                fd
-            }
-        };
-        let mode = u32::from(e.permissions()) & 0o7777;
-        let mtime = i64::from(e.modified_at().0);
-        let t = Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        };
-        let times = Timestamps {
-            last_access: t,
-            last_modification: t,
-        };
-        let ftype = e.file_type();
-        let needs_owner = e.user() != "root"
-            || e.group() != "root"
-            || e.caps().is_some_and(|c| !c.trim().is_empty());
-        match ftype {
-            FileType::Dir => {
-                match rustix::fs::mkdirat(&pfd, file, Mode::from_raw_mode(0o755)) {
-                    Ok(()) => {}
-                    Err(Errno::EXIST) => {
-                        let st = rustix::fs::statat(&pfd, file, AtFlags::empty())
-                            .map_err(|err| member("stat", err))?;
-                        if FsType::from_raw_mode(st.st_mode) != FsType::Directory {
-                            return Err(member("exists and is not a directory", Errno::NOTDIR));
-                        }
-                    }
-                    Err(err) => return Err(member("mkdir", err)),
-                }
-                out.dirs.push(DirMeta {
-                    path: rel.clone(),
-                    mode,
-                    uid: 0,
-                    gid: 0,
-                    mtime,
-                });
-            }
-            FileType::Regular => {
-                let key = e
-                    .digest()
-                    .map(|d| d.as_hex().to_string())
-                    .unwrap_or_default();
-                claims.claim(&rel, name, format!("f{key}{mode:o}"))?;
-                if !f.has_payload()
-                    && let Some(id) = link_id.get(&full.to_string_lossy().into_owned())
-                {
-                    pending_links.push((*id, rel.clone()));
-                    if needs_owner {
-                        out.owners.push(owner(&e, &rel, mode, false));
-                    }
-                    continue;
-                }
-                let fd = create_excl(&pfd, file).map_err(|err| member("create", err))?;
-                let mut w = std::fs::File::from(fd);
-                out.bytes +=
-                    std::io::copy(&mut f, &mut w).map_err(|err| RpmUnpackError::Member {
-                        name: name.to_string(),
-                        member: format!("/{rel}"),
-                        message: format!("write: {err}"),
+                })?,
+                _ => {
+                    let fd = root
+                        .mkdir_all(parent)
+                        .map_err(|err| member("open parent", err))?;
+                    let keep = fd.try_clone().map_err(|err| {
+                        member("dup", Errno::from_io_error(&err).unwrap_or(Errno::IO))
                     })?;
-                f.finish()
-                    .map_err(|err| corrupt(format!("payload: {err}")))?;
-                rustix::fs::fchmod(&w, Mode::from_raw_mode(mode))
-                    .map_err(|err| member("chmod", err))?;
-                rustix::fs::futimens(&w, &times).map_err(|err| member("utimens", err))?;
-                if let Some(id) = link_id.get(&full.to_string_lossy().into_owned()) {
-                    holders.insert(*id, rel.clone());
+                    parent_cache = Some((parent.to_string(), keep));
+                    fd
                 }
+            };
+            let mode = u32::from(e.permissions()) & 0o7777;
+            let mtime = i64::from(e.modified_at().0);
+            let t = Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            };
+            let times = Timestamps {
+                last_access: t,
+                last_modification: t,
+            };
+            let ftype = e.file_type();
+            let needs_owner = e.user() != "root"
+                || e.group() != "root"
+                || e.caps().is_some_and(|c| !c.trim().is_empty());
+            match ftype {
+                FileType::Dir => {
+                    match rustix::fs::mkdirat(&pfd, file, Mode::from_raw_mode(0o755)) {
+                        Ok(()) => {}
+                        Err(Errno::EXIST) => {
+                            let st = rustix::fs::statat(&pfd, file, AtFlags::empty())
+                                .map_err(|err| member("stat", err))?;
+                            if FsType::from_raw_mode(st.st_mode) != FsType::Directory {
+                                return Err(member("exists and is not a directory", Errno::NOTDIR));
+                            }
+                        }
+                        Err(err) => return Err(member("mkdir", err)),
+                    }
+                    out.dirs.push(DirMeta {
+                        path: rel.clone(),
+                        mode,
+                        uid: 0,
+                        gid: 0,
+                        mtime,
+                    });
+                }
+                FileType::Regular => {
+                    let key = e
+                        .digest()
+                        .map(|d| d.as_hex().to_string())
+                        .unwrap_or_default();
+                    claims.claim(&rel, name, format!("f{key}{mode:o}"))?;
+                    if !f.has_payload()
+                        && let Some(id) = link_id.get(&full.to_string_lossy().into_owned())
+                    {
+                        pending_links.push((*id, rel.clone()));
+                        if needs_owner {
+                            out.owners.push(owner(&e, &rel, mode, false));
+                        }
+                        continue;
+                    }
+                    let fd = create_excl(&pfd, file).map_err(|err| member("create", err))?;
+                    let mut w = std::fs::File::from(fd);
+                    out.bytes +=
+                        std::io::copy(&mut f, &mut w).map_err(|err| RpmUnpackError::Member {
+                            name: name.to_string(),
+                            member: format!("/{rel}"),
+                            message: format!("write: {err}"),
+                        })?;
+                    f.finish()
+                        .map_err(|err| corrupt(format!("payload: {err}")))?;
+                    rustix::fs::fchmod(&w, Mode::from_raw_mode(mode))
+                        .map_err(|err| member("chmod", err))?;
+                    rustix::fs::futimens(&w, &times).map_err(|err| member("utimens", err))?;
+                    if let Some(id) = link_id.get(&full.to_string_lossy().into_owned()) {
+                        holders.insert(*id, rel.clone());
+                    }
+                }
+                FileType::SymbolicLink => {
+                    let target = e
+                        .linkto()
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| member("symlink without target", Errno::INVAL))?
+                        .to_string();
+                    claims.claim(&rel, name, format!("l{target}"))?;
+                    replace(&pfd, file, |fd, n| {
+                        rustix::fs::symlinkat(target.as_str(), fd, n)
+                    })
+                    .map_err(|err| member("symlink", err))?;
+                    rustix::fs::utimensat(&pfd, file, &times, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|err| member("utimens", err))?;
+                }
+                FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                    let ft = match ftype {
+                        FileType::CharacterDevice => FsType::CharacterDevice,
+                        FileType::BlockDevice => FsType::BlockDevice,
+                        _ => FsType::Fifo,
+                    };
+                    let dev =
+                        rustix::fs::makedev(u32::from(e.rdev_major()), u32::from(e.rdev_minor()));
+                    claims.claim(&rel, name, format!("d{ftype:?}{dev}"))?;
+                    replace(&pfd, file, |fd, n| {
+                        rustix::fs::mknodat(fd, n, ft, Mode::from_raw_mode(mode), dev)
+                    })
+                    .map_err(|err| member("mknod", err))?;
+                    rustix::fs::chmodat(&pfd, file, Mode::from_raw_mode(mode), AtFlags::empty())
+                        .map_err(|err| member("chmod", err))?;
+                }
+                // Sockets are made by the programs that listen on them.
+                _ => continue,
             }
-            FileType::SymbolicLink => {
-                let target = e
-                    .linkto()
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| member("symlink without target", Errno::INVAL))?
-                    .to_string();
-                claims.claim(&rel, name, format!("l{target}"))?;
-                replace(&pfd, file, |fd, n| {
-                    rustix::fs::symlinkat(target.as_str(), fd, n)
-                })
-                .map_err(|err| member("symlink", err))?;
-                rustix::fs::utimensat(&pfd, file, &times, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|err| member("utimens", err))?;
+            if needs_owner {
+                out.owners
+                    .push(owner(&e, &rel, mode, ftype == FileType::SymbolicLink));
             }
-            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
-                let ft = match ftype {
-                    FileType::CharacterDevice => FsType::CharacterDevice,
-                    FileType::BlockDevice => FsType::BlockDevice,
-                    _ => FsType::Fifo,
-                };
-                let dev = rustix::fs::makedev(u32::from(e.rdev_major()), u32::from(e.rdev_minor()));
-                claims.claim(&rel, name, format!("d{ftype:?}{dev}"))?;
-                replace(&pfd, file, |fd, n| {
-                    rustix::fs::mknodat(fd, n, ft, Mode::from_raw_mode(mode), dev)
-                })
-                .map_err(|err| member("mknod", err))?;
-                rustix::fs::chmodat(&pfd, file, Mode::from_raw_mode(mode), AtFlags::empty())
-                    .map_err(|err| member("chmod", err))?;
-            }
-            // Sockets are made by the programs that listen on them.
-            _ => continue,
         }
-        if needs_owner {
-            out.owners
-                .push(owner(&e, &rel, mode, ftype == FileType::SymbolicLink));
+        for (id, rel) in pending_links {
+            let target = holders.get(&id).ok_or_else(|| RpmUnpackError::Member {
+                name: name.to_string(),
+                member: format!("/{rel}"),
+                message: "hard link whose content is missing from the payload".into(),
+            })?;
+            let member = |what: &str, err: Errno| RpmUnpackError::Member {
+                name: name.to_string(),
+                member: format!("/{rel}"),
+                message: format!("{what}: {err}"),
+            };
+            let (tp, tf) = split(target);
+            let (lp, lf) = split(&rel);
+            let tfd = root
+                .open_dir(tp)
+                .map_err(|err| member("open link target", err))?;
+            let lfd = root
+                .mkdir_all(lp)
+                .map_err(|err| member("open parent", err))?;
+            replace(&lfd, lf, |fd, n| {
+                rustix::fs::linkat(&tfd, tf, fd, n, AtFlags::empty())
+            })
+            .map_err(|err| member("link", err))?;
         }
-    }
-    for (id, rel) in pending_links {
-        let target = holders.get(&id).ok_or_else(|| RpmUnpackError::Member {
-            name: name.to_string(),
-            member: format!("/{rel}"),
-            message: "hard link whose content is missing from the payload".into(),
-        })?;
-        let member = |what: &str, err: Errno| RpmUnpackError::Member {
-            name: name.to_string(),
-            member: format!("/{rel}"),
-            message: format!("{what}: {err}"),
-        };
-        let (tp, tf) = split(target);
-        let (lp, lf) = split(&rel);
-        let tfd = root
-            .open_dir(tp)
-            .map_err(|err| member("open link target", err))?;
-        let lfd = root
-            .mkdir_all(lp)
-            .map_err(|err| member("open parent", err))?;
-        replace(&lfd, lf, |fd, n| {
-            rustix::fs::linkat(&tfd, tf, fd, n, AtFlags::empty())
-        })
-        .map_err(|err| member("link", err))?;
-    }
-    // The rpm crate keeps the reader: drop it, then make sure what was
-    // unpacked is the file the first read checked.
-    drop(reader);
+        Ok(out)
+    })();
     let again = second.finish().map_err(io_err)?;
     if again != sha256 {
         return Err(hash_err(again));
     }
-    Ok(out)
+    unpacked
 }
 
 fn owner(e: &::rpm::FileEntry<'_>, rel: &str, mode: u32, symlink: bool) -> Ownership {

@@ -44,11 +44,13 @@ impl ParentTimes {
         })
     }
 
-    fn restore(&self) -> R<()> {
-        sys::utimens(&self.dir, Some(Some(self.atime)), Some(Some(self.mtime))).map_err(|e| {
-            tracing::error!("restoring the times of {}: {e}", self.dir.display());
-            io_err(e)
-        })
+    /// Puts the times back. A failure is logged, not returned: the entry
+    /// is in place by then, and the times only decide whether a commit
+    /// lists the directory as changed.
+    fn restore(&self) {
+        if let Err(e) = sys::utimens(&self.dir, Some(Some(self.atime)), Some(Some(self.mtime))) {
+            tracing::warn!("restoring the times of {}: {e}", self.dir.display());
+        }
     }
 }
 
@@ -184,7 +186,7 @@ impl Overlay {
             let _ = fs::remove_file(&tmp).or_else(|_| fs::remove_dir(&tmp));
             return Err(io_err(e));
         }
-        times.restore()?;
+        times.restore();
         let mut linked = Vec::new();
         for (d, base) in others {
             self.copy_up(t, d, Up::Meta)?;
@@ -194,7 +196,7 @@ impl Overlay {
                 tracing::error!("linking {} to {}: {e}", p.display(), dst.display());
                 io_err(e)
             })?;
-            times.restore()?;
+            times.restore();
             linked.push((d, base));
         }
         let multi = !linked.is_empty();

@@ -163,7 +163,6 @@ impl Fixture {
             &self.store,
             &self.layout(),
             &self.commit,
-            &self.commit,
             &self.name,
             "test",
             None,
