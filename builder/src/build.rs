@@ -364,9 +364,10 @@ fn build_into(
                 // packages' (SOURCE_DATE_EPOCH), so the commit is the same
                 // wherever it is rebuilt.
                 message: format!(
-                    "vnfs build: {}, {} packages, lock {}",
+                    "vnfs build: {}, {} package{}, lock {}",
                     built.name,
                     built.packages.len(),
+                    if built.packages.len() == 1 { "" } else { "s" },
                     built
                         .lock_text
                         .as_deref()
