@@ -73,11 +73,28 @@ fn mask_to_prefix(mask: Ipv4Addr) -> Option<u8> {
 
 /// Parses an `ipaddr` value into entries; the error text says which entry
 /// is wrong and why.
+///
+/// Callers already quote the whole value, so each part is named once: the
+/// entry only when the value holds several, the piece of it only when it is
+/// not the whole entry (`10.0.0.300` gives "not an IPv4 address", not the
+/// address three times).
 pub fn parse_list(value: &str) -> Result<Vec<IpEntry>, String> {
-    value
+    let entries: Vec<&str> = value
         .split([',', ' ', '\t'])
         .filter(|s| !s.is_empty())
-        .map(parse_entry)
+        .collect();
+    let several = entries.len() > 1;
+    entries
+        .into_iter()
+        .map(|e| {
+            parse_entry(e).map_err(|reason| {
+                if several {
+                    format!("entry '{e}': {reason}")
+                } else {
+                    reason
+                }
+            })
+        })
         .collect()
 }
 
@@ -90,6 +107,8 @@ pub fn format_list(entries: &[IpEntry]) -> String {
         .join(" ")
 }
 
+/// Parses one entry; errors name the offending piece only when it is not
+/// the entry itself (the caller names the entry).
 fn parse_entry(s: &str) -> Result<IpEntry, String> {
     let (device, rest) = match s.split_once(':') {
         Some((d, r)) => {
@@ -98,7 +117,7 @@ fn parse_entry(s: &str) -> Result<IpEntry, String> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
             {
-                return Err(format!("'{s}': bad device name '{d}'"));
+                return Err(format!("bad device name '{d}'"));
             }
             (Some(d.to_string()), r)
         }
@@ -106,38 +125,37 @@ fn parse_entry(s: &str) -> Result<IpEntry, String> {
     };
     let mut parts = rest.split('/');
     let addr_s = parts.next().unwrap_or_default();
-    let addr: Ipv4Addr = addr_s
-        .parse()
-        .map_err(|_| format!("'{s}': '{addr_s}' is not an IPv4 address"))?;
+    let addr: Ipv4Addr = addr_s.parse().map_err(|_| {
+        if addr_s == s {
+            "not an IPv4 address".to_string()
+        } else {
+            format!("'{addr_s}' is not an IPv4 address")
+        }
+    })?;
     let prefix = match parts.next() {
         None => None,
         Some(m) if m.contains('.') => {
-            let mask: Ipv4Addr = m
-                .parse()
-                .map_err(|_| format!("'{s}': '{m}' is not a netmask"))?;
-            Some(
-                mask_to_prefix(mask)
-                    .ok_or_else(|| format!("'{s}': netmask {m} is not contiguous"))?,
-            )
+            let mask: Ipv4Addr = m.parse().map_err(|_| format!("'{m}' is not a netmask"))?;
+            Some(mask_to_prefix(mask).ok_or_else(|| format!("netmask {m} is not contiguous"))?)
         }
         Some(m) => match m.parse::<u8>() {
             Ok(p) if p <= 32 => Some(p),
-            _ => return Err(format!("'{s}': prefix '{m}' is not 0..32")),
+            _ => return Err(format!("prefix '{m}' is not 0..32")),
         },
     };
     let gateway = match parts.next() {
         None => None,
         Some(g) => Some(
             g.parse::<Ipv4Addr>()
-                .map_err(|_| format!("'{s}': gateway '{g}' is not an IPv4 address"))?,
+                .map_err(|_| format!("gateway '{g}' is not an IPv4 address"))?,
         ),
     };
     if parts.next().is_some() {
-        return Err(format!("'{s}': too many '/' parts (DEV:ADDR/MASK/GATEWAY)"));
+        return Err("too many '/' parts (DEV:ADDR/MASK/GATEWAY)".to_string());
     }
     if let (Some(d), None) = (&device, prefix) {
         return Err(format!(
-            "'{s}': a static address on {d} needs a mask (/24 or /255.255.255.0)"
+            "a static address on {d} needs a mask (/24 or /255.255.255.0)"
         ));
     }
     Ok(IpEntry {
@@ -183,5 +201,32 @@ mod tests {
         ] {
             assert!(parse_list(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn errors_name_each_part_once() {
+        // The caller quotes the whole value; the reason adds only what the
+        // value does not already say.
+        assert_eq!(parse_list("10.0.0.300").unwrap_err(), "not an IPv4 address");
+        assert_eq!(
+            parse_list("eth0:10.0.0.300/24").unwrap_err(),
+            "'10.0.0.300' is not an IPv4 address"
+        );
+        assert_eq!(
+            parse_list("eth0:10.0.0.1/24 eth1:10.0.0.300/24").unwrap_err(),
+            "entry 'eth1:10.0.0.300/24': '10.0.0.300' is not an IPv4 address"
+        );
+        assert_eq!(
+            parse_list("10.0.0.1, 10.0.0.300").unwrap_err(),
+            "entry '10.0.0.300': not an IPv4 address"
+        );
+        assert_eq!(
+            parse_list("eth0:10.0.0.1/33").unwrap_err(),
+            "prefix '33' is not 0..32"
+        );
+        assert_eq!(
+            parse_list("eth0:10.0.0.1/24/10.0.0").unwrap_err(),
+            "gateway '10.0.0' is not an IPv4 address"
+        );
     }
 }

@@ -1,0 +1,92 @@
+//! What a newcomer trying the node commands ran into, end to end through
+//! the `vnfs` binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vnfs"));
+        c.args(args)
+            .env("VNFS_HOME", self.path())
+            .env_remove("VNFS_CONFIG")
+            .env_remove("VNFS_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and expects success; returns stdout and stderr.
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vnfs {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    /// Runs and expects failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "vnfs {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// `vnfs init` for a network given in full, plus `n` nodes.
+    fn init_with_nodes(&self, n: u32) {
+        self.ok(&[
+            "init",
+            "--yes",
+            "--device",
+            "lo",
+            "--address",
+            "127.0.0.1",
+            "--dhcp-start",
+            "127.0.1.0",
+            "--dhcp-end",
+            "127.0.1.254",
+        ]);
+        if n == 0 {
+            return;
+        }
+        let macs: Vec<String> = (0..n).map(|i| format!("52:54:00:00:00:{i:02x}")).collect();
+        let mut args = vec!["node", "add"];
+        args.extend(macs.iter().map(String::as_str));
+        self.ok(&args);
+    }
+}
+
+#[test]
+fn a_bad_ipaddr_is_named_once() {
+    let h = Home::new();
+    h.init_with_nodes(1);
+    let e = h.fails(&["node", "set", "ipaddr", "10.0.0.300", "n0000"]);
+    assert_eq!(e.matches("10.0.0.300").count(), 1, "{e}");
+    assert!(e.contains("not an IPv4 address"), "{e}");
+}
