@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use vnfs_provisioner::config::VnfsConf;
+
 struct Home {
     dir: tempfile::TempDir,
 }
@@ -89,4 +91,34 @@ fn a_bad_ipaddr_is_named_once() {
     let e = h.fails(&["node", "set", "ipaddr", "10.0.0.300", "n0000"]);
     assert_eq!(e.matches("10.0.0.300").count(), 1, "{e}");
     assert!(e.contains("not an IPv4 address"), "{e}");
+}
+
+#[test]
+fn the_readme_names_the_daemon_port_init_writes() {
+    let port = VnfsConf::default().daemon_port;
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut seen = 0;
+    for (i, _) in readme.match_indices("--master http://") {
+        let url = &readme[i + "--master ".len()..];
+        let host_port = url["http://".len()..]
+            .split(|c: char| c == '/' || c.is_whitespace())
+            .next()
+            .unwrap();
+        let p = host_port.rsplit_once(':').map(|(_, p)| p);
+        assert_eq!(
+            p,
+            Some(port.to_string().as_str()),
+            "README: {host_port} is not the daemon port {port}"
+        );
+        seen += 1;
+    }
+    assert!(seen > 0, "README has no --master example");
+    let h = Home::new();
+    h.init_with_nodes(0);
+    let conf = std::fs::read_to_string(h.path().join("vnfs.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("\ndaemon port = {port}\n")),
+        "{conf}"
+    );
 }
