@@ -85,6 +85,77 @@ impl Home {
 }
 
 #[test]
+fn a_node_whose_image_was_deleted_is_told_to_wait() {
+    let h = Home::new();
+    h.init_with_nodes(3);
+    let root = h.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "debian\n").unwrap();
+    h.ok(&[
+        "commit",
+        "-n",
+        "debian-bookworm-minimal",
+        root.to_str().unwrap(),
+    ]);
+    h.ok(&[
+        "node",
+        "set",
+        "vnfs",
+        "debian-bookworm-minimal",
+        "n000[0-2]",
+    ]);
+    h.ok(&["module", "activate", "hostname"]);
+    let (script, warn) = h.ok(&["nodescript", "n0001", "init"]);
+    assert!(
+        script.contains("module hostname") && warn.is_empty(),
+        "{warn}"
+    );
+    h.ok(&["delete", "debian-bookworm-minimal"]);
+    let (script, warn) = h.ok(&["nodescript", "n0001", "init"]);
+    assert!(!script.contains("module hostname"), "{script}");
+    assert!(
+        warn.contains(
+            "node n0001 is set to VNFS 'debian-bookworm-minimal', which is not in the store"
+        ),
+        "{warn}"
+    );
+    let f = h.path().join("init.sh");
+    std::fs::write(&f, &script).unwrap();
+    let dest = h.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let out = Command::new("sh")
+        .arg(&f)
+        .env("DESTDIR", &dest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "VNFS image 'debian-bookworm-minimal' of node n0001 is not in the master's store"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dest.join("etc/hostname").exists());
+}
+
+#[test]
+fn a_custom_state_without_modules_warns() {
+    let h = Home::new();
+    h.init_with_nodes(2);
+    let (script, warn) = h.ok(&["nodescript", "n0001", "bogus"]);
+    assert!(script.contains("# modules: (none)\n"));
+    assert!(
+        warn.contains("warning: no module runs for node n0001 at custom state 'bogus'"),
+        "{warn}"
+    );
+    let (_, warn) = h.ok(&["nodescript", "n0001", "ready"]);
+    assert!(warn.is_empty(), "{warn}");
+    let (_, warn) = h.ok(&["-q", "nodescript", "n0001", "bogus"]);
+    assert!(warn.is_empty(), "--quiet: {warn}");
+}
+
+#[test]
 fn a_bad_ipaddr_is_named_once() {
     let h = Home::new();
     h.init_with_nodes(1);

@@ -30,8 +30,12 @@ use crate::state::{StateSpec, validate_state_name};
 pub const TRACE_DEBUG_LEVEL: u32 = 2;
 
 /// Exit status of a nodescript telling the node to check in again later
-/// (node disabled, or no VNFS at init).
+/// (node disabled, or no VNFS at init, or a VNFS the store no longer has).
 pub const EXIT_RETRY: i32 = 75;
+
+/// The provisionary states nodes use by default (Perceus: "only two states
+/// are used by default"). Any other lower-case word is a custom state.
+pub const STANDARD_STATES: &[&str] = &["init", "ready"];
 
 /// Everything besides the node that goes into a nodescript.
 pub struct ScriptContext<'a> {
@@ -99,6 +103,55 @@ pub fn modules_for<'m>(
             .cmp(&b.0.manifest.order)
             .then_with(|| a.0.name().cmp(b.0.name()))
     });
+    Ok(out)
+}
+
+/// What a person asking for the nodescript of `node` at `state` should be
+/// told beside the script: a custom state no module is active for (the
+/// script then only sets variables, which is legal but usually a typo), and
+/// an init script that only tells the node to wait because its image is not
+/// in the store.
+pub fn warnings(ctx: &ScriptContext<'_>, node: &Node, state: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if validate_state_name(state).is_err() {
+        // render() reports the bad name; nothing to add here.
+        return Ok(out);
+    }
+    if !STANDARD_STATES.contains(&state) {
+        let all = ctx.modules.list()?;
+        if modules_for(node, state, ctx.activations, &all)?.is_empty() {
+            let elsewhere: BTreeSet<&str> = ctx
+                .activations
+                .iter()
+                .filter(|a| StateSpec::parse(&a.state).is_ok_and(|sp| sp.state == state))
+                .map(|a| a.module.as_str())
+                .collect();
+            let hint = if elsewhere.is_empty() {
+                format!(
+                    "no module is activated for '{state}' at all (typo? standard states: {}; \
+                     activate one with `vnfs module activate MODULE {state}/all`)",
+                    STANDARD_STATES.join(", ")
+                )
+            } else {
+                format!(
+                    "modules active for '{state}' on other nodes: {}",
+                    elsewhere.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            };
+            out.push(format!(
+                "no module runs for node {} at custom state '{state}', so its script only sets variables; {hint}",
+                node.hostname
+            ));
+        }
+    }
+    if state == "init" && node.enabled && !node.vnfs.is_empty() && !ctx.images.contains(&node.vnfs)
+    {
+        out.push(format!(
+            "node {} is set to VNFS '{}', which is not in the store; its init script tells it to check in later (exit {EXIT_RETRY}); \
+             set another image with `vnfs node set vnfs IMAGE {}`",
+            node.hostname, node.vnfs, node.hostname
+        ));
+    }
     Ok(out)
 }
 
@@ -237,6 +290,17 @@ pub fn render(ctx: &ScriptContext<'_>, node: &Node, state: &str) -> Result<Strin
         let _ = writeln!(
             s,
             "echo \"vnfs: no VNFS image defined for node $NODE_HOSTNAME\" >&2"
+        );
+        let _ = writeln!(s, "exit {EXIT_RETRY}");
+        return Ok(s);
+    }
+    // An image deleted after nodes were set to it leaves them pointing at
+    // nothing: running the modules would configure a root that will never
+    // be fetched, so the node is told to wait exactly as without an image.
+    if state == "init" && !ctx.images.contains(&node.vnfs) {
+        let _ = writeln!(
+            s,
+            "echo \"vnfs: VNFS image '$NODE_VNFS' of node $NODE_HOSTNAME is not in the master's store (deleted?)\" >&2"
         );
         let _ = writeln!(s, "exit {EXIT_RETRY}");
         return Ok(s);

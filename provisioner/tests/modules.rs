@@ -650,3 +650,98 @@ fn activation_rules() {
     );
     assert!(activation::deactivate(&mut s.db, "groupfile", &[]).is_err());
 }
+
+#[test]
+fn a_deleted_image_makes_init_wait() {
+    let mut s = site(2);
+    s.activate("hostname", &["init/all"]);
+    let imgs = s.images.clone();
+    // n0001 uses an image known by name only: still an image.
+    s.db.set(&sel("n0001"), &Field::Vnfs, "other", &imgs)
+        .unwrap();
+    // `vnfs delete debian-node`: the store no longer lists it.
+    s.images = Images::from_refs([("other", "")]);
+    let script = s.script("n0000", "init");
+    assert!(!script.contains("module hostname"), "{script}");
+    let dest = s.root.join("gone");
+    let out = s.run(&script, &dest, &[]);
+    assert_eq!(out.status.code(), Some(nodescript::EXIT_RETRY));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("VNFS image 'debian-node' of node n0000 is not in the master's store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dest.join("etc/hostname").exists());
+    let acts = s.db.activations().unwrap();
+    let ctx = ScriptContext {
+        conf: &s.conf,
+        images: &s.images,
+        modules: &s.store,
+        activations: &acts,
+        master_root: &s.master,
+    };
+    let w = nodescript::warnings(&ctx, &s.node("n0000"), "init").unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("set to VNFS 'debian-node', which is not in the store"));
+    // The node with an existing image is provisioned as before.
+    assert!(
+        nodescript::warnings(&ctx, &s.node("n0001"), "init")
+            .unwrap()
+            .is_empty()
+    );
+    let script = s.script("n0001", "init");
+    assert!(script.contains("module hostname"));
+    ok(&s.run(&script, &s.root.join("kept"), &[]));
+    // A running node of a deleted image is not told to stop at ready.
+    assert!(s.script("n0000", "ready").contains("NODE_STATE='ready'"));
+    assert!(!s.script("n0000", "ready").contains("exit 75"));
+}
+
+#[test]
+fn custom_states_without_modules_are_warned_about() {
+    let mut s = site(3);
+    let src = s.root.join("src/bios");
+    std::fs::create_dir_all(src.join("scripts")).unwrap();
+    std::fs::write(
+        src.join("module.toml"),
+        "name = \"bios\"\ndefault_states = [\"maint/all\"]\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("scripts/maint.sh"), "true\n").unwrap();
+    s.store.import(&src).unwrap();
+    let warnings = |s: &Site, node: &str, state: &str| {
+        let acts = s.db.activations().unwrap();
+        let ctx = ScriptContext {
+            conf: &s.conf,
+            images: &s.images,
+            modules: &s.store,
+            activations: &acts,
+            master_root: &s.master,
+        };
+        nodescript::warnings(&ctx, &s.node(node), state).unwrap()
+    };
+    // A custom state nothing is activated for: still a script, but a warning.
+    let w = warnings(&s, "n0001", "bogus");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("no module runs for node n0001 at custom state 'bogus'")
+            && w[0].contains("no module is activated for 'bogus' at all")
+            && w[0].contains("vnfs module activate MODULE bogus/all"),
+        "{w:?}"
+    );
+    assert!(s.script("n0001", "bogus").contains("# modules: (none)\n"));
+    // The standard states are never warned about, modules or not.
+    assert!(warnings(&s, "n0001", "init").is_empty());
+    assert!(warnings(&s, "n0001", "ready").is_empty());
+    // Active for another node: the warning says so.
+    s.activate("bios", &["maint/node/n0001"]);
+    assert!(warnings(&s, "n0001", "maint").is_empty());
+    let w = warnings(&s, "n0002", "maint");
+    assert!(
+        w.len() == 1 && w[0].contains("modules active for 'maint' on other nodes: bios"),
+        "{w:?}"
+    );
+    // A malformed state is render()'s error, not a warning.
+    assert!(warnings(&s, "n0001", "Bad State").is_empty());
+}

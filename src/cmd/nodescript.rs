@@ -5,7 +5,7 @@ use clap::Args;
 use vnfs_provisioner::nodescript::{self, ScriptContext};
 use vnfs_provisioner::{Error, Selector};
 
-use super::{images, site};
+use super::{images, site, warn_all};
 use crate::context::Context;
 
 /// Arguments of `vnfs nodescript`.
@@ -42,6 +42,10 @@ pub fn run(ctx: &Context, args: NodescriptArgs) -> anyhow::Result<()> {
         activations: &activations,
         master_root: std::path::Path::new("/"),
     };
-    print!("{}", nodescript::render(&sctx, &node, &args.state)?);
+    let script = nodescript::render(&sctx, &node, &args.state)?;
+    // Warnings go to stderr after rendering succeeded, so stdout stays the
+    // exact script the daemon would send (and a bad state is one error).
+    warn_all(ctx, &nodescript::warnings(&sctx, &node, &args.state)?);
+    print!("{script}");
     Ok(())
 }
