@@ -39,6 +39,20 @@ pub enum Error {
     /// `node set vnfs X` (or a group/default) naming an image the store lacks.
     #[error("no VNFS image named '{0}' in the store")]
     UnknownVnfs(String),
+    /// Deleting an image that nodes are still set to.
+    #[error(
+        "image '{image}' is used by {count} node(s): {nodes}; set them to another image first \
+         (`vnfs node set vnfs IMAGE NODES`), or pass --force to delete it anyway \
+         (they then wait at init until they get one)"
+    )]
+    ImageInUse {
+        /// The image name.
+        image: String,
+        /// How many nodes are set to it.
+        count: usize,
+        /// Their host names, shortened when there are many.
+        nodes: String,
+    },
     /// Adding a MAC address that is already a node.
     #[error("node {mac} already exists (hostname {hostname})")]
     DuplicateMac {

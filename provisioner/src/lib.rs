@@ -107,6 +107,51 @@ impl Site {
         module::ModuleStore::new(&self.home, &self.confdir)
     }
 
+    /// Checks, before images are deleted from the store, that no node is
+    /// set to any of them.
+    ///
+    /// A node whose image is gone is told at every init check-in to wait
+    /// (exit 75) and never boots, so deleting an image in use is refused
+    /// with [`Error::ImageInUse`] naming the nodes, unless `force`; then the
+    /// same facts come back as warnings. A defaults.conf that names one of
+    /// the images is always a warning (new nodes would get no image). No
+    /// node database yet means no nodes: it is not created here.
+    pub fn check_image_delete(&self, names: &[String], force: bool) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        let db_path = self.db_path();
+        let db = if db_path.exists() {
+            Some(NodeDb::open(&db_path)?)
+        } else {
+            None
+        };
+        for name in names {
+            let users = match &db {
+                Some(db) => db.nodes_using_image(name)?,
+                None => Vec::new(),
+            };
+            if !users.is_empty() {
+                let list = short_list(users.iter().map(|n| n.hostname.as_str()), 8);
+                if !force {
+                    return Err(Error::ImageInUse {
+                        image: name.clone(),
+                        count: users.len(),
+                        nodes: list,
+                    });
+                }
+                warnings.push(format!(
+                    "image '{name}' is deleted although {} node(s) use it: {list}; they wait at init until they are set to another image",
+                    users.len()
+                ));
+            }
+            if self.defaults.vnfs == *name {
+                warnings.push(format!(
+                    "defaults.conf names image '{name}' (Vnfs Name) for new nodes; they will get no image until it is changed"
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
     /// Fails unless `vnfs init` has written vnfs.conf.
     pub fn require_init(&self) -> Result<&config::VnfsConf> {
         if !self.initialised {
@@ -117,4 +162,15 @@ impl Site {
         }
         Ok(&self.conf)
     }
+}
+
+/// `a, b, c and 7 more`: the first `max` items of a list for a message.
+fn short_list<'a>(items: impl ExactSizeIterator<Item = &'a str>, max: usize) -> String {
+    let total = items.len();
+    let shown: Vec<&str> = items.take(max).collect();
+    let mut s = shown.join(", ");
+    if total > shown.len() {
+        s.push_str(&format!(" and {} more", total - shown.len()));
+    }
+    s
 }

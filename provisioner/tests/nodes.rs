@@ -7,7 +7,7 @@ use vnfs_provisioner::config::Defaults;
 use vnfs_provisioner::db::{NewNode, NodeDb};
 use vnfs_provisioner::node::Field;
 use vnfs_provisioner::pattern::PatternSet;
-use vnfs_provisioner::{Error, Images, Mac, Node, Selector, import};
+use vnfs_provisioner::{Error, Images, Mac, Node, Selector, Site, import};
 
 fn mac(i: u32) -> Mac {
     let b = i.to_be_bytes();
@@ -579,4 +579,83 @@ fn importers_feed_the_database() {
         Err(Error::DuplicateMac { .. })
     ));
     assert_unchanged(&db, &before, "re-import");
+}
+
+#[test]
+fn deleting_an_image_nodes_use_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let site = Site::load(home, home).unwrap();
+    let img = |n: &str| vec![n.to_string()];
+    // No node database yet (a store-only user): nothing uses anything, and
+    // the check does not create one.
+    assert!(
+        site.check_image_delete(&img("debian-node"), false)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!site.db_path().exists());
+    let mut db = site.open_db().unwrap();
+    let macs: Vec<Mac> = (0..10).map(mac).collect();
+    db.add(&macs, &Defaults::default(), &images()).unwrap();
+    db.set(
+        &names(&["n000[0-9]"], false),
+        &Field::Vnfs,
+        "debian-node",
+        &images(),
+    )
+    .unwrap();
+    db.set(
+        &names(&["n0009"], false),
+        &Field::Vnfs,
+        "caos-nsa-node-1.0-1.stateless.x86_64",
+        &images(),
+    )
+    .unwrap();
+    assert_eq!(db.nodes_using_image("debian-node").unwrap().len(), 9);
+    let e = site
+        .check_image_delete(&img("debian-node"), false)
+        .unwrap_err();
+    assert!(matches!(e, Error::ImageInUse { count: 9, .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("image 'debian-node' is used by 9 node(s): n0000, n0001, n0002, n0003, n0004, n0005, n0006, n0007 and 1 more")
+            && msg.contains("--force"),
+        "{msg}"
+    );
+    // Any image of a list in use refuses the whole list.
+    assert!(
+        site.check_image_delete(
+            &[
+                "caos-nsa-full-1.0-1.stateless.x86_64".into(),
+                "caos-nsa-node-1.0-1.stateless.x86_64".into()
+            ],
+            false
+        )
+        .is_err()
+    );
+    let w = site.check_image_delete(&img("debian-node"), true).unwrap();
+    assert!(
+        w.len() == 1 && w[0].contains("although 9 node(s) use it"),
+        "{w:?}"
+    );
+    assert!(
+        site.check_image_delete(&img("caos-nsa-full-1.0-1.stateless.x86_64"), false)
+            .unwrap()
+            .is_empty()
+    );
+    // defaults.conf naming the image: a warning, never a refusal.
+    std::fs::write(
+        home.join("defaults.conf"),
+        "Vnfs Name = caos-nsa-full-1.0-1.stateless.x86_64\n",
+    )
+    .unwrap();
+    let site = Site::load(home, home).unwrap();
+    let w = site
+        .check_image_delete(&img("caos-nsa-full-1.0-1.stateless.x86_64"), false)
+        .unwrap();
+    assert!(
+        w.len() == 1 && w[0].contains("defaults.conf names image"),
+        "{w:?}"
+    );
 }
