@@ -156,6 +156,22 @@ fn a_custom_state_without_modules_warns() {
 }
 
 #[test]
+fn an_activation_that_matches_no_node_warns() {
+    let h = Home::new();
+    h.init_with_nodes(2);
+    let (out, warn) = h.ok(&["module", "activate", "ipaddr", "init/node/zz[1-2]"]);
+    assert!(out.contains("Activated ipaddr for init/node/zz[1-2]"));
+    assert!(
+        warn.contains("init/node/zz[1-2]: no node's name or NodeID matches 'zz[1-2]' yet"),
+        "{warn}"
+    );
+    let (list, _) = h.ok(&["module", "list"]);
+    assert!(list.contains("init/node/zz[1-2]"), "{list}");
+    let (_, warn) = h.ok(&["module", "activate", "ipaddr", "init/node/n000[0-1]"]);
+    assert!(warn.is_empty(), "{warn}");
+}
+
+#[test]
 fn a_bad_ipaddr_is_named_once() {
     let h = Home::new();
     h.init_with_nodes(1);

@@ -4,7 +4,7 @@
 use crate::db::NodeDb;
 use crate::error::{Error, Result};
 use crate::module::ModuleStore;
-use crate::state::StateSpec;
+use crate::state::{Scope, StateSpec};
 
 /// Activates `module` for `states` (its default states when none are
 /// given). Every state must parse and the module must have a script for
@@ -47,6 +47,35 @@ pub fn activate(
     canon.dedup();
     db.activate(module, &canon)?;
     Ok(canon)
+}
+
+/// Warnings for activation states whose node, group or VNFS pattern
+/// matches no node in the database now.
+///
+/// Such an activation is kept, not refused: Perceus's own guide activates
+/// modules for groups before any node is in them
+/// (`init/group/anothergroup`), and nodes join at their first check-in,
+/// named from defaults.conf, so a pattern may rightly wait for nodes that
+/// do not exist yet. But a typo looks exactly the same, so the user is
+/// told. `STATE/all` always applies and is never reported.
+pub fn unmatched(db: &NodeDb, states: &[String]) -> Result<Vec<String>> {
+    let nodes = db.nodes()?;
+    let mut out = Vec::new();
+    for s in states {
+        let spec = StateSpec::parse(s)?;
+        let what = match &spec.scope {
+            Scope::All => continue,
+            Scope::Group(p) => format!("no node is in a group matching '{}'", p.as_str()),
+            Scope::Vnfs(p) => format!("no node is set to a VNFS matching '{}'", p.as_str()),
+            Scope::Node(p) => format!("no node's name or NodeID matches '{}'", p.as_str()),
+        };
+        if !nodes.iter().any(|n| spec.applies(n, &spec.state)) {
+            out.push(format!(
+                "{spec}: {what} yet; the activation is kept and applies to nodes that match later"
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Deactivates `module` for `states`, or everywhere when none are given.

@@ -745,3 +745,38 @@ fn custom_states_without_modules_are_warned_about() {
     // A malformed state is render()'s error, not a warning.
     assert!(warnings(&s, "n0001", "Bad State").is_empty());
 }
+
+#[test]
+fn activations_that_match_no_node_are_reported() {
+    let mut s = site(2);
+    let imgs = s.images.clone();
+    s.db.set(&sel("n0001"), &Field::Group, "io", &imgs).unwrap();
+    let states: Vec<String> = [
+        "init/all",
+        "init/node/zz[1-2]",
+        "init/node/n000[1-5]",
+        "init/node/02:00:00:00:00:01",
+        "init/group/anothergroup",
+        "init/group/i*",
+        "ready/vnfs/debian-node",
+        "ready/vnfs/gone",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let w = activation::unmatched(&s.db, &states).unwrap();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[0].starts_with("init/node/zz[1-2]: no node's name or NodeID matches 'zz[1-2]' yet"));
+    assert!(w[0].contains("the activation is kept"));
+    assert!(w[1].starts_with("init/group/anothergroup: no node is in a group matching"));
+    assert!(w[2].starts_with("ready/vnfs/gone: no node is set to a VNFS matching 'gone'"));
+    // The activation itself still succeeds (Perceus activates for groups
+    // before they have members).
+    s.activate("hostname", &["init/node/zz[1-2]"]);
+    assert!(
+        s.db.activations()
+            .unwrap()
+            .iter()
+            .any(|a| a.state == "init/node/zz[1-2]")
+    );
+}

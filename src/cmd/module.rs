@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use vnfs_provisioner::{activation, module};
 
-use super::{print_json, print_table, site};
+use super::{print_json, print_table, site, warn_all};
 use crate::context::Context;
 
 /// Module commands.
@@ -76,6 +76,7 @@ pub fn run(ctx: &Context, cmd: ModuleCmd) -> anyhow::Result<()> {
             if !ctx.quiet {
                 writeln!(out, "Activated {module} for {}", done.join(" "))?;
             }
+            warn_all(ctx, &activation::unmatched(&db, &done)?);
         }
         ModuleCmd::Deactivate { module, states } => {
             let mut db = site.open_db()?;
