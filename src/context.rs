@@ -24,9 +24,28 @@ pub struct GlobalArgs {
     /// $XDG_CONFIG_HOME/vnfs otherwise]
     #[arg(long, global = true, env = "VNFS_CONFIG", value_name = "DIR")]
     pub config: Option<PathBuf>,
+    /// Name nodes by NodeID (MAC address) instead of hostname.
+    ///
+    /// Accepted anywhere, as `vnfs -i node show MAC` has always worked, but
+    /// hidden: the commands that name nodes show it through [`NodeIdArg`],
+    /// so it no longer clutters the help of mount, image, export and the
+    /// rest, where it means nothing.
+    #[arg(short = 'i', long = "nodeid", global = true, hide = true)]
+    pub nodeid: bool,
+}
+
+/// `-i/--nodeid` as shown by the commands whose arguments name nodes.
+///
+/// It shares its id (`nodeid`) with the hidden global flag: clap does not
+/// copy a global argument into a subcommand that defines one of the same
+/// id, and it carries the value of a global id across every level of the
+/// parse, so `vnfs -i node show M`, `vnfs node -i show M` and
+/// `vnfs node show -i M` all set [`Context::nodeid`].
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct NodeIdArg {
     /// Name nodes by NodeID (MAC address) instead of hostname, as
     /// `perceus -i node ...` did
-    #[arg(short = 'i', long = "nodeid", global = true)]
+    #[arg(short = 'i', long = "nodeid")]
     pub nodeid: bool,
 }
 

@@ -181,6 +181,56 @@ fn a_bad_ipaddr_is_named_once() {
 }
 
 #[test]
+fn nodeid_is_offered_only_where_nodes_are_named() {
+    let h = Home::new();
+    let help = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.push("--help");
+        h.ok(&a).0
+    };
+    for c in [
+        &["mount"][..],
+        &["image"],
+        &["export"],
+        &["store", "gc"],
+        &["build"],
+        &["node", "add"],
+        &["group", "set"],
+        &["module", "activate"],
+    ] {
+        assert!(!help(c).contains("--nodeid"), "{c:?} shows --nodeid");
+    }
+    for c in [
+        &["node", "show"][..],
+        &["node", "set"],
+        &["node", "delete"],
+        &["node", "replace"],
+        &["node", "list"],
+        &["node", "summary"],
+        &["node", "status"],
+        &["nodescript"],
+    ] {
+        assert!(help(c).contains("-i, --nodeid"), "{c:?} lacks --nodeid");
+    }
+    // Every position it was accepted in still works.
+    h.init_with_nodes(2);
+    let mac = "52:54:00:00:00:01";
+    for args in [
+        &["-i", "node", "show", mac][..],
+        &["node", "-i", "show", mac],
+        &["node", "show", "-i", mac],
+        &["node", "show", mac, "--nodeid"],
+        &["--nodeid", "nodescript", mac, "ready"],
+        &["nodescript", "-i", mac, "ready"],
+    ] {
+        let (out, _) = h.ok(args);
+        assert!(out.contains("n0001"), "{args:?}: {out}");
+    }
+    // Accepted (hidden) where it means nothing, as before.
+    h.ok(&["-i", "list"]);
+}
+
+#[test]
 fn the_readme_names_the_daemon_port_init_writes() {
     let port = VnfsConf::default().daemon_port;
     let readme =

@@ -12,7 +12,7 @@ use vnfs_provisioner::node::Field;
 use vnfs_provisioner::{Mac, Selector, status};
 
 use super::{images, print_json, print_table, site, warn_all};
-use crate::context::Context;
+use crate::context::{Context, NodeIdArg};
 
 /// Node commands.
 #[derive(Subcommand, Debug)]
@@ -36,12 +36,16 @@ pub enum NodeCmd {
         /// Nodes (ranges and globs; MAC addresses with -i)
         #[arg(required = true)]
         nodes: Vec<String>,
+        #[command(flatten)]
+        ids: NodeIdArg,
     },
     /// Delete nodes
     Delete {
         /// Nodes (ranges and globs; MAC addresses with -i)
         #[arg(required = true)]
         nodes: Vec<String>,
+        #[command(flatten)]
+        ids: NodeIdArg,
     },
     /// NEW takes OLD's identity and settings; OLD is removed (hardware swap)
     Replace {
@@ -49,26 +53,36 @@ pub enum NodeCmd {
         old: String,
         /// The node (usually just added) that takes its place
         new: String,
+        #[command(flatten)]
+        ids: NodeIdArg,
     },
     /// Host names, one per line (all nodes when none are named)
     List {
         /// Nodes (ranges and globs; MAC addresses with -i)
         nodes: Vec<String>,
+        #[command(flatten)]
+        ids: NodeIdArg,
     },
     /// Host name, group, enabled and VNFS of nodes
     Summary {
         /// Nodes (ranges and globs; MAC addresses with -i)
         nodes: Vec<String>,
+        #[command(flatten)]
+        ids: NodeIdArg,
     },
     /// Last state, address and contact of nodes; "timed out" past the node timeout
     Status {
         /// Nodes (ranges and globs; MAC addresses with -i)
         nodes: Vec<String>,
+        #[command(flatten)]
+        ids: NodeIdArg,
     },
     /// Every field of nodes as "key: value" lines
     Show {
         /// Nodes (ranges and globs; MAC addresses with -i)
         nodes: Vec<String>,
+        #[command(flatten)]
+        ids: NodeIdArg,
     },
     /// Add nodes from another tool's node list
     Import {
@@ -90,8 +104,27 @@ pub enum ImportKind {
     Warewulf,
 }
 
+impl NodeCmd {
+    /// Whether `-i` was given on the command itself. clap carries it to
+    /// [`Context::nodeid`] as well (one id); reading both keeps the flag
+    /// working even if that propagation changed.
+    fn nodeid(&self) -> bool {
+        match self {
+            NodeCmd::Set { ids, .. }
+            | NodeCmd::Delete { ids, .. }
+            | NodeCmd::Replace { ids, .. }
+            | NodeCmd::List { ids, .. }
+            | NodeCmd::Summary { ids, .. }
+            | NodeCmd::Status { ids, .. }
+            | NodeCmd::Show { ids, .. } => ids.nodeid,
+            NodeCmd::Add { .. } | NodeCmd::Import { .. } => false,
+        }
+    }
+}
+
 /// Runs a node command.
 pub fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
+    let nodeid = ctx.nodeid || cmd.nodeid();
     let site = site(ctx)?;
     let mut db = site.open_db()?;
     let stdout = std::io::stdout();
@@ -135,9 +168,10 @@ pub fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
             field,
             value,
             nodes,
+            ..
         } => {
             let field = Field::parse(&field)?;
-            let sel = Selector::from_args(&nodes, ctx.nodeid)?;
+            let sel = Selector::from_args(&nodes, nodeid)?;
             let outcome = db.set(&sel, &field, &value, &images(ctx)?)?;
             warn_all(ctx, &outcome.warnings);
             if !ctx.quiet {
@@ -150,8 +184,8 @@ pub fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
                 )?;
             }
         }
-        NodeCmd::Delete { nodes } => {
-            let sel = Selector::from_args(&nodes, ctx.nodeid)?;
+        NodeCmd::Delete { nodes, .. } => {
+            let sel = Selector::from_args(&nodes, nodeid)?;
             let gone = db.delete(&sel)?;
             if !ctx.quiet {
                 for n in &gone {
@@ -159,9 +193,9 @@ pub fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        NodeCmd::Replace { old, new } => {
-            let o = Selector::from_args(&[old], ctx.nodeid)?;
-            let n = Selector::from_args(&[new], ctx.nodeid)?;
+        NodeCmd::Replace { old, new, .. } => {
+            let o = Selector::from_args(&[old], nodeid)?;
+            let n = Selector::from_args(&[new], nodeid)?;
             let node = db.replace(&o, &n)?;
             if !ctx.quiet {
                 writeln!(
@@ -173,8 +207,8 @@ pub fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
                 )?;
             }
         }
-        NodeCmd::List { nodes } => {
-            let list = select(ctx, &db, &nodes)?;
+        NodeCmd::List { nodes, .. } => {
+            let list = select(ctx, &db, &nodes, nodeid)?;
             if ctx.json {
                 let names: Vec<&str> = list.iter().map(|n| n.hostname.as_str()).collect();
                 return print_json(&names);
@@ -183,8 +217,8 @@ pub fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
                 writeln!(out, "{}", n.hostname)?;
             }
         }
-        NodeCmd::Summary { nodes } => {
-            let list = select(ctx, &db, &nodes)?;
+        NodeCmd::Summary { nodes, .. } => {
+            let list = select(ctx, &db, &nodes, nodeid)?;
             if ctx.json {
                 return print_json(&list);
             }
@@ -205,8 +239,8 @@ pub fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
                 &rows,
             )?;
         }
-        NodeCmd::Status { nodes } => {
-            let list = select(ctx, &db, &nodes)?;
+        NodeCmd::Status { nodes, .. } => {
+            let list = select(ctx, &db, &nodes, nodeid)?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -240,8 +274,8 @@ pub fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
                 &table,
             )?;
         }
-        NodeCmd::Show { nodes } => {
-            let list = select(ctx, &db, &nodes)?;
+        NodeCmd::Show { nodes, .. } => {
+            let list = select(ctx, &db, &nodes, nodeid)?;
             if ctx.json {
                 return print_json(&list);
             }
@@ -284,8 +318,9 @@ fn select(
     ctx: &Context,
     db: &vnfs_provisioner::NodeDb,
     args: &[String],
+    nodeid: bool,
 ) -> anyhow::Result<Vec<vnfs_provisioner::Node>> {
-    let sel = Selector::from_args(args, ctx.nodeid)?;
+    let sel = Selector::from_args(args, nodeid)?;
     match db.select(&sel, true) {
         Ok(v) => Ok(v),
         Err(vnfs_provisioner::Error::NoMatch(p)) => {

@@ -6,7 +6,7 @@ use vnfs_provisioner::nodescript::{self, ScriptContext};
 use vnfs_provisioner::{Error, Selector};
 
 use super::{images, site, warn_all};
-use crate::context::Context;
+use crate::context::{Context, NodeIdArg};
 
 /// Arguments of `vnfs nodescript`.
 #[derive(Args, Debug)]
@@ -15,6 +15,8 @@ pub struct NodescriptArgs {
     pub node: String,
     /// Provisionary state (init, ready, or a custom state)
     pub state: String,
+    #[command(flatten)]
+    pub ids: NodeIdArg,
 }
 
 /// Prints the nodescript.
@@ -22,7 +24,10 @@ pub fn run(ctx: &Context, args: NodescriptArgs) -> anyhow::Result<()> {
     let site = site(ctx)?;
     let conf = site.require_init()?;
     let db = site.open_db()?;
-    let sel = Selector::from_args(std::slice::from_ref(&args.node), ctx.nodeid)?;
+    let sel = Selector::from_args(
+        std::slice::from_ref(&args.node),
+        ctx.nodeid || args.ids.nodeid,
+    )?;
     let mut nodes = db.select(&sel, true)?;
     if nodes.len() != 1 {
         return Err(Error::NotOneNode {
