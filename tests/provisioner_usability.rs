@@ -1,10 +1,14 @@
 //! What a newcomer trying the node commands ran into, end to end through
 //! the `vnfs` binary.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use vnfs_provisioner::config::VnfsConf;
+
+/// A device name no machine running the tests has.
+const NO_SUCH_DEVICE: &str = "vnfsnosuch0";
 
 struct Home {
     dir: tempfile::TempDir,
@@ -137,6 +141,98 @@ fn a_node_whose_image_was_deleted_is_told_to_wait() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!dest.join("etc/hostname").exists());
+}
+
+#[test]
+fn init_refuses_to_borrow_another_interfaces_address() {
+    let h = Home::new();
+    let e = h.fails(&["init", "--yes", "--device", NO_SUCH_DEVICE]);
+    assert!(
+        e.contains(&format!(
+            "network device '{NO_SUCH_DEVICE}' does not exist on this machine"
+        )) && e.contains("give --address, --dhcp-start, --dhcp-end"),
+        "{e}"
+    );
+    assert!(!h.path().join("vnfs.conf").exists());
+    // Given in full, a configuration for a device this machine lacks is
+    // written (a master prepared elsewhere), with a warning.
+    let (_, warn) = h.ok(&[
+        "init",
+        "--yes",
+        "--device",
+        NO_SUCH_DEVICE,
+        "--address",
+        "10.9.0.1",
+        "--dhcp-start",
+        "10.9.1.0",
+        "--dhcp-end",
+        "10.9.1.100",
+    ]);
+    assert!(warn.contains("does not exist on this machine"), "{warn}");
+    let conf = std::fs::read_to_string(h.path().join("vnfs.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("master network device = {NO_SUCH_DEVICE}\n"))
+            && conf.contains("master address = 10.9.0.1\n"),
+        "{conf}"
+    );
+}
+
+#[test]
+fn init_warns_about_a_dhcp_range_off_the_masters_network() {
+    let h = Home::new();
+    let (_, warn) = h.ok(&[
+        "init",
+        "--yes",
+        "--device",
+        NO_SUCH_DEVICE,
+        "--address",
+        "192.168.1.1",
+        "--dhcp-start",
+        "10.0.0.10",
+        "--dhcp-end",
+        "10.0.0.50",
+    ]);
+    assert!(
+        warn.contains(
+            "the DHCP range 10.0.0.10 - 10.0.0.50 is not in the network of the master address 192.168.1.1"
+        ),
+        "{warn}"
+    );
+}
+
+#[test]
+fn init_asks_again_when_a_missing_device_leaves_no_default() {
+    let h = Home::new();
+    let mut child = h
+        .cmd(&["init"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // device, an empty address (no default to keep), then the address,
+    // range and defaults for the rest.
+    let answers = format!("{NO_SUCH_DEVICE}\n\n10.5.0.1\n10.5.1.0\n10.5.1.200\n\n\n\n\n\n\n\n\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("does not exist on this machine"), "{err}");
+    assert!(
+        err.contains("What address do the nodes use to reach this master?: "),
+        "no default offered: {err}"
+    );
+    assert!(
+        err.contains("address: there is no default to keep") && err.contains("try again"),
+        "{err}"
+    );
+    let conf = std::fs::read_to_string(h.path().join("vnfs.conf")).unwrap();
+    assert!(conf.contains("master address = 10.5.0.1\n"), "{conf}");
 }
 
 #[test]

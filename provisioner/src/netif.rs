@@ -65,6 +65,41 @@ pub fn ipv4_interfaces() -> Vec<Interface> {
     out
 }
 
+/// The names of every network device on this machine, with or without an
+/// address, loopback included, sorted; `None` when they cannot be listed
+/// (then nobody can say a device does not exist).
+pub fn device_names() -> Option<Vec<String>> {
+    // SAFETY: if_nameindex has no preconditions; it returns null on failure
+    // or an array we free below with if_freenameindex.
+    let head = unsafe { libc::if_nameindex() };
+    if head.is_null() {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    loop {
+        // SAFETY: `cur` stays within the array, which ends with an entry
+        // whose index is 0 and name null; we stop there.
+        let e = unsafe { &*cur };
+        if e.if_index == 0 || e.if_name.is_null() {
+            break;
+        }
+        // SAFETY: a non-null if_name of a live entry is a C string.
+        out.push(
+            unsafe { CStr::from_ptr(e.if_name) }
+                .to_string_lossy()
+                .into_owned(),
+        );
+        // SAFETY: this entry was not the terminator, so the next one exists.
+        cur = unsafe { cur.add(1) };
+    }
+    // SAFETY: `head` came from a successful if_nameindex and is freed once.
+    unsafe { libc::if_freenameindex(head) };
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
 /// The interface most likely to face the nodes: the first one with a
 /// private (RFC 1918) address, else the first one at all.
 pub fn guess_cluster_interface(ifs: &[Interface]) -> Option<&Interface> {
@@ -129,8 +164,11 @@ mod tests {
 
     #[test]
     fn lists_something_sane() {
+        let devices = device_names().expect("if_nameindex failed");
         for i in ipv4_interfaces() {
             assert!(!i.name.is_empty() && i.prefix <= 32 && !i.addr.is_loopback());
+            assert!(devices.contains(&i.name), "{} not in {devices:?}", i.name);
         }
+        assert!(!devices.iter().any(|d| d == "vnfs-no-such0"));
     }
 }

@@ -106,7 +106,9 @@ pub fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
     if let Some(p) = args.perceus_defaults.clone().or(pdef) {
         init.read_perceus_defaults(&p)?;
     }
-    warn_all(ctx, &init.warnings);
+    // Warnings are printed as they arise (and cleared), so an interactive
+    // user reads about a device that is not here before the next question.
+    warn_all(ctx, &std::mem::take(&mut init.warnings));
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     if !args.yes {
@@ -128,13 +130,18 @@ pub fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
         if let Some(v) = args.flag(q.key) {
             init.answer(q.key, v)
                 .with_context(|| format!("--{}", q.key))?;
+            warn_all(ctx, &std::mem::take(&mut init.warnings));
             continue;
         }
         if args.yes {
             continue;
         }
         loop {
-            eprint!("{} [{}]: ", q.prompt, init.current(q.key));
+            match init.current(q.key) {
+                // No default to offer (the device has no address here).
+                d if d.is_empty() => eprint!("{}: ", q.prompt),
+                d => eprint!("{} [{d}]: ", q.prompt),
+            }
             std::io::stderr().flush()?;
             let mut line = String::new();
             if input.read_line(&mut line)? == 0 {
@@ -143,11 +150,15 @@ pub fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
                 );
             }
             match init.answer(q.key, &line) {
-                Ok(()) => break,
+                Ok(()) => {
+                    warn_all(ctx, &std::mem::take(&mut init.warnings));
+                    break;
+                }
                 Err(e) => eprintln!("  {e}; try again"),
             }
         }
     }
+    warn_all(ctx, &init.check()?);
     let written = init.write(&ctx.confdir, args.force)?;
     if !ctx.quiet {
         for p in written {
