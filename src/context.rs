@@ -105,6 +105,9 @@ impl Context {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            // Colour codes only for a terminal: logs and CI captures read
+            // "WARN", not escape sequences.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .without_time()
             .init();
@@ -172,8 +175,15 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
                 return ExitCode::from(*code);
             }
             eprintln!("error: {e}");
+            // Many errors print their cause in their own message too: a
+            // cause already said by the line before is not repeated.
+            let mut said = e.to_string();
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                if !said.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                said = text;
             }
             ExitCode::from(2)
         }

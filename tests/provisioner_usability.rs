@@ -114,7 +114,11 @@ fn a_node_whose_image_was_deleted_is_told_to_wait() {
         script.contains("module hostname") && warn.is_empty(),
         "{warn}"
     );
-    h.ok(&["delete", "debian-bookworm-minimal"]);
+    // Nodes use it: refused, naming them, unless forced.
+    let e = h.fails(&["delete", "debian-bookworm-minimal"]);
+    assert!(e.contains("n0000") && e.contains("--force"), "{e}");
+    let (_, warn) = h.ok(&["delete", "--force", "debian-bookworm-minimal"]);
+    assert!(warn.contains("n0001"), "{warn}");
     let (script, warn) = h.ok(&["nodescript", "n0001", "init"]);
     assert!(!script.contains("module hostname"), "{script}");
     assert!(

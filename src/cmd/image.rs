@@ -282,7 +282,8 @@ pub struct DeleteArgs {
     #[arg(required = true)]
     pub names: Vec<String>,
     /// Delete even an image that is mounted (its edits would come back as
-    /// a new version at `vnfs umount`)
+    /// a new version at `vnfs umount`) or that nodes are set to (they then
+    /// wait at init until they are given another)
     #[arg(long)]
     pub force: bool,
 }
@@ -305,6 +306,10 @@ pub fn delete(a: DeleteArgs, ctx: &Context) -> anyhow::Result<()> {
             }
         }
     }
+    super::warn_all(
+        ctx,
+        &super::site(ctx)?.check_image_delete(&a.names, a.force)?,
+    );
     for n in &a.names {
         let id = store.delete_ref(n)?;
         if !ctx.quiet {

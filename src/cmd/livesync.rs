@@ -32,6 +32,8 @@ pub struct LivesyncArgs {
     /// Queue the requests and return without waiting
     #[arg(long)]
     pub no_wait: bool,
+    #[command(flatten)]
+    pub ids: crate::context::NodeIdArg,
 }
 
 fn now() -> i64 {
@@ -58,7 +60,10 @@ pub fn run(ctx: &Context, a: LivesyncArgs) -> anyhow::Result<()> {
     let nodes: Vec<_> = if a.nodes.is_empty() {
         db.nodes()?
     } else {
-        db.select(&Selector::from_args(&a.nodes, ctx.nodeid)?, true)?
+        db.select(
+            &Selector::from_args(&a.nodes, ctx.nodeid || a.ids.nodeid)?,
+            true,
+        )?
     }
     .into_iter()
     .filter(|n| n.vnfs == a.image)
