@@ -3,67 +3,18 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use vnfs_provisioner::config::VnfsConf;
 
 /// A device name no machine running the tests has.
 const NO_SUCH_DEVICE: &str = "vnfsnosuch0";
 
-struct Home {
-    dir: tempfile::TempDir,
-}
+#[path = "support/home.rs"]
+mod home;
+use home::Home;
 
 impl Home {
-    fn new() -> Home {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vnfs"));
-        c.args(args)
-            .env("VNFS_HOME", self.path())
-            .env_remove("VNFS_CONFIG")
-            .env_remove("VNFS_LOG");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs and expects success; returns stdout and stderr.
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "vnfs {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        (
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    }
-
-    /// Runs and expects failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "vnfs {args:?} succeeded: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
     /// `vnfs init` for a network given in full, plus `n` nodes.
     fn init_with_nodes(&self, n: u32) {
         self.ok(&[
@@ -109,7 +60,7 @@ fn a_node_whose_image_was_deleted_is_told_to_wait() {
         "n000[0-2]",
     ]);
     h.ok(&["module", "activate", "hostname"]);
-    let (script, warn) = h.ok(&["nodescript", "n0001", "init"]);
+    let (script, warn) = h.ok_with_stderr(&["nodescript", "n0001", "init"]);
     assert!(
         script.contains("module hostname") && warn.is_empty(),
         "{warn}"
@@ -117,9 +68,9 @@ fn a_node_whose_image_was_deleted_is_told_to_wait() {
     // Nodes use it: refused, naming them, unless forced.
     let e = h.fails(&["delete", "debian-bookworm-minimal"]);
     assert!(e.contains("n0000") && e.contains("--force"), "{e}");
-    let (_, warn) = h.ok(&["delete", "--force", "debian-bookworm-minimal"]);
+    let (_, warn) = h.ok_with_stderr(&["delete", "--force", "debian-bookworm-minimal"]);
     assert!(warn.contains("n0001"), "{warn}");
-    let (script, warn) = h.ok(&["nodescript", "n0001", "init"]);
+    let (script, warn) = h.ok_with_stderr(&["nodescript", "n0001", "init"]);
     assert!(!script.contains("module hostname"), "{script}");
     assert!(
         warn.contains(
@@ -160,7 +111,7 @@ fn init_refuses_to_borrow_another_interfaces_address() {
     assert!(!h.path().join("vnfs.conf").exists());
     // Given in full, a configuration for a device this machine lacks is
     // written (a master prepared elsewhere), with a warning.
-    let (_, warn) = h.ok(&[
+    let (_, warn) = h.ok_with_stderr(&[
         "init",
         "--yes",
         "--device",
@@ -184,7 +135,7 @@ fn init_refuses_to_borrow_another_interfaces_address() {
 #[test]
 fn init_warns_about_a_dhcp_range_off_the_masters_network() {
     let h = Home::new();
-    let (_, warn) = h.ok(&[
+    let (_, warn) = h.ok_with_stderr(&[
         "init",
         "--yes",
         "--device",
@@ -243,15 +194,15 @@ fn init_asks_again_when_a_missing_device_leaves_no_default() {
 fn a_custom_state_without_modules_warns() {
     let h = Home::new();
     h.init_with_nodes(2);
-    let (script, warn) = h.ok(&["nodescript", "n0001", "bogus"]);
+    let (script, warn) = h.ok_with_stderr(&["nodescript", "n0001", "bogus"]);
     assert!(script.contains("# modules: (none)\n"));
     assert!(
         warn.contains("warning: no module runs for node n0001 at custom state 'bogus'"),
         "{warn}"
     );
-    let (_, warn) = h.ok(&["nodescript", "n0001", "ready"]);
+    let (_, warn) = h.ok_with_stderr(&["nodescript", "n0001", "ready"]);
     assert!(warn.is_empty(), "{warn}");
-    let (_, warn) = h.ok(&["-q", "nodescript", "n0001", "bogus"]);
+    let (_, warn) = h.ok_with_stderr(&["-q", "nodescript", "n0001", "bogus"]);
     assert!(warn.is_empty(), "--quiet: {warn}");
 }
 
@@ -259,15 +210,15 @@ fn a_custom_state_without_modules_warns() {
 fn an_activation_that_matches_no_node_warns() {
     let h = Home::new();
     h.init_with_nodes(2);
-    let (out, warn) = h.ok(&["module", "activate", "ipaddr", "init/node/zz[1-2]"]);
+    let (out, warn) = h.ok_with_stderr(&["module", "activate", "ipaddr", "init/node/zz[1-2]"]);
     assert!(out.contains("Activated ipaddr for init/node/zz[1-2]"));
     assert!(
         warn.contains("init/node/zz[1-2]: no node's name or NodeID matches 'zz[1-2]' yet"),
         "{warn}"
     );
-    let (list, _) = h.ok(&["module", "list"]);
+    let (list, _) = h.ok_with_stderr(&["module", "list"]);
     assert!(list.contains("init/node/zz[1-2]"), "{list}");
-    let (_, warn) = h.ok(&["module", "activate", "ipaddr", "init/node/n000[0-1]"]);
+    let (_, warn) = h.ok_with_stderr(&["module", "activate", "ipaddr", "init/node/n000[0-1]"]);
     assert!(warn.is_empty(), "{warn}");
 }
 
@@ -286,7 +237,7 @@ fn nodeid_is_offered_only_where_nodes_are_named() {
     let help = |args: &[&str]| {
         let mut a = args.to_vec();
         a.push("--help");
-        h.ok(&a).0
+        h.ok(&a)
     };
     for c in [
         &["mount"][..],
@@ -323,7 +274,7 @@ fn nodeid_is_offered_only_where_nodes_are_named() {
         &["--nodeid", "nodescript", mac, "ready"],
         &["nodescript", "-i", mac, "ready"],
     ] {
-        let (out, _) = h.ok(args);
+        let (out, _) = h.ok_with_stderr(args);
         assert!(out.contains("n0001"), "{args:?}: {out}");
     }
     // Accepted (hidden) where it means nothing, as before.
