@@ -207,7 +207,16 @@ pub fn read_local(
     // A verified signature covers the header and, through its payload
     // digest, the payload; without one, the package's own digests must hold.
     match check {
-        Some(c) => c.verify(&scan, || scan.signed_range(&file))?,
+        Some(c) => {
+            let trouble = std::cell::RefCell::new(None);
+            if let Err(e) = c.verify(&scan, || scan.signed_range(&file, &trouble)) {
+                // Reading the file failed, or it changed: not a bad signature.
+                return Err(match trouble.take() {
+                    Some(m) => err(m),
+                    None => e.into(),
+                });
+            }
+        }
         None => scan
             .check_digests()
             .map_err(|e| err(format!("digest check failed: {e}")))?,

@@ -215,21 +215,27 @@ fn declared(tag: u32, expected: &str, algo: u32) -> PayloadDigest {
 
 /// The main header and payload read again from the file, for a legacy
 /// signature: at the end, it fails unless they are the bytes [`scan`] read.
+/// A failure is also kept in `trouble`: the signature check reports
+/// whatever its data reader returns as a bad signature, and a read error
+/// or a changed file is not the package's fault.
 pub struct SignedRange<'a> {
     file: At<'a>,
     hash: Sha256,
     expected: [u8; 32],
+    trouble: &'a RefCell<Option<String>>,
 }
 
 impl Read for SignedRange<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let n = self.file.read(buf).inspect_err(|e| {
+            *self.trouble.borrow_mut() = Some(e.to_string());
+        })?;
         if n == 0 {
             let actual: [u8; 32] = self.hash.clone().finalize().into();
             if actual != self.expected {
-                return Err(io::Error::other(
-                    "the package file changed while it was being checked",
-                ));
+                let m = "the package file changed while it was being checked";
+                *self.trouble.borrow_mut() = Some(m.to_string());
+                return Err(io::Error::other(m));
             }
         }
         Digest::update(&mut self.hash, &buf[..n]);
@@ -239,12 +245,18 @@ impl Read for SignedRange<'_> {
 
 impl Scan {
     /// Reads the main header and payload of `file` (the file scanned)
-    /// again, checked against this scan at the end.
-    pub fn signed_range<'a>(&self, file: &'a File) -> SignedRange<'a> {
+    /// again, checked against this scan at the end; a read error or a
+    /// changed file is noted in `trouble`.
+    pub fn signed_range<'a>(
+        &self,
+        file: &'a File,
+        trouble: &'a RefCell<Option<String>>,
+    ) -> SignedRange<'a> {
         SignedRange {
             file: At::new(file, self.layout.header.start as u64),
             hash: Sha256::new(),
             expected: self.signed_sha256,
+            trouble,
         }
     }
 
@@ -463,8 +475,12 @@ mod tests {
         assert_eq!(r.finish().unwrap(), s.sha256);
         // The signed range read again for a legacy signature: the same
         // bytes read to the end.
+        let trouble = RefCell::new(None);
         let mut again = Vec::new();
-        s.signed_range(&file).read_to_end(&mut again).unwrap();
+        s.signed_range(&file, &trouble)
+            .read_to_end(&mut again)
+            .unwrap();
+        assert!(trouble.borrow().is_none());
         assert_eq!(again, f[s.layout.header.start..]);
         // Rewritten in place between the reads.
         let r = Rehash::new(file.try_clone().unwrap(), &s.head);
@@ -473,9 +489,15 @@ mod tests {
         std::fs::write(&path, &changed).unwrap();
         assert_ne!(r.finish().unwrap(), s.sha256);
         let e = s
-            .signed_range(&file)
+            .signed_range(&file, &trouble)
             .read_to_end(&mut Vec::new())
             .unwrap_err();
         assert!(e.to_string().contains("changed"), "{e}");
+        assert!(
+            trouble
+                .borrow()
+                .as_deref()
+                .is_some_and(|m| m.contains("changed"))
+        );
     }
 }

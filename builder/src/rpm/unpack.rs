@@ -332,7 +332,14 @@ pub fn unpack(
         return Err(hash_err(scan.sha256));
     }
     if let Some(c) = gpgcheck {
-        c.verify(&scan, || scan.signed_range(&file))?;
+        let trouble = std::cell::RefCell::new(None);
+        if let Err(e) = c.verify(&scan, || scan.signed_range(&file, &trouble)) {
+            // Reading the file failed, or it changed: not a bad signature.
+            return Err(match trouble.take() {
+                Some(m) => io_err(std::io::Error::other(m)),
+                None => e.into(),
+            });
+        }
     }
     let second = Rehash::new(file.try_clone().map_err(io_err)?, &scan.head);
     let input = Cursor::new(scan.head).chain(BufReader::with_capacity(256 << 10, second.clone()));
