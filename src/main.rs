@@ -133,7 +133,8 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Commands that only read and print: their output goes into pipes such
-/// as `| head`, which may close early.
+/// as `| head`, which may close early. (The node, group and module
+/// commands that write the database are not among them.)
 fn prints_data(c: &Command) -> bool {
     matches!(
         c,
@@ -146,6 +147,14 @@ fn prints_data(c: &Command) -> bool {
             | Command::Generate(_)
             | Command::Nodescript(_)
             | Command::Hybridize(_)
+            | Command::Node(
+                cmd::node::NodeCmd::List { .. }
+                    | cmd::node::NodeCmd::Summary { .. }
+                    | cmd::node::NodeCmd::Status { .. }
+                    | cmd::node::NodeCmd::Show { .. }
+            )
+            | Command::Group(cmd::group::GroupCmd::List { .. } | cmd::group::GroupCmd::Show { .. })
+            | Command::Module(cmd::module::ModuleCmd::List)
     )
 }
 

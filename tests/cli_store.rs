@@ -308,3 +308,23 @@ fn node_vnfs_values_are_checked_against_the_store() {
     ok(&home, &["node", "set", "vnfs", "debian-node", "n*"]);
     assert!(ok(&home, &["node", "summary"]).contains("debian-node"));
 }
+
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = tempfile::tempdir().unwrap();
+    // Over 100 kB of output, more than a pipe holds: the writes after the
+    // reader leaves fail.
+    let mut child = vnfs(t.path())
+        .args(["generate", "completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "nothing to say about it: {stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}
