@@ -263,10 +263,15 @@ fn editing_an_older_version_keeps_the_newer_ones() {
         "hello\n"
     );
     fs::write(mnt.join("etc/added"), "edit\n").expect("edit");
-    let out = run_output(&mut env.vnfs(&["umount", "img", "-m", "edit of v1"]));
+    let out = env
+        .vnfs(&["umount", "img", "-m", "edit of v1"])
+        .output()
+        .expect("umount");
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        out.contains(&format!("not at the mounted {}", &v1[..12])),
-        "the warning names both versions: {out}"
+        stderr(&out).contains(&format!("not at the mounted {}", &v1[..12])),
+        "the warning names both versions: {}",
+        stderr(&out)
     );
 
     // The new version follows v2; v2 and v1 stay in the history.
@@ -294,16 +299,4 @@ fn editing_an_older_version_keeps_the_newer_ones() {
         "second\n"
     );
     assert!(!co2.join("etc/added").exists());
-}
-
-/// Runs a command that must succeed; returns stdout and stderr together.
-fn run_output(c: &mut Command) -> String {
-    let out = c.output().expect("run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{c:?}: {text}");
-    text
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::pkgfile;
-use super::signature::{GpgCheck, PackageSigError};
+use super::signature::{GpgCheck, GpgCheckError, PackageSigError};
 use super::version::{Dep, Evr, Op};
 
 /// Where a package comes from.
@@ -207,16 +207,10 @@ pub fn read_local(
     // A verified signature covers the header and, through its payload
     // digest, the payload; without one, the package's own digests must hold.
     match check {
-        Some(c) => {
-            let trouble = std::cell::RefCell::new(None);
-            if let Err(e) = c.verify(&scan, || scan.signed_range(&file, &trouble)) {
-                // Reading the file failed, or it changed: not a bad signature.
-                return Err(match trouble.take() {
-                    Some(m) => err(m),
-                    None => e.into(),
-                });
-            }
-        }
+        Some(c) => c.verify(&scan, &file).map_err(|e| match e {
+            GpgCheckError::Signature(s) => s.into(),
+            GpgCheckError::Read(m) => err(m),
+        })?,
         None => scan
             .check_digests()
             .map_err(|e| err(format!("digest check failed: {e}")))?,

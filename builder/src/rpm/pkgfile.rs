@@ -298,7 +298,7 @@ impl Scan {
             return Err("the package carries no digest of its header".into());
         }
         for d in &self.payload {
-            d.check()?;
+            d.check().map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -306,19 +306,32 @@ impl Scan {
 
 impl PayloadDigest {
     /// Whether the payload hashed to what the header declares.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), DigestProblem> {
         match &self.actual {
-            None => Err(format!(
-                "payload digest algorithm {} is not supported (SHA-224/256/384/512 are)",
-                self.algo
-            )),
-            Some(a) if *a != self.expected => Err(format!(
-                "payload digest mismatch: the payload hashes to {a}, its header says {}",
-                self.expected
-            )),
+            None => Err(DigestProblem::Unsupported(self.algo)),
+            Some(a) if *a != self.expected => Err(DigestProblem::Mismatch {
+                expected: self.expected.clone(),
+                actual: a.clone(),
+            }),
             Some(_) => Ok(()),
         }
     }
+}
+
+/// Why a payload digest does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestProblem {
+    /// The header names an algorithm rpm does not define for payloads.
+    #[error("payload digest algorithm {0} is not supported (SHA-224/256/384/512 are)")]
+    Unsupported(u32),
+    /// The payload hashes to something else.
+    #[error("payload digest mismatch: the payload hashes to {actual}, its header says {expected}")]
+    Mismatch {
+        /// What the header declares.
+        expected: String,
+        /// What the payload hashes to.
+        actual: String,
+    },
 }
 
 /// The second read of a package: the head from memory, the payload from

@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 
 use pgp::composed::{Deserializable, DetachedSignature};
 use pgp::packet::Signature;
+use std::cell::RefCell;
+use std::fs::File;
 use std::io::Read;
 
 use super::layout::Header;
-use super::pkgfile::Scan;
+use super::pkgfile::{DigestProblem, Scan};
 use crate::pgpkeys::{self, SigKind, SigningKey};
 
 // Signature header tags.
@@ -236,17 +238,12 @@ impl Keyring {
         let digest = scan
             .signed_payload_digest()
             .ok_or(SigProblem::NoPayloadDigest)?;
-        match &digest.actual {
-            None => Err(SigProblem::Malformed(format!(
-                "payload digest algorithm {} is not supported (SHA-224/256/384/512 are)",
-                digest.algo
-            ))),
-            Some(actual) if *actual != digest.expected => Err(SigProblem::PayloadDigest {
-                expected: digest.expected.clone(),
-                actual: actual.clone(),
-            }),
-            Some(_) => Ok(()),
-        }
+        digest.check().map_err(|e| match e {
+            DigestProblem::Unsupported(_) => SigProblem::Malformed(e.to_string()),
+            DigestProblem::Mismatch { expected, actual } => {
+                SigProblem::PayloadDigest { expected, actual }
+            }
+        })
     }
 }
 
@@ -275,18 +272,33 @@ pub struct GpgCheck {
 }
 
 impl GpgCheck {
-    /// Checks a package file ([`Keyring::verify_rpm`]).
-    pub fn verify<R: Read>(
-        &self,
-        scan: &Scan,
-        signed: impl FnMut() -> R,
-    ) -> Result<(), PackageSigError> {
+    /// Checks the package `file` that `scan` read ([`Keyring::verify_rpm`];
+    /// a legacy signature reads it again, checked against the scan).
+    pub fn verify(&self, scan: &Scan, file: &File) -> Result<(), GpgCheckError> {
+        // The signature check reports whatever its data reader returns as
+        // a bad signature; what went wrong reading is kept here instead.
+        let trouble = RefCell::new(None);
         self.keys
-            .verify_rpm(scan, signed)
-            .map_err(|problem| PackageSigError {
-                package: self.package.clone(),
-                key: self.keys.path().to_path_buf(),
-                problem,
+            .verify_rpm(scan, || scan.signed_range(file, &trouble))
+            .map_err(|problem| match trouble.take() {
+                Some(m) => GpgCheckError::Read(m),
+                None => GpgCheckError::Signature(PackageSigError {
+                    package: self.package.clone(),
+                    key: self.keys.path().to_path_buf(),
+                    problem,
+                }),
             })
     }
+}
+
+/// Why a package file did not pass `gpgcheck`.
+#[derive(Debug, thiserror::Error)]
+pub enum GpgCheckError {
+    /// Its signature is missing or bad.
+    #[error(transparent)]
+    Signature(#[from] PackageSigError),
+    /// Reading it again failed, or it changed meanwhile: not the
+    /// signature's fault.
+    #[error("{0}")]
+    Read(String),
 }

@@ -16,7 +16,7 @@ use rustix::io::Errno;
 
 use super::caps;
 use super::pkgfile::{self, Rehash};
-use super::signature::{GpgCheck, PackageSigError};
+use super::signature::{GpgCheck, GpgCheckError, PackageSigError};
 use super::users::Ids;
 use crate::unpack::{DirMeta, Root, create_excl, replace};
 
@@ -332,14 +332,10 @@ pub fn unpack(
         return Err(hash_err(scan.sha256));
     }
     if let Some(c) = gpgcheck {
-        let trouble = std::cell::RefCell::new(None);
-        if let Err(e) = c.verify(&scan, || scan.signed_range(&file, &trouble)) {
-            // Reading the file failed, or it changed: not a bad signature.
-            return Err(match trouble.take() {
-                Some(m) => io_err(std::io::Error::other(m)),
-                None => e.into(),
-            });
-        }
+        c.verify(&scan, &file).map_err(|e| match e {
+            GpgCheckError::Signature(s) => s.into(),
+            GpgCheckError::Read(m) => io_err(std::io::Error::other(m)),
+        })?;
     }
     let second = Rehash::new(file.try_clone().map_err(io_err)?, &scan.head);
     let input = Cursor::new(scan.head).chain(BufReader::with_capacity(256 << 10, second.clone()));
