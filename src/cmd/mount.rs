@@ -204,11 +204,8 @@ fn edited_metadata(
             r.map_err(|e| tracing::warn!("reading the edited /var/lib/dpkg/status: {e}"))
                 .ok()
         });
-    // A deletion is a whiteout: a character device 0:0.
-    let removed = std::fs::symlink_metadata(&status_path).is_ok_and(|m| {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        m.file_type().is_char_device() && m.rdev() == 0
-    });
+    let removed =
+        vnfs_fusefs::sys::lstat(&status_path).is_ok_and(|st| vnfs_fusefs::sys::is_whiteout(&st));
     let status = match (&text, removed) {
         (Some(t), _) => vnfs_builder::edited::StatusEdit::Changed(t),
         (None, true) => vnfs_builder::edited::StatusEdit::Removed,
