@@ -10,6 +10,7 @@ packages=(
   debian-archive-keyring fuse3 dpkg-dev squashfs-tools cpio zstd xz-utils
   acl attr util-linux iproute2 dnsmasq ipxe qemu-system-x86 createrepo-c
   rpm sqlite3  # the rpm database of RPM images: written, settled for reproducibility
+  dnf  # the reference the modular filtering test (module streams) compares with
   gnupg  # the RPM signature tests: throwaway keys for rpmsign (gpg, gpg-agent)
   # peers the benchmarks and equivalence tests compare against
   casync squashfuse rsync mmdebstrap nginx-light wrk fio stress-ng hyperfine

@@ -21,6 +21,8 @@ use vnfs_builder::recipe::Recipe;
 
 #[path = "rpm/gpgcheck.rs"]
 mod gpgcheck;
+#[path = "rpm/modular.rs"]
+mod modular;
 
 /// Timestamp of every test package (their build time and file mtimes).
 const DATE: u32 = 1_700_000_000;

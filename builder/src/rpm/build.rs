@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::install::{self, Expected, InstallError, RpmFile};
 use super::lock::{RpmLock, RpmLockInputs, RpmLocked};
+use super::modular::{self, ModuleError, ModuleMetadata, ModuleRequest, ModuleState};
 use super::package::{self, LocalError, Origin, RpmPackage};
 use super::repomd::{self, RepoError};
 use super::resolve::{self, Request, ResolveError, Universe};
@@ -42,6 +43,9 @@ pub enum RpmBuildError {
     /// Dependency resolution failed.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// The module streams cannot be worked out.
+    #[error("module streams: {0}")]
+    Modules(ModuleError),
     /// Lock file problem.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -243,6 +247,52 @@ fn filter_repo(r: &RpmRepo, pk: Vec<RpmPackage>) -> Vec<RpmPackage> {
     kept
 }
 
+/// dnf's modular filtering of the repositories' packages, for the streams
+/// the recipe enables and disables and the repositories' defaults.
+/// Returns the module states the image records.
+fn apply_modules(
+    src: &RpmSource,
+    inputs: &RpmLockInputs,
+    modules: &ModuleMetadata,
+    all: &mut Vec<RpmPackage>,
+) -> Result<Vec<ModuleState>, RpmBuildError> {
+    if modules.is_empty() {
+        if !src.modules.is_empty() || !src.disable_modules.is_empty() {
+            return Err(RpmBuildError::Modules(ModuleError::Request(
+                "[source.rpm] modules or disable_modules is set, but no repository has module metadata (modules.yaml)".into(),
+            )));
+        }
+        return Ok(Vec::new());
+    }
+    let request = ModuleRequest {
+        enable: src.modules.clone(),
+        disable: src.disable_modules.clone(),
+        platform: src.module_platform_id.clone(),
+        arch: inputs.arch.clone(),
+    };
+    let selection = modular::select(modules, &request).map_err(RpmBuildError::Modules)?;
+    for w in &selection.warnings {
+        tracing::warn!("{w}");
+    }
+    let streams: Vec<String> = selection
+        .enabled
+        .iter()
+        .map(|(n, (s, _))| format!("{n}:{s}"))
+        .collect();
+    tracing::info!("active module streams: {}", streams.join(", "));
+    let exempt: Vec<bool> = src.repos.iter().map(|r| r.module_hotfixes).collect();
+    let (kept, filtered) = modular::filter(std::mem::take(all), modules, &selection, |i| {
+        exempt.get(i).copied().unwrap_or(false)
+    });
+    tracing::info!(
+        "modular filtering leaves out {} packages of inactive streams and {} that active streams replace",
+        filtered.inactive,
+        filtered.shadowed
+    );
+    *all = kept;
+    Ok(selection.states())
+}
+
 fn resolve_lock(
     recipe: &Recipe,
     src: &RpmSource,
@@ -262,6 +312,7 @@ fn resolve_lock(
         )?);
     }
     let local: Vec<usize> = (0..all.len()).collect();
+    let mut modules = ModuleMetadata::default();
     for (i, r) in src.repos.iter().enumerate() {
         check(cancel)?;
         progress.message(Stage::Resolve, &format!("fetching repo {}", r.id));
@@ -270,17 +321,25 @@ fn resolve_lock(
             .get(i)
             .and_then(Option::as_deref)
             .filter(|_| r.repo_gpgcheck);
-        let pk = repomd::load(fetcher, &repo_url(recipe, &r.baseurl), i, repo_keys).map_err(
+        let data = repomd::load(fetcher, &repo_url(recipe, &r.baseurl), i, repo_keys).map_err(
             |source| RpmBuildError::Repo {
                 id: r.id.clone(),
                 source,
             },
         )?;
-        let pk = filter_repo(r, pk);
+        let pk = filter_repo(r, data.packages);
         tracing::info!("repo {}: {} packages", r.id, pk.len());
         all.extend(pk);
+        if let Some(m) = data.modules {
+            tracing::info!("repo {}: {} module stream builds", r.id, m.streams.len());
+            modules.streams.extend(m.streams);
+            for (name, stream) in m.defaults {
+                modules.defaults.entry(name).or_insert(stream);
+            }
+        }
     }
     check(cancel)?;
+    let module_states = apply_modules(src, inputs, &modules, &mut all)?;
     progress.message(Stage::Resolve, "resolving");
     let universe = Universe::new(&all, &inputs.arch);
     let chosen = resolve::resolve(
@@ -304,6 +363,7 @@ fn resolve_lock(
         source: "rpm".into(),
         source_date_epoch: sde,
         inputs: inputs.clone(),
+        modules: module_states,
         packages: chosen
             .iter()
             .map(|p| RpmLocked {
@@ -352,6 +412,15 @@ pub fn build(
             .iter()
             .filter(|r| !r.exclude.is_empty())
             .map(|r| (r.id.clone(), r.exclude.clone()))
+            .collect(),
+        modules: src.modules.clone(),
+        disable_modules: src.disable_modules.clone(),
+        module_platform_id: src.module_platform_id.clone(),
+        module_hotfixes: src
+            .repos
+            .iter()
+            .filter(|r| r.module_hotfixes)
+            .map(|r| r.id.clone())
             .collect(),
     };
     let lock_path = recipe.lock_path();
@@ -477,6 +546,12 @@ pub fn build(
         })
     })?;
     let report = install::install(root, &files, lock.source_date_epoch, &scratch, progress)?;
+    modular::write_states(root, &lock.modules).map_err(|source| {
+        RpmBuildError::Install(InstallError::Io {
+            path: root.join("etc/dnf/modules.d"),
+            source,
+        })
+    })?;
 
     let mut metadata = BTreeMap::new();
     let join = |v: &[String]| v.join("\n");
@@ -516,6 +591,17 @@ pub fn build(
         metadata.insert("vnfs.rpm.warnings".to_string(), join(&warnings));
     }
     metadata.insert("vnfs.rpm.database".to_string(), report.database.clone());
+    if !lock.modules.is_empty() {
+        let states: Vec<String> = lock
+            .modules
+            .iter()
+            .map(|m| match m.stream.as_str() {
+                "" => format!("{} {}", m.name, m.state),
+                s => format!("{}:{s} {}", m.name, m.state),
+            })
+            .collect();
+        metadata.insert("vnfs.rpm.modules".to_string(), join(&states));
+    }
     if let Some(lua) = &report.lua {
         metadata.insert("vnfs.rpm.lua".to_string(), lua.clone());
     }

@@ -72,6 +72,18 @@ pub struct RpmLockInputs {
     /// Per-repository excludes, by repository id (absent when none).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub repo_exclude: std::collections::BTreeMap<String, Vec<String>>,
+    /// Module streams enabled by the recipe (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
+    /// Modules disabled by the recipe (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disable_modules: Vec<String>,
+    /// dnf's `module_platform_id`, when the recipe sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_platform_id: Option<String>,
+    /// Repositories exempt from modular filtering (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub module_hotfixes: Vec<String>,
 }
 
 /// An RPM lock file.
@@ -87,6 +99,11 @@ pub struct RpmLock {
     pub source_date_epoch: i64,
     /// What was resolved.
     pub inputs: RpmLockInputs,
+    /// Module states dnf would record for the recipe's `modules` and
+    /// `disable_modules` (and the streams those needed), written into the
+    /// image's `/etc/dnf/modules.d`.
+    #[serde(default, rename = "module", skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<super::modular::ModuleState>,
     /// Every installed package, sorted by name.
     #[serde(rename = "package")]
     pub packages: Vec<RpmLocked>,
@@ -179,7 +196,12 @@ mod tests {
                 weak_deps: false,
                 releasever: None,
                 repo_exclude: Default::default(),
+                modules: vec![],
+                disable_modules: vec![],
+                module_platform_id: None,
+                module_hotfixes: vec![],
             },
+            modules: vec![],
             packages: vec![
                 RpmLocked {
                     name: "bash".into(),
@@ -223,6 +245,24 @@ mod tests {
                 .contains("weak_deps = true")
         );
         assert_eq!(RpmLock::read(&p).unwrap().unwrap(), weak);
+        // Module inputs and states are written only when there are some,
+        // and read back.
+        assert!(!text.contains("module"), "{text}");
+        let mut modular = lock.clone();
+        modular.inputs.modules = vec!["nodejs:18".into()];
+        modular.inputs.module_platform_id = Some("platform:el9".into());
+        modular.modules = vec![super::super::modular::ModuleState {
+            name: "nodejs".into(),
+            stream: "18".into(),
+            state: "enabled".into(),
+        }];
+        modular.write(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("[[module]]") && text.contains("modules = [\"nodejs:18\"]"),
+            "{text}"
+        );
+        assert_eq!(RpmLock::read(&p).unwrap().unwrap(), modular);
         // A Debian lock is not an RPM lock.
         let deb = std::fs::read_to_string(&p)
             .unwrap()

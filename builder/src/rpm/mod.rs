@@ -12,6 +12,7 @@ pub mod install;
 pub mod layout;
 pub mod lock;
 pub mod lua;
+pub mod modular;
 pub mod package;
 pub mod pkgfile;
 pub mod primary;

@@ -1,6 +1,7 @@
 //! A yum/dnf repository: `repodata/repomd.xml` (optionally checked against
 //! a detached OpenPGP signature, `repomd.xml.asc`), then the `primary`
-//! index it lists, verified by the checksum repomd.xml gives for the
+//! index it lists and, when there is one, the module metadata
+//! (`modules.yaml`), each verified by the checksum repomd.xml gives for the
 //! compressed file and, when listed, for the uncompressed one.
 
 use std::io::Read;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use quick_xml::events::Event;
 use sha2::{Digest, Sha256, Sha512};
 
+use super::modular::ModuleMetadata;
 use super::package::RpmPackage;
 use super::primary;
 use super::signature::Keyring;
@@ -156,16 +158,26 @@ fn check_sum(url: &str, what: &str, sum: &(String, String), data: &[u8]) -> Resu
     Ok(())
 }
 
+/// What a repository offers: its packages and, when it has module streams,
+/// their metadata.
+#[derive(Debug, Clone, Default)]
+pub struct RepoData {
+    /// Every package `primary` lists.
+    pub packages: Vec<RpmPackage>,
+    /// `modules.yaml`, when repomd.xml lists one.
+    pub modules: Option<ModuleMetadata>,
+}
+
 /// Reads a repository: its repomd.xml (verified against `repo_keys`, when
-/// given, by its detached signature `repomd.xml.asc`), then primary.
-/// `base` is the repository root URL without a trailing slash; packages
-/// get `origin` as their source number.
+/// given, by its detached signature `repomd.xml.asc`), then primary and,
+/// when listed, the module metadata. `base` is the repository root URL
+/// without a trailing slash; packages get `origin` as their source number.
 pub fn load(
     fetcher: &Fetcher,
     base: &str,
     origin: usize,
     repo_keys: Option<&Keyring>,
-) -> Result<Vec<RpmPackage>, RepoError> {
+) -> Result<RepoData, RepoError> {
     let url = format!("{base}/repodata/repomd.xml");
     let repomd = fetcher.get(&url)?;
     if let Some(keys) = repo_keys {
@@ -186,31 +198,57 @@ pub fn load(
             url: url.clone(),
             message: "lists no primary metadata".into(),
         })?;
-    if primary.href.is_empty()
-        || primary.href.starts_with('/')
-        || primary.href.split('/').any(|c| c == "..")
-    {
+    let (purl, xml) = fetch_data(fetcher, base, &url, primary)?;
+    let packages =
+        primary::parse(&xml, origin).map_err(|message| RepoError::Parse { url: purl, message })?;
+    let modules = match data.iter().find(|d| d.kind == "modules") {
+        None => None,
+        Some(d) => {
+            let (murl, yaml) = fetch_data(fetcher, base, &url, d)?;
+            let perr = |message: String| RepoError::Parse {
+                url: murl.clone(),
+                message,
+            };
+            let text = std::str::from_utf8(&yaml).map_err(|e| perr(e.to_string()))?;
+            let mut m = ModuleMetadata::default();
+            m.add_yaml(text).map_err(|e| perr(e.to_string()))?;
+            Some(m)
+        }
+    };
+    Ok(RepoData { packages, modules })
+}
+
+/// Fetches one metadata file repomd.xml lists, checks it against the
+/// checksums listed there (of the file, and of its uncompressed content
+/// when given) and decompresses it. Returns its URL and content.
+fn fetch_data(
+    fetcher: &Fetcher,
+    base: &str,
+    repomd_url: &str,
+    d: &DataFile,
+) -> Result<(String, Vec<u8>), RepoError> {
+    if d.href.is_empty() || d.href.starts_with('/') || d.href.split('/').any(|c| c == "..") {
         return Err(RepoError::Parse {
-            url,
-            message: format!("bad primary location {:?}", primary.href),
+            url: repomd_url.to_string(),
+            message: format!("bad {} location {:?}", d.kind, d.href),
         });
     }
-    let purl = format!("{base}/{}", primary.href);
-    let raw = fetcher.get(&purl)?;
-    check_sum(&purl, "", &primary.checksum, &raw)?;
-    let xml = decompress(&primary.href, &raw).map_err(|message| RepoError::Parse {
-        url: purl.clone(),
+    let durl = format!("{base}/{}", d.href);
+    let raw = fetcher.get(&durl)?;
+    check_sum(&durl, "", &d.checksum, &raw)?;
+    let content = decompress(&d.href, &raw).map_err(|message| RepoError::Parse {
+        url: durl.clone(),
         message,
     })?;
-    if let Some(open) = &primary.open_checksum {
-        check_sum(&purl, "(uncompressed)", open, &xml)?;
+    if let Some(open) = &d.open_checksum {
+        check_sum(&durl, "(uncompressed)", open, &content)?;
     }
-    primary::parse(&xml, origin).map_err(|message| RepoError::Parse { url: purl, message })
+    Ok((durl, content))
 }
 
 /// Decompresses a metadata file by its name: `.gz`, `.xz`, `.zst` or plain.
 fn decompress(name: &str, raw: &[u8]) -> Result<Vec<u8>, String> {
-    if name.ends_with(".xml") {
+    if name.ends_with(".xml") || name.ends_with(".yaml") {
         return Ok(raw.to_vec());
     }
     if name.ends_with(".bz2") {

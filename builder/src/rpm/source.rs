@@ -33,6 +33,17 @@ pub struct RpmSource {
     /// `files` must carry a valid header signature by.
     #[serde(default)]
     pub gpgkey: Option<PathBuf>,
+    /// Module streams to enable, `name` (its default stream) or
+    /// `name:stream` (dnf's `module enable`).
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// Modules to disable (dnf's `module disable`).
+    #[serde(default)]
+    pub disable_modules: Vec<String>,
+    /// dnf's `module_platform_id` (`platform:el9`), against which module
+    /// streams' `platform` requirements are checked.
+    #[serde(default)]
+    pub module_platform_id: Option<String>,
 }
 
 /// `[[source.rpm.repo]]`
@@ -63,6 +74,10 @@ pub struct RpmRepo {
     /// those names still count.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Exempt this repository's packages from modular filtering (dnf's
+    /// `module_hotfixes`).
+    #[serde(default)]
+    pub module_hotfixes: bool,
 }
 
 impl RpmRepo {
@@ -90,6 +105,17 @@ impl RpmSource {
         }
         if self.gpgkey.is_some() && self.files.is_empty() {
             return Err("[source.rpm] gpgkey checks the local `files`, and there are none; a repository's key goes in its [[source.rpm.repo]] table".into());
+        }
+        super::modular::validate(&self.modules, &self.disable_modules)
+            .map_err(|e| format!("[source.rpm] {e}"))?;
+        if let Some(p) = &self.module_platform_id
+            && !p
+                .strip_prefix("platform:")
+                .is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "[source.rpm] module_platform_id {p:?} must be \"platform:STREAM\", e.g. \"platform:el9\" (PLATFORM_ID in the distribution's /etc/os-release)"
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for r in &self.repos {
@@ -233,6 +259,32 @@ mod tests {
         for k in ["https://k.example/key", "a.asc b.asc"] {
             let e = msg(&url("u", k));
             assert!(e.contains("one key file on the build machine"), "{e}");
+        }
+        // Module keys: checked when the recipe is read.
+        let modules = |keys: &str| {
+            format!(
+                "[source.rpm]\npackages = [\"a\"]\n{keys}\n[[source.rpm.repo]]\nid = \"a\"\nbaseurl = \"u\"\nmodule_hotfixes = true\n"
+            )
+        };
+        parse(&modules(
+            "modules = [\"nodejs:18\", \"perl\"]\ndisable_modules = [\"php\"]\nmodule_platform_id = \"platform:el9\"",
+        ))
+        .unwrap();
+        for (keys, expect) in [
+            (
+                "module_platform_id = \"el9\"",
+                "must be \"platform:STREAM\"",
+            ),
+            ("modules = [\"a:1\", \"a:2\"]", "names a twice"),
+            (
+                "modules = [\"a\"]\ndisable_modules = [\"a\"]",
+                "both in modules",
+            ),
+            ("disable_modules = [\"a:1\"]", "disabled as a whole"),
+            ("modules = [\"a b\"]", "\"name\" or \"name:stream\""),
+        ] {
+            let e = msg(&modules(keys));
+            assert!(e.contains(expect), "{keys}: {e}");
         }
         for key in ["gpgcheck", "repo_gpgcheck"] {
             let e = msg(&repo(&format!("{key} = true\n")));
