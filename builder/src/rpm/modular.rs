@@ -539,11 +539,12 @@ fn pull_dependencies(meta: &ModuleMetadata, req: &ModuleRequest, sel: &mut Selec
     });
     loop {
         let mut added = Vec::new();
+        let mut because = Reason::Dependency;
         // Recipe streams first, then dependencies, then defaults: the
         // streams a user asked for pick their dependencies' streams.
         let mut enabled: Vec<(&String, &(String, Reason))> = sel.enabled.iter().collect();
         enabled.sort_by_key(|(_, (_, r))| *r);
-        'streams: for (name, (stream, _)) in enabled {
+        'streams: for (name, (stream, reason)) in enabled {
             let builds: Vec<&&ModuleStream> = order
                 .iter()
                 .filter(|m| m.name == *name && m.stream == *stream)
@@ -557,6 +558,12 @@ fn pull_dependencies(meta: &ModuleMetadata, req: &ModuleRequest, sel: &mut Selec
             for m in builds {
                 if let Some(extra) = missing_streams(meta, m, req, sel) {
                     added = extra;
+                    // What a default stream needs is as implicit as the
+                    // default itself: dnf records no state for it.
+                    because = match reason {
+                        Reason::Default => Reason::Default,
+                        _ => Reason::Dependency,
+                    };
                     break 'streams;
                 }
             }
@@ -565,7 +572,7 @@ fn pull_dependencies(meta: &ModuleMetadata, req: &ModuleRequest, sel: &mut Selec
             return;
         }
         for (n, s) in added {
-            sel.enabled.insert(n, (s, Reason::Dependency));
+            sel.enabled.insert(n, (s, because));
         }
     }
 }
@@ -914,6 +921,21 @@ mod tests {
         let s = select(&m, &req(&[], &["foo"])).unwrap();
         assert!(enabled(&s).is_empty());
         assert_eq!(s.states()[0].state, "disabled");
+        // What a default stream needs is enabled without a state file.
+        let with_default = meta(&[
+            stream("libx", "7", "a", &[], &["libx-0:7-1.x86_64"]),
+            stream(
+                "usex",
+                "1",
+                "a",
+                &[("libx", &["7"])],
+                &["usex-0:1-1.x86_64"],
+            ),
+            defaults("usex", "1"),
+        ]);
+        let s = select(&with_default, &req(&[], &[])).unwrap();
+        assert_eq!(enabled(&s), ["libx:7", "usex:1"]);
+        assert!(s.states().is_empty(), "{:?}", s.states());
     }
 
     #[test]

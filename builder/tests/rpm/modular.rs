@@ -55,7 +55,7 @@ fn defaults(module: &str, stream: &str) -> String {
 }
 
 /// The module metadata: foo (default 2, two versions; and 3), barmod
-/// without a default, libx and usex (which needs libx:7), qux whose
+/// without a default, libx and usex (default; needs libx:7), qux whose
 /// default needs another platform, and pyx in two contexts for two libx
 /// streams (one of which does not exist).
 fn modules_yaml() -> String {
@@ -109,6 +109,7 @@ fn modules_yaml() -> String {
             "platform: [el9], libx: [7]",
             "usex-0:1.0-1.module_el9.noarch",
         ),
+        defaults("usex", "1"),
         stream(
             "qux",
             "2",
@@ -255,12 +256,16 @@ fn modular_filtering_matches_dnf() {
         let dnf = dnf_visible(tmp.path(), enable, disable);
         assert_eq!(ours, dnf, "enable {enable:?}, disable {disable:?}");
     }
-    // The case dnf and vnfs agree on by construction is not trivial: the
-    // default leaves out foo 1.0 (shadowed), foo 3.0, bar 5.0 and qux 2.0.
+    // What dnf and vnfs agree on is not trivial: by default, foo 1.0
+    // (shadowed), foo 3.0, bar 5.0, qux 2.0 (needs el8) and pyx (needs
+    // libx 8, or libx 7 enabled) are left out, and usex's default stream
+    // brings libx 7 in.
     let default = vnfs_visible(tmp.path(), &[], &[]);
     assert_eq!(
         default.into_iter().collect::<Vec<_>>(),
-        ["bar-1.0", "baz-1.0", "foo-2.0", "foo-2.1", "qux-1.0"]
+        [
+            "bar-1.0", "baz-1.0", "foo-2.0", "foo-2.1", "libx-7.0", "qux-1.0", "usex-1.0"
+        ]
     );
 }
 
