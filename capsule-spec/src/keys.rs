@@ -102,7 +102,17 @@ fn parse_key_line(line: &str, keyword: &str) -> Result<([u8; 32], String), Strin
     let mut parts = line.splitn(3, char::is_whitespace);
     let kw = parts.next().unwrap_or_default();
     if kw != keyword {
-        return Err(format!("expected \"{keyword} <64 hex digits> [comment]\""));
+        // The other kind of key file is the usual mix-up: say so.
+        let hint = match kw {
+            SECRET_KEYWORD => " (this is a secret key; its public key is the .pub file beside it)",
+            PUBLIC_KEYWORD => {
+                " (this is a public key; signing needs the secret key file, usually the .key beside it)"
+            }
+            _ => "",
+        };
+        return Err(format!(
+            "expected \"{keyword} <64 hex digits> [comment]\"{hint}"
+        ));
     }
     let key = parts.next().unwrap_or_default();
     let mut bytes = [0u8; 32];
@@ -210,22 +220,40 @@ impl SecretKey {
         SecretKey::parse(&text, &path.display().to_string())
     }
 
-    /// Writes the secret key to `secret` (created new, mode 0600, never
-    /// overwriting) and the public key line to `public`.
+    /// Writes the secret key to `secret` (created new, mode 0600) and the
+    /// public key line to `public` (created new). Neither file is ever
+    /// overwritten: an existing public key may be in trust lists already,
+    /// so both paths are checked before anything is written.
     pub fn save(&self, secret: &Path, public: &Path) -> Result<(), KeyError> {
         let io = |p: &Path| {
             let path = p.display().to_string();
             move |source| KeyError::Io { path, source }
         };
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(secret).map_err(io(secret))?;
+        let exists = |p: &Path| {
+            io(p)(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "already exists; remove it or choose another name",
+            ))
+        };
+        for p in [secret, public] {
+            if p.symlink_metadata().is_ok() {
+                return Err(exists(p));
+            }
+        }
+        let create = |p: &Path, mode: u32| {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
+            opts.open(p).map_err(io(p))
+        };
+        let mut f = create(secret, 0o600)?;
         f.write_all(self.to_file_text().as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(io(secret))?;
-        std::fs::write(public, format!("{}\n", self.public().to_line())).map_err(io(public))?;
+        let mut f = create(public, 0o644)?;
+        f.write_all(format!("{}\n", self.public().to_line()).as_bytes())
+            .map_err(io(public))?;
         Ok(())
     }
 }
@@ -284,5 +312,20 @@ mod tests {
             let mode = std::fs::metadata(&s).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // An existing public key file (perhaps trusted somewhere) is not
+        // replaced, and nothing is written then.
+        let (s2, p2) = (d.path().join("b.key"), d.path().join("b.pub"));
+        std::fs::write(&p2, "kept\n").unwrap();
+        let e = k.save(&s2, &p2).unwrap_err().to_string();
+        assert!(e.contains("b.pub") && e.contains("already exists"), "{e}");
+        assert!(!s2.exists());
+        assert_eq!(std::fs::read_to_string(&p2).unwrap(), "kept\n");
+        // The other kind of key file is named as such.
+        let e = SecretKey::load(&p).unwrap_err().to_string();
+        assert!(e.contains("this is a public key"), "{e}");
+        let secret_text = std::fs::read_to_string(&s).unwrap();
+        let line = secret_text.lines().find(|l| !l.starts_with('#')).unwrap();
+        let e = PublicKey::parse_line(line).unwrap_err();
+        assert!(e.contains("this is a secret key"), "{e}");
     }
 }
