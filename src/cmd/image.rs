@@ -223,9 +223,13 @@ pub fn show(a: ShowArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     println!("date:          {}", date(c.timestamp));
     println!("message:       {}", c.message);
+    // Counted as commit and checkout count them: files, directories with
+    // the root, and everything else.
     println!(
-        "files:         {} ({} dirs, {} other)",
-        s.files, s.dirs, s.others
+        "entries:       {} files, {} dirs, {} other",
+        s.files,
+        s.dirs + 1,
+        s.others
     );
     println!("logical size:  {}", bytes(s.logical_bytes));
     println!("chunks:        {}", s.chunks);
