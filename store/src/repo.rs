@@ -661,6 +661,8 @@ pub struct StoredSpan {
     pub compression: Compression,
     /// Uncompressed length.
     pub raw_len: u32,
+    /// Offset of the object's record header in its pack, for errors.
+    pub offset: u64,
     /// The stored bytes' range in the buffer.
     pub range: std::ops::Range<usize>,
 }
@@ -733,6 +735,7 @@ impl ReadRun {
                 id: e.id,
                 compression: e.compression,
                 raw_len: e.raw_len,
+                offset: e.offset,
                 range: data_at..end,
             });
         }
