@@ -67,9 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let defaults = ExportOptions::default();
         let opts = ExportOptions {
             solid_below: kib << 10,
-            // LEVEL and BLOCK_MIB in the environment try other blocks.
+            // LEVEL and BLOCK_MIB in the environment try other blocks;
+            // VERIFY=false measures the export without checking the chunks
+            // it copies as stored.
             level: env_or("LEVEL", defaults.level),
             block_size: env_or("BLOCK_MIB", defaults.block_size >> 20) << 20,
+            verify: env_or("VERIFY", defaults.verify),
         };
         let mut runs = Vec::new();
         let mut last = None;

@@ -288,24 +288,11 @@ fn small_objects_travel_in_blocks_and_land_compressed() {
     assert_eq!(fsck.objects, i.stats.total().count);
 }
 
-#[test]
-fn a_corrupt_small_object_in_the_store_stops_the_export() {
-    use std::os::unix::fs::{FileExt, PermissionsExt};
-    let tmp = tempfile::tempdir().unwrap();
-    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
-    let src = tmp.path().join("src");
-    std::fs::create_dir_all(src.join("etc")).unwrap();
-    let mut victim = Vec::new();
-    for f in 0..20 {
-        let text = format!("# file {f}\nkey = value {f}\n").repeat(20);
-        std::fs::write(src.join(format!("etc/{f}.conf")), &text).unwrap();
-        if f == 7 {
-            victim = text.into_bytes();
-        }
-    }
-    let out = a
+/// Commits `src` as image `n` into `store`; returns the commit id.
+fn commit_as_n(store: &Store, src: &Path) -> vnfs_store::ObjectId {
+    store
         .commit_dir(
-            &src,
+            src,
             &CommitOptions {
                 name: "n".into(),
                 timestamp: Some(1_700_000_000),
@@ -313,25 +300,296 @@ fn a_corrupt_small_object_in_the_store_stops_the_export() {
             },
             &NoProgress,
         )
+        .unwrap()
+        .id
+}
+
+/// The chunks of the file at `path` (relative, `/`-separated) in commit
+/// `head`, with their lengths.
+fn chunks_of(
+    store: &Store,
+    head: &vnfs_store::ObjectId,
+    path: &str,
+) -> Vec<(vnfs_store::ObjectId, u64)> {
+    use vnfs_store::{EntryKind, Extent};
+    let mut tree = store.read_commit(head).unwrap().tree();
+    let mut parts = path.split('/').peekable();
+    while let Some(part) = parts.next() {
+        let t = store.read_tree(&tree).unwrap();
+        let e = t
+            .entries
+            .into_iter()
+            .find(|e| e.name == part.as_bytes())
+            .unwrap();
+        match e.kind {
+            EntryKind::Dir { tree: sub } => tree = sub,
+            EntryKind::File { extents, .. } if parts.peek().is_none() => {
+                return extents
+                    .into_iter()
+                    .filter_map(|x| match x {
+                        Extent::Data { id, len } => Some((id, len)),
+                        Extent::Hole { .. } => None,
+                    })
+                    .collect();
+            }
+            _ => panic!("{path} is not a file"),
+        }
+    }
+    panic!("{path} not found")
+}
+
+/// Zeroes 4 stored bytes in the middle of a chunk's pack record, in place
+/// (as the trial's damaged store had them), and returns where the record
+/// is: its pack and its offset there.
+fn damage(store: &Store, id: &vnfs_store::ObjectId) -> (std::path::PathBuf, u64) {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    let at = store
+        .locate_stored(id, vnfs_store::ObjectKind::Chunk)
         .unwrap();
-    let id = vnfs_store::ObjectId::of(vnfs_store::ObjectKind::Chunk, &victim);
-    let at = a.locate_stored(&id, vnfs_store::ObjectKind::Chunk).unwrap();
-    // Flip one stored byte in the middle of the object, in place.
     let mut perm = std::fs::metadata(&at.path).unwrap().permissions();
     perm.set_mode(0o644);
     std::fs::set_permissions(&at.path, perm).unwrap();
     let pack = std::fs::OpenOptions::new()
         .write(true)
-        .read(true)
         .open(&at.path)
         .unwrap();
     let pos = at.offset + u64::from(at.entry.stored_len) / 2;
-    let mut b = [0u8; 1];
-    pack.read_exact_at(&mut b, pos).unwrap();
-    pack.write_all_at(&[b[0] ^ 0x40], pos).unwrap();
+    let mut old = [0u8; 4];
+    std::fs::File::open(&at.path)
+        .unwrap()
+        .read_exact_at(&mut old, pos)
+        .unwrap();
+    // Zeroes, unless they were zeroes already: then ones.
+    let new = if old == [0; 4] { [0xff; 4] } else { [0; 4] };
+    pack.write_all_at(&new, pos).unwrap();
+    let record = at.offset - vnfs_store::pack::RECORD_HEADER as u64;
+    (at.path, record)
+}
 
-    let head = ObjectId::from_bytes(out.id.0);
-    let err = export(&a, "n", head, None, None, Vec::new()).unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains(&id.to_string()), "{msg}");
+/// A writer that keeps what it was given where the test can see it after
+/// a failed export has consumed the writer.
+#[derive(Clone, Default)]
+struct Kept(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Kept {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Kept {
+    /// True when what was written is a whole, checkable capsule.
+    fn is_complete_capsule(&self) -> bool {
+        let bytes = self.0.lock().unwrap().clone();
+        inspect(
+            std::io::Cursor::new(bytes),
+            Limits::default(),
+            &TrustList::new(),
+            false,
+        )
+        .is_ok()
+    }
+}
+
+/// Exports image `n` at `head` with `opts` into a [`Kept`] writer.
+fn export_kept(
+    store: &Store,
+    head: &vnfs_store::ObjectId,
+    opts: &vnfs_capsule::exchange::ExportOptions,
+) -> (Result<(), ExchangeError>, Kept) {
+    let kept = Kept::default();
+    let head = ObjectId::from_bytes(head.0);
+    let r = vnfs_capsule::exchange::export_with(store, "n", head, None, None, kept.clone(), opts);
+    (r.map(|_| ()), kept)
+}
+
+/// Checks that `e` names `victim`, a chunk of `file`, in `pack` at `record`,
+/// and points at fsck.
+fn assert_names_damage(
+    e: &ExchangeError,
+    victim: &vnfs_store::ObjectId,
+    pack: &Path,
+    record: u64,
+    head: &vnfs_store::ObjectId,
+    file: &str,
+) {
+    let msg = e.to_string();
+    match e {
+        ExchangeError::Damaged {
+            kind,
+            id,
+            pack: p,
+            offset,
+            place,
+            ..
+        } => {
+            assert_eq!(*kind, ObjectKind::Chunk, "{msg}");
+            assert_eq!(id.as_bytes(), &victim.0, "{msg}");
+            assert_eq!(p, pack, "{msg}");
+            assert_eq!(*offset, record, "{msg}");
+            assert_eq!(
+                place.as_deref(),
+                Some(format!("n@{}:/{file}", head.short()).as_str()),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a damaged-object error, got {other}"),
+    }
+    for part in [
+        victim.to_string(),
+        pack.display().to_string(),
+        format!("offset {record}"),
+        format!("/{file}"),
+        "vnfs store fsck".to_string(),
+    ] {
+        assert!(msg.contains(&part), "{part:?} missing from: {msg}");
+    }
+}
+
+#[test]
+fn a_corrupt_small_object_in_the_store_stops_the_export() {
+    use vnfs_capsule::exchange::ExportOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    for f in 0..20 {
+        let text = format!("# file {f}\nkey = value {f}\n").repeat(20);
+        std::fs::write(src.join(format!("etc/{f}.conf")), &text).unwrap();
+    }
+    let head = commit_as_n(&a, &src);
+    let [(victim, len)] = chunks_of(&a, &head, "etc/7.conf")[..] else {
+        panic!("one chunk expected")
+    };
+    assert!(len < 16 << 10, "a small chunk, for a solid block");
+    let (pack, record) = damage(&a, &victim);
+
+    // Small objects are decoded to be recompressed, so they are checked
+    // with or without `verify`.
+    for verify in [true, false] {
+        let opts = ExportOptions {
+            verify,
+            ..ExportOptions::default()
+        };
+        let (r, kept) = export_kept(&a, &head, &opts);
+        let e = r.unwrap_err();
+        assert_names_damage(&e, &victim, &pack, record, &head, "etc/7.conf");
+        assert!(!kept.is_complete_capsule(), "verify {verify}");
+    }
+}
+
+#[test]
+fn a_corrupt_large_chunk_in_the_store_stops_the_export() {
+    use vnfs_capsule::exchange::ExportOptions;
+    // One file kept raw in the store (noise does not compress), one kept
+    // zstd-compressed: the export copies both as stored.
+    for (file, content, compression) in [
+        (
+            "usr/lib/libbig.so",
+            noise(1, 1 << 20),
+            vnfs_store::Compression::Raw,
+        ),
+        (
+            "usr/share/big.txt",
+            noise(2, 1 << 20).iter().map(|b| b & 0x0f).collect(),
+            vnfs_store::Compression::Zstd,
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+        let src = tmp.path().join("src");
+        let path = src.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &content).unwrap();
+        std::fs::create_dir_all(src.join("etc")).unwrap();
+        std::fs::write(src.join("etc/hostname"), "node\n").unwrap();
+        let head = commit_as_n(&a, &src);
+        let chunks = chunks_of(&a, &head, file);
+        let (victim, len) = chunks[1];
+        assert!(len >= 16 << 10, "a large chunk, copied as stored");
+        let entry = a.entry(&victim).unwrap();
+        assert_eq!(entry.compression, compression, "{file}");
+        let (pack, record) = damage(&a, &victim);
+
+        for solid_below in [ExportOptions::default().solid_below, 0] {
+            let opts = ExportOptions {
+                solid_below,
+                ..ExportOptions::default()
+            };
+            let (r, kept) = export_kept(&a, &head, &opts);
+            let e = r.unwrap_err();
+            assert_names_damage(&e, &victim, &pack, record, &head, file);
+            assert!(!kept.is_complete_capsule(), "{file}");
+        }
+
+        // Unchecked, the damage travels (the reason for the default); the
+        // importing site is the one to find it.
+        let opts = ExportOptions {
+            verify: false,
+            ..ExportOptions::default()
+        };
+        let (r, kept) = export_kept(&a, &head, &opts);
+        r.unwrap();
+        assert!(kept.is_complete_capsule());
+        let b = Store::open_or_create(&tmp.path().join("b")).unwrap();
+        let bytes = kept.0.lock().unwrap().clone();
+        let e = import(&b, &bytes[..], None, ReadOptions::default()).unwrap_err();
+        assert!(e.to_string().contains(&victim.to_string()), "{e}");
+        assert!(b.list_refs().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn the_first_damaged_chunk_in_write_order_is_named() {
+    use vnfs_capsule::exchange::ExportOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("usr/lib")).unwrap();
+    // Enough data for several pack runs, checked on several threads.
+    std::fs::write(src.join("usr/lib/a.so"), noise(3, 6 << 20)).unwrap();
+    std::fs::write(src.join("usr/lib/b.so"), noise(4, 6 << 20)).unwrap();
+    let head = commit_as_n(&a, &src);
+    let first = chunks_of(&a, &head, "usr/lib/a.so")[40].0;
+    let later = chunks_of(&a, &head, "usr/lib/b.so")[3].0;
+    let later_too = chunks_of(&a, &head, "usr/lib/a.so")[60].0;
+    // Damaged last-first, so file order is not damage order.
+    damage(&a, &later);
+    damage(&a, &later_too);
+    let (pack, record) = damage(&a, &first);
+    for _ in 0..3 {
+        let (r, _) = export_kept(&a, &head, &ExportOptions::default());
+        let e = r.unwrap_err();
+        assert_names_damage(&e, &first, &pack, record, &head, "usr/lib/a.so");
+    }
+}
+
+#[test]
+fn checking_does_not_change_a_byte() {
+    use vnfs_capsule::exchange::{ExportOptions, export_with};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let src = tmp.path().join("src");
+    let v1 = commit(&a, &src, 1);
+    let v2 = commit(&a, &src, 2);
+    let key = SecretKey::from_seed([9; 32], "site-a");
+    for solid_below in [ExportOptions::default().solid_below, 0, 1 << 20] {
+        for (base, signer) in [(None, None), (Some(v1), Some(&key))] {
+            let [on, off] = [true, false].map(|verify| {
+                let opts = ExportOptions {
+                    solid_below,
+                    verify,
+                    ..ExportOptions::default()
+                };
+                export_with(&a, "debian-node", v2, base, signer, Vec::new(), &opts)
+                    .unwrap()
+                    .1
+            });
+            assert!(on == off, "solid below {solid_below}, base {base:?}");
+        }
+    }
 }

@@ -1,22 +1,32 @@
 //! Export: a commit's closure written as a capsule, as a stream.
 //!
-//! Three threads share the work: one reads the large chunks from the packs
-//! in runs of neighbouring records (one `pread` each, ahead of the writer,
-//! so a cold cache keeps the disk busy), the rayon pool builds solid blocks
-//! (read, verify, recompress small objects) a few blocks ahead, and the
-//! calling thread writes records in order, hashing them for the trailer.
-//! Large chunks are copied exactly as stored: no decompression, no
-//! recompression.
+//! Three threads and the rayon pool share the work: one thread reads the
+//! large chunks from the packs in runs of neighbouring records (one `pread`
+//! each, ahead of the writer, so a cold cache keeps the disk busy) and hands
+//! each run to the pool, which decompresses every chunk and checks it
+//! against its id while the next runs are read; another has the pool build
+//! solid blocks (read, verify, recompress small objects) a few blocks ahead;
+//! the calling thread writes records in order, hashing them for the
+//! trailer. Large chunks are written exactly as stored: decoded only to be
+//! checked, never recompressed, so checking does not change a byte of the
+//! capsule. Every object is checked before it is written (unless
+//! [`ExportOptions::verify`] is off for the large chunks): a damaged store
+//! stops the export at the first bad object in write order, with
+//! [`ExchangeError::Damaged`] naming it, its pack and offset, and where the
+//! image uses it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::sync::mpsc::{channel, sync_channel};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use rayon::prelude::*;
-use vnfs_store::{ReadRun, Store, StoreError};
+use vnfs_store::{ReadRun, Store, StoredSpan};
 
 use super::plan::{self, ExportOptions, Unit};
-use super::{ExchangeError, compression_from_store, from_store, kind_to_store, to_store};
+use super::{
+    ExchangeError, compression_from_store, from_store, kind_from_store, kind_to_store, to_store,
+};
 use crate::error::CapsuleError;
 use crate::id::{ObjectId, ObjectKind};
 use crate::keys::SecretKey;
@@ -32,6 +42,9 @@ const RUN_GAP: usize = 64 << 10;
 const RUNS_AHEAD: usize = 4;
 /// Blocks built ahead of the writer.
 const BLOCKS_AHEAD: usize = 4;
+/// Largest decoding buffer a pool thread keeps between runs: every chunk
+/// fits (FastCDC's maximum is 256 KiB); a rare huge tree's does not stay.
+const KEEP_SCRATCH: usize = 1 << 20;
 
 /// What [`export`] produced.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -141,8 +154,36 @@ pub fn export<W: Write>(
     )
 }
 
-/// [`export`] with a chosen layout.
+/// [`export`] with a chosen layout and checks ([`ExportOptions`]).
 pub fn export_with<W: Write>(
+    store: &Store,
+    name: &str,
+    head: ObjectId,
+    base: Option<ObjectId>,
+    signer: Option<&SecretKey>,
+    out: W,
+    opts: &ExportOptions,
+) -> Result<(ExportReport, W), ExchangeError> {
+    write_capsule(store, name, head, base, signer, out, opts)
+        .map_err(|e| with_place(e, store, name, head))
+}
+
+/// Adds to a damaged-object error where the image uses the object: looked
+/// up only now, so exports that succeed pay nothing for it.
+fn with_place(mut e: ExchangeError, store: &Store, name: &str, head: ObjectId) -> ExchangeError {
+    if let ExchangeError::Damaged {
+        kind, id, place, ..
+    } = &mut e
+        && place.is_none()
+    {
+        *place = plan::find_place(store, name, to_store(&head), *kind, to_store(id));
+    }
+    e
+}
+
+/// The export proper: plans, then writes records in plan order while two
+/// helper threads prepare single records and solid blocks ahead.
+fn write_capsule<W: Write>(
     store: &Store,
     name: &str,
     head: ObjectId,
@@ -168,70 +209,31 @@ pub fn export_with<W: Write>(
             Unit::Single(..) => None,
         })
         .collect();
-    let level = opts.level;
+    let (level, verify) = (opts.level, opts.verify);
     let mut block_count = 0;
     std::thread::scope(|s| -> Result<(), ExchangeError> {
         // Receivers are locals of this closure: returning early drops them,
         // which ends both helper threads at their next send.
-        let (run_tx, run_rx) = sync_channel::<Result<(ReadRun, Vec<u8>), StoreError>>(RUNS_AHEAD);
-        let (buf_tx, buf_rx) = channel::<Vec<u8>>();
-        s.spawn(move || {
-            for run in runs {
-                let mut buf = buf_rx.try_recv().unwrap_or_default();
-                let r = run.fill(&mut buf).map(|()| (run, buf));
-                let failed = r.is_err();
-                if run_tx.send(r).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        let (block_tx, block_rx) = sync_channel::<Result<Block, ExchangeError>>(BLOCKS_AHEAD);
-        s.spawn(move || {
-            let width = rayon::current_num_threads().max(1);
-            for window in blocks.chunks(width) {
-                let built: Vec<_> = window
-                    .par_iter()
-                    .map(|m| build_block(store, m, level))
-                    .collect();
-                for b in built {
-                    let failed = b.is_err();
-                    if block_tx.send(b).is_err() || failed {
-                        return;
-                    }
-                }
-            }
-        });
-        let gone = || CapsuleError::Input("an export helper thread stopped early".into());
-        // The run being copied: its buffer, its records, the next one.
-        let mut run: Option<(Vec<u8>, Vec<vnfs_store::StoredSpan>, usize)> = None;
+        let (run_tx, run_rx) = sync_channel(RUNS_AHEAD);
+        let (buf_tx, buf_rx) = channel();
+        s.spawn(move || read_runs(runs, verify, &run_tx, &buf_rx));
+        let (block_tx, block_rx) = sync_channel(BLOCKS_AHEAD);
+        s.spawn(move || build_blocks(store, &blocks, level, &block_tx));
+        let mut singles = Singles {
+            incoming: run_rx,
+            recycle: buf_tx,
+            current: None,
+        };
         for unit in &units {
             match unit {
                 Unit::Single(kind, id) => {
-                    if run.as_ref().is_none_or(|(_, spans, i)| *i == spans.len()) {
-                        if let Some((buf, _, _)) = run.take() {
-                            let _ = buf_tx.send(buf);
-                        }
-                        let (r, buf) = run_rx.recv().map_err(|_| gone())??;
-                        let spans = r.spans(&buf)?;
-                        run = Some((buf, spans, 0));
-                    }
-                    let Some((buf, spans, i)) = run.as_mut() else {
-                        return Err(gone().into());
-                    };
-                    let sp = &spans[*i];
-                    *i += 1;
-                    if from_store(&sp.id) != *id {
-                        return Err(CapsuleError::Input(format!(
-                            "pack read order differs from the plan at {kind} {id}"
-                        ))
-                        .into());
-                    }
+                    let (sp, stored) = singles.next(*kind, *id)?;
                     w.add(&Record {
                         kind: *kind,
                         id: *id,
                         compression: compression_from_store(sp.compression),
                         raw_len: sp.raw_len,
-                        stored: &buf[sp.range.clone()],
+                        stored,
                     })?;
                 }
                 Unit::Block(_) => {
@@ -257,6 +259,180 @@ pub fn export_with<W: Write>(
         signed_by: s.signed_by.map(|k| k.to_string()),
     };
     Ok((report, s.inner))
+}
+
+/// The error for a helper thread that ended without a result.
+fn gone() -> ExchangeError {
+    CapsuleError::Input("an export helper thread stopped early".into()).into()
+}
+
+/// A run of single records read from its pack, each record header checked
+/// against the index (and, when verifying, each object against its id).
+struct ReadyRun {
+    buf: Vec<u8>,
+    spans: Vec<StoredSpan>,
+}
+
+/// A run as the writer receives it.
+type RunResult = Result<ReadyRun, ExchangeError>;
+
+/// Reads the runs of single records in plan order, ahead of the writer.
+/// When verifying, each run is checked by the rayon pool while the next
+/// ones are read; either way the writer gets, per run and in order, the
+/// channel its result arrives on. Stops after a read error or when the
+/// writer has gone; returns once every check it started has ended.
+fn read_runs(
+    runs: Vec<ReadRun>,
+    verify: bool,
+    ahead: &SyncSender<Receiver<RunResult>>,
+    recycled: &Receiver<Vec<u8>>,
+) {
+    rayon::in_place_scope(|s| {
+        for run in runs {
+            let mut buf = recycled.try_recv().unwrap_or_default();
+            // Capacity 1: a pool thread never blocks on sending its result.
+            let (tx, rx) = sync_channel(1);
+            let failed = match run.fill(&mut buf) {
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    true
+                }
+                Ok(()) if verify => {
+                    s.spawn(move |_| {
+                        let _ = tx.send(checked_run(&run, buf));
+                    });
+                    false
+                }
+                Ok(()) => {
+                    let _ = tx.send(located_run(&run, buf));
+                    false
+                }
+            };
+            if ahead.send(rx).is_err() || failed {
+                return;
+            }
+        }
+    });
+}
+
+/// The records of a run read into `buf`, headers checked, contents not.
+fn located_run(run: &ReadRun, buf: Vec<u8>) -> RunResult {
+    let spans = run.spans(&buf)?;
+    Ok(ReadyRun { buf, spans })
+}
+
+/// The records of a run read into `buf`, every object decoded and checked
+/// against its id; the first bad one, in run order, is the error.
+fn checked_run(run: &ReadRun, buf: Vec<u8>) -> RunResult {
+    let ready = located_run(run, buf)?;
+    CHECK_SCRATCH.with(|raw| -> Result<(), ExchangeError> {
+        let mut raw = raw.borrow_mut();
+        for sp in &ready.spans {
+            verified(sp, &ready.buf[sp.range.clone()], run.path(), &mut raw)?;
+        }
+        if raw.capacity() > KEEP_SCRATCH {
+            *raw = Vec::new();
+        }
+        Ok(())
+    })?;
+    Ok(ready)
+}
+
+/// Decodes one object as read from its pack and checks it against its id
+/// (the capsule reader's check); returns its content. A failure names the
+/// object, its pack and its record's offset there.
+fn verified<'a>(
+    sp: &StoredSpan,
+    stored: &'a [u8],
+    pack: &Path,
+    raw: &'a mut Vec<u8>,
+) -> Result<&'a [u8], ExchangeError> {
+    let (kind, id) = (kind_from_store(sp.kind), from_store(&sp.id));
+    let compression = compression_from_store(sp.compression);
+    crate::reader::decode_verified(kind, id, compression, sp.raw_len, stored, raw).map_err(
+        |damage| ExchangeError::Damaged {
+            kind,
+            id,
+            pack: pack.to_path_buf(),
+            offset: sp.offset,
+            why: damage.to_string(),
+            place: None,
+        },
+    )
+}
+
+/// The writer's end of the single records' pipeline: runs arrive in plan
+/// order, their objects are handed out one by one, and emptied buffers go
+/// back to the reading thread.
+struct Singles {
+    incoming: Receiver<Receiver<RunResult>>,
+    recycle: Sender<Vec<u8>>,
+    current: Option<(ReadyRun, usize)>,
+}
+
+impl Singles {
+    /// The next single record's span and stored bytes; the plan says it is
+    /// `kind` `id`.
+    fn next(
+        &mut self,
+        kind: ObjectKind,
+        id: ObjectId,
+    ) -> Result<(&StoredSpan, &[u8]), ExchangeError> {
+        while self
+            .current
+            .as_ref()
+            .is_none_or(|(run, i)| *i == run.spans.len())
+        {
+            self.advance()?;
+        }
+        let Some((run, i)) = self.current.as_mut() else {
+            return Err(gone());
+        };
+        let sp = &run.spans[*i];
+        *i += 1;
+        if from_store(&sp.id) != id {
+            return Err(CapsuleError::Input(format!(
+                "pack read order differs from the plan at {kind} {id}"
+            ))
+            .into());
+        }
+        Ok((sp, &run.buf[sp.range.clone()]))
+    }
+
+    /// Recycles the finished run's buffer and waits for the next run.
+    fn advance(&mut self) -> Result<(), ExchangeError> {
+        if let Some((done, _)) = self.current.take() {
+            let _ = self.recycle.send(done.buf);
+        }
+        let result = self.incoming.recv().map_err(|_| gone())?;
+        let run = result.recv().map_err(|_| gone())??;
+        self.current = Some((run, 0));
+        Ok(())
+    }
+}
+
+/// Builds the solid blocks in order on the rayon pool, as many at once as
+/// it has threads, and sends them to the writer; stops after a failure or
+/// when the writer has gone.
+fn build_blocks(
+    store: &Store,
+    blocks: &[&[(ObjectKind, ObjectId)]],
+    level: i32,
+    out: &SyncSender<Result<Block, ExchangeError>>,
+) {
+    let width = rayon::current_num_threads().max(1);
+    for window in blocks.chunks(width) {
+        let built: Vec<_> = window
+            .par_iter()
+            .map(|m| build_block(store, m, level))
+            .collect();
+        for b in built {
+            let failed = b.is_err();
+            if out.send(b).is_err() || failed {
+                return;
+            }
+        }
+    }
 }
 
 /// Reads (verifying each id: a corrupt store object must not travel) and
@@ -297,23 +473,7 @@ fn build_block(
                     ))
                     .into());
                 };
-                let corrupt = |why: String| StoreError::Corrupt {
-                    id: sp.id,
-                    kind: sp.kind,
-                    where_: run.path().to_path_buf(),
-                    why,
-                };
-                let stored = &buf[sp.range.clone()];
-                let content = crate::reader::decode(
-                    compression_from_store(sp.compression),
-                    sp.raw_len,
-                    stored,
-                    decoded,
-                )
-                .map_err(corrupt)?;
-                if members[i].0.id_of(content) != id {
-                    return Err(corrupt("content does not match its id".into()).into());
-                }
+                let content = verified(&sp, &buf[sp.range.clone()], run.path(), decoded)?;
                 arena.extend_from_slice(content);
                 at[i] = Some(arena.len() - content.len()..arena.len());
             }
@@ -337,4 +497,8 @@ thread_local! {
     /// blocks.
     static BLOCK_READ: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// A pool thread's decompression buffer for checking single records,
+    /// kept across runs so no chunk costs an allocation.
+    static CHECK_SCRATCH: std::cell::RefCell<Vec<u8>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -16,6 +16,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
+use std::path::PathBuf;
 
 use vnfs_store::tree::{EntryKind, Extent};
 use vnfs_store::{Store, StoreError};
@@ -43,6 +44,31 @@ pub enum ExchangeError {
     /// The commit's VNFS metadata.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// An object the export would write is damaged in this store: its
+    /// stored bytes do not decode, or decode to content that does not match
+    /// its id. The export stops rather than carry (and perhaps sign) bad
+    /// data; what was written so far is not a complete capsule.
+    #[error(
+        "{kind} {id} is damaged in this store: {why} (pack {}, record at offset {offset}{}); \
+         export stopped; run `vnfs store fsck` to list every damaged object and the images it breaks",
+        pack.display(),
+        place.as_deref().map(|p| format!("; in {p}")).unwrap_or_default()
+    )]
+    Damaged {
+        /// Kind of the damaged object.
+        kind: ObjectKind,
+        /// Its id.
+        id: ObjectId,
+        /// The pack file holding it.
+        pack: PathBuf,
+        /// Offset of its record in the pack.
+        offset: u64,
+        /// What is wrong with it.
+        why: String,
+        /// Where the exported image uses it, as `image@commit:/path` (the
+        /// first place in walk order), when it could be found.
+        place: Option<String>,
+    },
     /// A delta whose base commit the store does not have.
     #[error(
         "delta capsule needs base commit {0}, which this store does not have; import the base first"
@@ -86,6 +112,14 @@ fn kind_to_store(k: ObjectKind) -> vnfs_store::ObjectKind {
         ObjectKind::Chunk => vnfs_store::ObjectKind::Chunk,
         ObjectKind::Tree => vnfs_store::ObjectKind::Tree,
         ObjectKind::Commit => vnfs_store::ObjectKind::Commit,
+    }
+}
+
+fn kind_from_store(k: vnfs_store::ObjectKind) -> ObjectKind {
+    match k {
+        vnfs_store::ObjectKind::Chunk => ObjectKind::Chunk,
+        vnfs_store::ObjectKind::Tree => ObjectKind::Tree,
+        vnfs_store::ObjectKind::Commit => ObjectKind::Commit,
     }
 }
 

@@ -36,6 +36,14 @@ pub struct ExportOptions {
     /// larger than level 3 at two thirds of the export time (the blocks'
     /// compression is most of an export's CPU; see SPEC.md §12).
     pub level: i32,
+    /// Decompress every chunk copied as stored and check it against its id
+    /// before it is written (on the rayon pool, ahead of the writer), so a
+    /// damaged store stops the export instead of travelling, perhaps
+    /// signed. `false` copies those chunks unread, for callers that trust
+    /// the store (one just checked by fsck); the output is the same bytes
+    /// either way. Objects in solid blocks are decoded to be recompressed
+    /// and are always checked: that costs little beside the recompression.
+    pub verify: bool,
 }
 
 impl Default for ExportOptions {
@@ -44,6 +52,7 @@ impl Default for ExportOptions {
             solid_below: DEFAULT_SOLID_BELOW,
             block_size: 4 << 20,
             level: 1,
+            verify: true,
         }
     }
 }
@@ -175,4 +184,75 @@ pub(crate) fn layout(
         }
     }
     Ok(units)
+}
+
+/// Where the image uses object `id`: `name@commit:/path` of its first place
+/// in walk order (a chunk's file, a tree's directory), or `name@commit` for
+/// a commit. Called only once an export has found the object damaged, so a
+/// second walk costs nothing in the exports that succeed, which therefore
+/// need not keep a path per object. Trees that cannot be read are skipped.
+pub(crate) fn find_place(
+    store: &Store,
+    name: &str,
+    head: StoreId,
+    kind: ObjectKind,
+    id: StoreId,
+) -> Option<String> {
+    let mut seen_commits = HashSet::new();
+    let mut seen_trees = HashSet::new();
+    let mut stack = vec![head];
+    while let Some(c) = stack.pop() {
+        if !seen_commits.insert(c) {
+            continue;
+        }
+        if kind == ObjectKind::Commit && c == id {
+            return Some(format!("{name}@{}", c.short()));
+        }
+        let Ok(commit) = store.read_commit(&c) else {
+            continue;
+        };
+        if let Some(path) = path_under(store, commit.tree(), kind, &id, &mut seen_trees) {
+            let path = String::from_utf8_lossy(&path);
+            return Some(format!("{name}@{}:/{path}", c.short()));
+        }
+        stack.extend(commit.parents.iter().rev().copied());
+    }
+    None
+}
+
+/// The path, relative to `tree`, of the first entry that is (a tree) or
+/// holds (a chunk) object `id`; empty for `tree` itself. Subtrees in
+/// `seen` were searched before and are not searched again.
+fn path_under(
+    store: &Store,
+    tree: StoreId,
+    kind: ObjectKind,
+    id: &StoreId,
+    seen: &mut HashSet<StoreId>,
+) -> Option<Vec<u8>> {
+    if kind == ObjectKind::Tree && tree == *id {
+        return Some(Vec::new());
+    }
+    if !seen.insert(tree) {
+        return None;
+    }
+    for e in store.read_tree(&tree).ok()?.entries {
+        let below = match &e.kind {
+            EntryKind::Dir { tree } => path_under(store, *tree, kind, id, seen),
+            EntryKind::File { extents, .. } if kind == ObjectKind::Chunk => extents
+                .iter()
+                .any(|x| matches!(x, Extent::Data { id: c, .. } if c == id))
+                .then(Vec::new),
+            _ => None,
+        };
+        if let Some(rest) = below {
+            let mut path = e.name;
+            if !rest.is_empty() {
+                path.push(b'/');
+                path.extend_from_slice(&rest);
+            }
+            return Some(path);
+        }
+    }
+    None
 }
