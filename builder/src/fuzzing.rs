@@ -1,7 +1,8 @@
 //! Entry points for fuzzing the builder's parsers of untrusted text and
 //! archives: recipes, Debian control data (Packages stanzas, Release /
-//! InRelease, apt sources, relationship fields, versions) and `.deb`
-//! files. The cargo-fuzz targets in `builder/fuzz/` and the CI smoke test
+//! InRelease, apt sources, relationship fields, versions), `.deb` files
+//! and RPM repository metadata (repomd.xml, primary.xml, modules.yaml with
+//! the module stream selection and filtering). The cargo-fuzz targets in `builder/fuzz/` and the CI smoke test
 //! (`tests/fuzz_smoke.rs`) call the same functions. Each must return for
 //! any input without panicking; the assertions inside are properties
 //! every accepted input must have.
@@ -15,6 +16,8 @@ use crate::debian::packages::{Package, format_alternatives, parse_relations};
 use crate::debian::version::Version;
 use crate::debian::{control, inrelease, repo, sources};
 use crate::recipe::{Recipe, RecipeError};
+use crate::rpm::modular::{self, ModuleMetadata, ModuleRequest};
+use crate::rpm::{primary, repomd};
 
 /// Bytes of a fuzzed `.deb`'s data archive read at most, so that a small
 /// compressed input cannot make a run decompress gigabytes.
@@ -134,4 +137,83 @@ pub fn deb(data: &[u8]) {
             return;
         }
     }
+}
+
+/// Reads `data` as RPM repository metadata every way the builder does:
+/// repomd.xml, primary.xml, and modules.yaml. Accepted module metadata is
+/// then put through stream selection (the defaults, and enabling each of
+/// the first modules) and filtering of a package list made from its own
+/// artifacts: selection only names streams that exist, and filtering only
+/// removes packages, each counted once.
+pub fn rpm_metadata(data: &[u8]) {
+    let _ = repomd::parse_repomd(data, "fuzz");
+    let _ = primary::parse(data, 0);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut meta = ModuleMetadata::default();
+    if meta.add_yaml(text).is_err() {
+        return;
+    }
+    for m in &meta.streams {
+        assert!(!m.name.is_empty() && !m.stream.is_empty());
+    }
+    let packages = primary::parse(artifacts_as_primary(&meta).as_bytes(), 0)
+        .expect("primary.xml written from parsed artifacts parses");
+    let mut names: Vec<&str> = meta.streams.iter().map(|m| m.name.as_str()).collect();
+    names.dedup();
+    let mut requests = vec![Vec::new()];
+    requests.extend(names.iter().take(3).map(|n| vec![n.to_string()]));
+    for enable in requests {
+        let req = ModuleRequest {
+            enable,
+            disable: Vec::new(),
+            platform: Some("platform:el9".into()),
+            arch: "x86_64".into(),
+        };
+        let Ok(sel) = modular::select(&meta, &req) else {
+            continue;
+        };
+        for (name, (stream, _)) in &sel.enabled {
+            assert!(
+                meta.streams
+                    .iter()
+                    .any(|m| m.name == *name && m.stream == *stream),
+                "{name}:{stream} enabled but not in the metadata"
+            );
+        }
+        assert!(sel.active.iter().all(|&i| i < meta.streams.len()));
+        let states = sel.states();
+        assert!(states.windows(2).all(|w| w[0].name < w[1].name));
+        let before = packages.len();
+        let (kept, f) = modular::filter(packages.clone(), &meta, &sel, |_| false);
+        assert_eq!(kept.len() + f.inactive + f.shadowed, before);
+    }
+}
+
+/// A primary.xml listing one package per module artifact (binary ones),
+/// so filtering has packages that the metadata names.
+fn artifacts_as_primary(meta: &ModuleMetadata) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('"', "&quot;")
+    };
+    let mut xml = String::from("<metadata>");
+    for a in meta.streams.iter().flat_map(|m| &m.artifacts).take(64) {
+        if a.arch == "src" {
+            continue;
+        }
+        xml.push_str(&format!(
+            "<package type=\"rpm\"><name>{}</name><arch>{}</arch><version epoch=\"{}\" ver=\"{}\" rel=\"{}\"/><checksum type=\"sha256\">{}</checksum><location href=\"p.rpm\"/></package>",
+            esc(&a.name),
+            esc(&a.arch),
+            a.epoch,
+            esc(&a.version),
+            esc(&a.release),
+            "0".repeat(64)
+        ));
+    }
+    xml.push_str("</metadata>");
+    xml
 }

@@ -95,3 +95,8 @@ fn control_parsers_survive_mutations() {
 fn deb_reader_survives_mutations() {
     run("deb", vnfs_builder::fuzzing::deb, 5_000, 0xdeb);
 }
+
+#[test]
+fn rpm_metadata_parsers_survive_mutations() {
+    run("rpm", vnfs_builder::fuzzing::rpm_metadata, 5_000, 0x0e19);
+}

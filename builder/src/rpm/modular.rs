@@ -226,6 +226,11 @@ impl ModuleMetadata {
                 ("modulemd", 2) => {
                     let d = doc.data;
                     let missing = |what: &str| perr(format!("modulemd without {what}"));
+                    let d = Data {
+                        name: d.name.filter(|n| !n.is_empty()),
+                        stream: d.stream.filter(|s| !s.is_empty()),
+                        ..d
+                    };
                     let artifacts = d.artifacts.map(|a| a.rpms).unwrap_or_default();
                     let artifacts = artifacts
                         .iter()
@@ -479,49 +484,73 @@ pub fn select(meta: &ModuleMetadata, req: &ModuleRequest) -> Result<Selection, M
         }
     }
     pull_dependencies(meta, req, &mut sel);
-    // Active: every build of an enabled stream whose requirements the final
-    // set meets.
-    let mut unmet: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // A default stream without a usable build is dropped, as dnf leaves
+    // it; streams that relied on it are then checked again.
+    let unmet = loop {
+        let unmet = activate(meta, req, &mut sel);
+        let dropped: Vec<String> = sel
+            .enabled
+            .iter()
+            .filter(|(n, (_, r))| *r == Reason::Default && unmet.contains_key(*n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if dropped.is_empty() {
+            break unmet;
+        }
+        for n in dropped {
+            if let Some((stream, _)) = sel.enabled.remove(&n) {
+                sel.warnings.push(format!(
+                    "default stream {n}:{stream} is left inactive: {}",
+                    unmet[&n].join("; ")
+                ));
+            }
+        }
+    };
+    if let Some((name, reasons)) = unmet.into_iter().next() {
+        let stream = sel.enabled[&name].0.clone();
+        return Err(ModuleError::Unsatisfiable {
+            name,
+            stream,
+            reasons,
+        });
+    }
+    Ok(sel)
+}
+
+/// Marks active every build of an enabled stream whose requirements the
+/// enabled streams meet. Returns, for each enabled stream left without an
+/// active build, why each of its builds is not usable.
+fn activate(
+    meta: &ModuleMetadata,
+    req: &ModuleRequest,
+    sel: &mut Selection,
+) -> BTreeMap<String, Vec<String>> {
+    sel.active.clear();
+    let mut why: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (i, m) in meta.streams.iter().enumerate() {
         if !fits(m, &req.arch) || sel.enabled.get(&m.name).map(|(s, _)| s) != Some(&m.stream) {
             continue;
         }
-        match unmet_requirement(m, req, &sel) {
+        match unmet_requirement(m, req, sel) {
             None => {
                 sel.active.insert(i);
             }
-            Some(why) => unmet
-                .entry(m.name.clone())
-                .or_default()
-                .push(format!("context {} needs {why}", m.context)),
+            Some(need) => {
+                let reasons = why.entry(m.name.clone()).or_default();
+                let r = format!("context {} needs {need}", m.context);
+                if !reasons.contains(&r) {
+                    reasons.push(r);
+                }
+            }
         }
     }
-    let mut dropped = Vec::new();
-    for (name, (stream, reason)) in &sel.enabled {
-        let any_active = sel.active.iter().any(|&i| meta.streams[i].name == *name);
-        if any_active {
-            continue;
-        }
-        let mut reasons = unmet.remove(name).unwrap_or_default();
-        reasons.dedup();
-        if *reason == Reason::Default {
-            sel.warnings.push(format!(
-                "default stream {name}:{stream} is left inactive: {}",
-                reasons.join("; ")
-            ));
-            dropped.push(name.clone());
-        } else {
-            return Err(ModuleError::Unsatisfiable {
-                name: name.clone(),
-                stream: stream.clone(),
-                reasons,
-            });
-        }
-    }
-    for n in dropped {
-        sel.enabled.remove(&n);
-    }
-    Ok(sel)
+    let active: BTreeSet<&str> = sel
+        .active
+        .iter()
+        .map(|&i| meta.streams[i].name.as_str())
+        .collect();
+    why.retain(|name, _| !active.contains(name.as_str()));
+    why
 }
 
 /// Enables the streams enabled streams require, until nothing changes: for
@@ -1000,6 +1029,36 @@ mod tests {
         let mut r = req(&[], &[]);
         r.platform = None;
         assert_eq!(enabled(&select(&m, &r).unwrap()), ["qux:2"]);
+    }
+
+    #[test]
+    fn a_stream_that_needs_a_dropped_default_is_not_active() {
+        let m = meta(&[
+            stream(
+                "qux",
+                "2",
+                "c8",
+                &[("platform", &["el8"])],
+                &["qux-0:2-1.x86_64"],
+            ),
+            defaults("qux", "2"),
+            stream(
+                "onqux",
+                "1",
+                "a",
+                &[("qux", &["2"])],
+                &["onqux-0:1-1.x86_64"],
+            ),
+            defaults("onqux", "1"),
+        ]);
+        let s = select(&m, &req(&[], &[])).unwrap();
+        assert!(s.enabled.is_empty() && s.active.is_empty(), "{s:?}");
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        let e = select(&m, &req(&["onqux"], &[])).unwrap_err();
+        assert!(
+            e.to_string().contains("onqux:1") && e.to_string().contains("qux:[2]"),
+            "{e}"
+        );
     }
 
     #[test]
