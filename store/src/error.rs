@@ -77,6 +77,17 @@ pub enum StoreError {
     /// A commit reference that names nothing.
     #[error("no commit matches '{0}'")]
     NoSuchCommit(String),
+    /// `NAME@COMMIT` where the commit exists but is not a version of NAME.
+    #[error(
+        "commit {} is not in the history of image '{name}' (see `vnfs log {name}`)",
+        commit.short()
+    )]
+    NotInHistory {
+        /// The image named.
+        name: String,
+        /// The commit the prefix matched.
+        commit: ObjectId,
+    },
     /// A commit prefix matching several commits.
     #[error("'{0}' is ambiguous: it matches several commits; give more digits")]
     Ambiguous(String),

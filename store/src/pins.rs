@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::error::{IoContext, Result, StoreError};
 use crate::id::ObjectId;
 use crate::pack;
-use crate::refs::validate_name;
+use crate::refs::validate_existing_name;
 use crate::repo::Store;
 
 impl Store {
@@ -18,7 +18,7 @@ impl Store {
 
     /// Keeps `commit` (and its history) from gc until `unpin(label)`.
     pub fn pin(&self, label: &str, commit: ObjectId) -> Result<()> {
-        validate_name(label)?;
+        validate_existing_name(label)?;
         let dir = self.pins_dir();
         fs::create_dir_all(&dir).at(&dir)?;
         let tmp = self
@@ -32,7 +32,7 @@ impl Store {
 
     /// Removes a pin; removing one that does not exist is not an error.
     pub fn unpin(&self, label: &str) -> Result<()> {
-        validate_name(label)?;
+        validate_existing_name(label)?;
         let path = self.pins_dir().join(label);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),

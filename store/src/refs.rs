@@ -12,16 +12,43 @@ use crate::id::ObjectId;
 use crate::pack;
 use crate::repo::Store;
 
-/// Checks that `name` can be used as an image name (and file name).
+/// Longest image name, in bytes. It is the capsule format's limit
+/// (`capsule-spec/SPEC.md`, manifest `name`), so every image the store
+/// accepts can also be exported.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Longest name earlier versions accepted. Refs that long may exist in an
+/// older store: they stay readable and deletable (and gc keeps their
+/// objects), but no new name may be that long.
+const LEGACY_MAX_NAME_LEN: usize = 200;
+
+/// Checks that `name` can be used as a new image name (and file name).
 pub fn validate_name(name: &str) -> Result<()> {
+    check_name(name, MAX_NAME_LEN)
+}
+
+/// Checks a name that may already exist in the store: the character rules
+/// of [`validate_name`] with the older, longer length limit, so that an
+/// image named before the limit became [`MAX_NAME_LEN`] is not lost to
+/// `list`, `delete` or gc. Pin labels (`mount.NAME`) use it too, since
+/// they are longer than the name they carry.
+pub(crate) fn validate_existing_name(name: &str) -> Result<()> {
+    check_name(name, LEGACY_MAX_NAME_LEN)
+}
+
+fn check_name(name: &str, max: usize) -> Result<()> {
     let bad = |why| {
         Err(StoreError::BadName {
             name: name.to_string(),
             why,
         })
     };
-    if name.is_empty() || name.len() > 200 {
-        return bad("must be 1 to 200 characters");
+    if name.is_empty() || name.len() > max {
+        return bad(if max == MAX_NAME_LEN {
+            "must be 1 to 128 characters (the capsule format's limit)"
+        } else {
+            "must be 1 to 200 characters"
+        });
     }
     if name.starts_with('.') || name.starts_with('-') {
         return bad("must not start with '.' or '-'");
@@ -61,7 +88,7 @@ impl Store {
 
     /// The commit an image name points to, if the name exists.
     pub fn get_ref(&self, name: &str) -> Result<Option<ObjectId>> {
-        validate_name(name)?;
+        validate_existing_name(name)?;
         let path = self.refs_dir().join(name);
         match fs::read_to_string(&path) {
             Ok(s) => ObjectId::from_hex(&s)
@@ -89,7 +116,7 @@ impl Store {
             let Some(name) = ent.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if validate_name(&name).is_err() {
+            if validate_existing_name(&name).is_err() {
                 continue; // .lock and temp files
             }
             if let Some(id) = self.get_ref(&name)? {
@@ -122,7 +149,7 @@ impl Store {
 
     /// Removes an image name; its objects stay until `gc`.
     pub fn delete_ref(&self, name: &str) -> Result<ObjectId> {
-        validate_name(name)?;
+        validate_existing_name(name)?;
         let _guard = self.ref_lock()?;
         let id = self
             .get_ref(name)?
@@ -185,8 +212,9 @@ impl Store {
     }
 
     /// Resolves `NAME`, `NAME@COMMIT` (a commit id or unique prefix from
-    /// NAME's history) or a bare commit id/prefix. Returns the image name
-    /// when one was given and the commit id.
+    /// NAME's history; a commit outside it is refused) or a bare commit
+    /// id/prefix. Returns the image name when one was given and the commit
+    /// id.
     pub fn resolve(&self, spec: &str) -> Result<(Option<String>, ObjectId)> {
         let (name, at) = match spec.split_once('@') {
             Some((n, c)) => (Some(n), Some(c)),
@@ -205,9 +233,16 @@ impl Store {
                     .collect();
                 return match hits.as_slice() {
                     [one] => Ok((Some(n.to_string()), *one)),
-                    [] => self
-                        .resolve_commit_prefix(at)
-                        .map(|id| (Some(n.to_string()), id)),
+                    // A commit of another image must not pass as a version
+                    // of this one: export would ship its tree under this
+                    // name, and show would label it so.
+                    [] => Err(match self.resolve_commit_prefix(at) {
+                        Ok(id) => StoreError::NotInHistory {
+                            name: n.to_string(),
+                            commit: id,
+                        },
+                        Err(e) => e,
+                    }),
                     _ => Err(StoreError::Ambiguous(at.to_string())),
                 };
             }
@@ -253,5 +288,66 @@ mod tests {
         for bad in ["", ".x", "-x", "a/b", "a b", "..", "é"] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn new_names_fit_a_capsule_and_older_long_ones_stay_reachable() {
+        assert!(validate_name(&"n".repeat(MAX_NAME_LEN)).is_ok());
+        assert!(validate_name(&"n".repeat(MAX_NAME_LEN + 1)).is_err());
+        // A ref an older version created stays listed (so gc keeps its
+        // objects), readable and deletable, but cannot be moved.
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&t.path().join("s")).unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("f"), "x").unwrap();
+        let id = commit(&store, &src, "img");
+        let legacy = "n".repeat(150);
+        fs::write(store.refs_dir().join(&legacy), format!("{id}\n")).unwrap();
+        assert!(store.list_refs().unwrap().iter().any(|(n, _)| *n == legacy));
+        assert_eq!(store.get_ref(&legacy).unwrap(), Some(id));
+        assert!(store.update_ref(&legacy, |_| Ok(id)).is_err());
+        assert_eq!(store.delete_ref(&legacy).unwrap(), id);
+    }
+
+    fn commit(store: &Store, src: &std::path::Path, name: &str) -> ObjectId {
+        let opts = crate::ingest::CommitOptions {
+            name: name.into(),
+            timestamp: Some(1),
+            ..Default::default()
+        };
+        store.commit_dir(src, &opts, &crate::NoProgress).unwrap().id
+    }
+
+    #[test]
+    fn name_at_commit_is_only_a_commit_of_that_images_history() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&t.path().join("s")).unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        for (d, text) in [(&a, "a"), (&b, "b")] {
+            fs::create_dir_all(d).unwrap();
+            fs::write(d.join("f"), text).unwrap();
+        }
+        let node = commit(&store, &a, "node");
+        let xnode = commit(&store, &b, "xnode");
+        let hex = xnode.to_hex();
+        match store.resolve(&format!("node@{}", &hex[..12])) {
+            Err(StoreError::NotInHistory { name, commit }) => {
+                assert_eq!((name.as_str(), commit), ("node", xnode));
+            }
+            other => panic!("node@<xnode's commit> resolved to {other:?}"),
+        }
+        assert_eq!(
+            store
+                .resolve(&format!("node@{}", &node.to_hex()[..12]))
+                .unwrap(),
+            (Some("node".into()), node)
+        );
+        // A bare commit id names no image.
+        assert_eq!(store.resolve(&hex[..12]).unwrap(), (None, xnode));
+        assert!(matches!(
+            store.resolve("node@00000000"),
+            Err(StoreError::NoSuchCommit(_))
+        ));
     }
 }
