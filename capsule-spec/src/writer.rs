@@ -235,9 +235,11 @@ struct Hashing<W: Write> {
 }
 
 impl<W: Write> Hashing<W> {
-    fn io(&self, source: std::io::Error) -> CapsuleError {
+    /// An I/O error at `done` bytes into the buffer: the file offset where
+    /// the write failed, not where the buffer starts.
+    fn io(&self, done: usize, source: std::io::Error) -> CapsuleError {
         CapsuleError::Io {
-            offset: self.flushed,
+            offset: self.flushed + done as u64,
             source,
         }
     }
@@ -247,8 +249,15 @@ impl<W: Write> Hashing<W> {
         if hashed {
             self.hasher.update(&self.buf);
         }
-        if let Err(e) = self.inner.write_all(&self.buf) {
-            return Err(self.io(e));
+        // `write_all` would not say how much it wrote before failing.
+        let mut done = 0;
+        while done < self.buf.len() {
+            match self.inner.write(&self.buf[done..]) {
+                Ok(0) => return Err(self.io(done, std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(done, e)),
+            }
         }
         self.flushed += self.buf.len() as u64;
         self.buf.clear();
@@ -488,7 +497,7 @@ impl<'k, W: Write> CapsuleWriter<'k, W> {
         };
         let pos = self.out.pos;
         if let Err(e) = self.out.inner.flush() {
-            return Err(self.out.io(e));
+            return Err(self.out.io(0, e));
         }
         let inner = self.out.inner;
         Ok(WriteSummary {
@@ -523,4 +532,51 @@ where
         w.add(&r.as_record())?;
     }
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts `room` bytes, in writes of at most 1000, then reports a
+    /// full disk.
+    struct Full {
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(ENOSPC));
+            }
+            let n = b.len().min(self.room).min(1000);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// ENOSPC on Linux (the crate does not depend on libc).
+    const ENOSPC: i32 = 28;
+
+    #[test]
+    fn a_failed_write_names_the_offset_where_it_failed() {
+        let mut h = Hashing {
+            inner: Full { room: 1_500_000 },
+            buf: Vec::with_capacity(BUF),
+            hasher: blake3::Hasher::new(),
+            pos: 0,
+            flushed: 0,
+        };
+        let data = vec![7u8; 3 * BUF];
+        match h.put(&data) {
+            Err(CapsuleError::Io { offset, source }) => {
+                assert_eq!(offset, 1_500_000, "not the buffer's start");
+                assert_eq!(source.raw_os_error(), Some(ENOSPC));
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+    }
 }
