@@ -185,4 +185,13 @@ fn unsigned_policy_from_flag_env_or_vnfs_conf() {
         stderr.contains("vnfs.conf:1") && stderr.contains("sometimes"),
         "{stderr}"
     );
+
+    // A misspelt key is not silently ignored: the site meant to reject.
+    std::fs::write(home.join("vnfs.conf"), "unsigned capsule = reject\n").unwrap();
+    let out = vnfs(&home, &["import", file], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("vnfs.conf:1") && stderr.contains("unknown key 'unsigned capsule'"),
+        "{stderr}"
+    );
 }

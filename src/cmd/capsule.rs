@@ -317,11 +317,17 @@ fn unsigned_policy(flag: Option<Unsigned>, ctx: &Context) -> anyhow::Result<Unsi
         Some(Unsigned::Reject) => UnsignedPolicy::Reject,
         None => match config::load_vnfs_conf(&ctx.confdir)? {
             None => UnsignedPolicy::Warn,
-            Some((conf, _)) => match conf.unsigned_capsules {
-                UnsignedCapsules::Accept => UnsignedPolicy::Accept,
-                UnsignedCapsules::Warn => UnsignedPolicy::Warn,
-                UnsignedCapsules::Reject => UnsignedPolicy::Reject,
-            },
+            Some((conf, warnings)) => {
+                // A misspelt key (`unsigned capsule = reject`) is only a
+                // warning to the parser; dropped, the site would silently
+                // get the default policy.
+                super::warn_all(ctx, &warnings);
+                match conf.unsigned_capsules {
+                    UnsignedCapsules::Accept => UnsignedPolicy::Accept,
+                    UnsignedCapsules::Warn => UnsignedPolicy::Warn,
+                    UnsignedCapsules::Reject => UnsignedPolicy::Reject,
+                }
+            }
         },
     })
 }
