@@ -52,6 +52,7 @@ mod bindings;
 
 use bindings::*;
 
+mod file; // vnfs patch
 pub mod read;
 pub mod write;
 

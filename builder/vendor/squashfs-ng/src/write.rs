@@ -27,7 +27,7 @@ use std::ffi::CString;
 use std::fs::Metadata;
 use std::io::Read;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 use super::*;
 use walkdir::{DirEntry, WalkDir};
@@ -357,6 +357,8 @@ pub struct Writer {
 	dir_writer: ManagedPointer<sqfs_dir_writer_t>,
 	nodes: Mutex<Vec<RefCell<IntermediateNode>>>,
 	finished: RwLock<bool>,
+	/// vnfs patch: the output's first OS error, when opened with `open_file_with`.
+	file_state: Option<Arc<crate::file::FileState>>,
 }
 
 impl Writer {
@@ -372,13 +374,39 @@ impl Writer {
 	/// superblock time and worker count (for reproducible archives).
 	pub fn open_with<T: AsRef<Path>>(path: T, options: &WriterOptions) -> Result<Self> {
 		let cpath = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_ref().as_os_str()))?;
+		let outfile = sfs_init_check_null(&|| unsafe {
+			sqfs_open_file(cpath.as_ptr(), SQFS_FILE_OPEN_FLAGS_SQFS_FILE_OPEN_OVERWRITE)
+		}, &format!("Couldn't open output file {}", path.as_ref().display()), sfs_destroy)?;
+		Self::open_outfile(outfile, None, options)
+	}
+
+	/// vnfs patch: like `open_with`, but writes into a file the caller has
+	/// opened (from offset 0; a regular file is truncated first), and keeps
+	/// the OS error of a failed write for [`Writer::take_io_error`].
+	pub fn open_file_with(file: std::fs::File, options: &WriterOptions) -> Result<Self> {
+		let (outfile, state) = crate::file::wrap(file)
+			.map_err(|e| SquashfsError::Internal(format!("Couldn't prepare the output file: {e}")))?;
+		Self::open_outfile(outfile, Some(state), options)
+	}
+
+	/// vnfs patch: the OS error behind a failed write, read or truncate of
+	/// a file opened with `open_file_with` (libsquashfs itself only says
+	/// "Generic I/O failure").
+	pub fn take_io_error(&self) -> Option<std::io::Error> {
+		self.file_state.as_ref().and_then(|s| s.take_error())
+	}
+
+	/// vnfs patch: bytes written to a file opened with `open_file_with`
+	/// (the image's size once finished).
+	pub fn bytes_written(&self) -> Option<u64> {
+		self.file_state.as_ref().map(|s| s.size())
+	}
+
+	fn open_outfile(outfile: ManagedPointer<sqfs_file_t>, file_state: Option<Arc<crate::file::FileState>>, options: &WriterOptions) -> Result<Self> {
 		let block_size = options.block_size;
 		let num_workers = options.workers.max(1);
 		let compressor_id = options.compressor.id();
 		let now = options.mkfs_time;
-		let outfile = sfs_init_check_null(&|| unsafe {
-			sqfs_open_file(cpath.as_ptr(), SQFS_FILE_OPEN_FLAGS_SQFS_FILE_OPEN_OVERWRITE)
-		}, &format!("Couldn't open output file {}", path.as_ref().display()), sfs_destroy)?;
 		let mut compressor_config = sfs_init(&|x| unsafe {
 			sqfs_compressor_config_init(x, compressor_id, block_size, 0)
 		}, "Couldn't create compressor config")?;
@@ -432,6 +460,7 @@ impl Writer {
 			dir_writer: dir_writer,
 			nodes: Mutex::new(vec![]),
 			finished: RwLock::new(false),
+			file_state,
 		})
 	}
 
