@@ -16,7 +16,9 @@ pub struct GlobalArgs {
     /// Only errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Machine-readable JSON output where the output is data
+    /// Machine-readable JSON output where the output is data. When a
+    /// command's data itself goes to standard output (`export IMAGE -`,
+    /// `image -o -`), its JSON report goes to standard error instead
     #[arg(long, global = true)]
     pub json: bool,
     /// Configuration directory (vnfs.conf, defaults.conf, module settings)
@@ -89,6 +91,23 @@ impl Context {
     pub fn print_json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(value)?);
         Ok(())
+    }
+
+    /// Prints a command's JSON report: on standard output, or on standard
+    /// error when `data_on_stdout` (the command wrote its data there, and a
+    /// report appended to it would corrupt it, e.g. a capsule piped into
+    /// `vnfs import -`).
+    pub fn print_report<T: serde::Serialize>(
+        &self,
+        value: &T,
+        data_on_stdout: bool,
+    ) -> anyhow::Result<()> {
+        if data_on_stdout {
+            eprintln!("{}", serde_json::to_string_pretty(value)?);
+            Ok(())
+        } else {
+            self.print_json(value)
+        }
     }
 
     /// Resolves the home directory and sets up logging.

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod context;
+mod interrupt;
 mod progress;
 
 use clap::{CommandFactory, Parser, Subcommand};

@@ -1,6 +1,11 @@
 //! `vnfs export` / `import` / `capsule inspect` / `key` through the binary:
 //! the naming convention for directory targets, stdout output equal to the
 //! file, signature refusal until the key is trusted, idempotent re-import.
+//! Where a capsule goes: into a FIFO or a device as it is, through
+//! symlinks, never over an earlier capsule in a directory without --force,
+//! via a private, unpredictable temporary file that SIGINT removes; a full
+//! disk named with the file; the JSON report on stderr with `-`; names
+//! and NAME@COMMIT. Needs root (mknod, a tmpfs), as CI runs.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -194,4 +199,394 @@ fn unsigned_policy_from_flag_env_or_vnfs_conf() {
         stderr.contains("vnfs.conf:1") && stderr.contains("unknown key 'unsigned capsule'"),
         "{stderr}"
     );
+}
+
+#[path = "support/outputs.rs"]
+mod outputs;
+
+use std::path::PathBuf;
+
+/// Deterministic bytes that do not compress.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A home in `t` holding image `name`: a small file and `bytes` of noise.
+fn home_with(t: &Path, name: &str, bytes: usize) -> PathBuf {
+    let home = t.join("home");
+    let src = t.join(format!("src-{name}"));
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/hostname"), format!("{name}\n")).unwrap();
+    std::fs::write(src.join("data"), noise(bytes, name.len() as u64)).unwrap();
+    ok(vnfs(
+        &home,
+        &[
+            "commit",
+            src.to_str().unwrap(),
+            "-n",
+            name,
+            "--timestamp",
+            "1",
+        ],
+        None,
+    ));
+    home
+}
+
+fn failed(o: Output) -> String {
+    assert!(!o.status.success(), "vnfs succeeded where it must fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Imports `capsule` into a fresh home and returns the image's head.
+fn imports(t: &Path, capsule: &[u8]) -> String {
+    let file = t.join("check.vnfs");
+    std::fs::write(&file, capsule).unwrap();
+    let home = t.join("import-check");
+    let head = ok(vnfs_env(
+        &home,
+        &["import", "-"],
+        Some(&file),
+        Some("accept"),
+    ));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_dir_all(&home).unwrap();
+    head.trim().to_owned()
+}
+
+#[test]
+fn export_writes_into_fifos_and_devices_and_follows_symlinks() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 200_000);
+    let reference = ok_bytes(vnfs(&home, &["export", "node", "-"], None));
+    let head = imports(t.path(), &reference);
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+
+    // A FIFO: its reader gets the whole capsule, which imports; the FIFO
+    // stays a FIFO and nothing else appears beside it.
+    let fifo = out.join("pipe");
+    outputs::mkfifo(&fifo);
+    let reader = outputs::read_fifo(&fifo);
+    ok(vnfs(
+        &home,
+        &["export", "node", fifo.to_str().unwrap()],
+        None,
+    ));
+    let got = reader.join().unwrap();
+    assert_eq!(got, reference, "the FIFO's reader got another capsule");
+    assert_eq!(imports(t.path(), &got), head);
+    assert!(outputs::is_fifo(&fifo), "the FIFO was replaced");
+
+    // A character device (our own /dev/null): written into, not replaced.
+    let null = out.join("mynull");
+    outputs::mknod_null(&null);
+    ok(vnfs(
+        &home,
+        &["export", "node", null.to_str().unwrap()],
+        None,
+    ));
+    assert!(outputs::is_char_device(&null), "the device was replaced");
+
+    // A symlink to a capsule: the file it points to is replaced, the link
+    // stays a link; a dangling link creates its target.
+    let real = out.join("real.vnfs");
+    std::fs::write(&real, "old").unwrap();
+    let link = out.join("link.vnfs");
+    std::os::unix::fs::symlink("real.vnfs", &link).unwrap();
+    ok(vnfs(
+        &home,
+        &["export", "node", link.to_str().unwrap()],
+        None,
+    ));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&real).unwrap(), reference);
+    let dangling = out.join("dangling.vnfs");
+    std::os::unix::fs::symlink("new.vnfs", &dangling).unwrap();
+    ok(vnfs(
+        &home,
+        &["export", "node", dangling.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(std::fs::read(out.join("new.vnfs")).unwrap(), reference);
+    assert_eq!(
+        outputs::names(&out),
+        [
+            "dangling.vnfs",
+            "link.vnfs",
+            "mynull",
+            "new.vnfs",
+            "pipe",
+            "real.vnfs"
+        ],
+        "a temporary file was left, or a link replaced"
+    );
+}
+
+#[test]
+fn export_to_a_directory_keeps_an_earlier_capsule_unless_forced() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 100_000);
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let out_s = out.to_str().unwrap();
+    ok(vnfs(&home, &["export", "node", out_s], None));
+    let file = out.join("node-0-1.stateless.unknown.vnfs");
+    let full = std::fs::read(&file).unwrap();
+    // A second version, exported as a delta into the same directory: the
+    // full capsule is not silently replaced.
+    let src = t.path().join("src-node");
+    std::fs::write(src.join("etc/motd"), "v2\n").unwrap();
+    ok(vnfs(
+        &home,
+        &["commit", src.to_str().unwrap(), "-n", "node"],
+        None,
+    ));
+    let v1 = ok(vnfs(&home, &["log", "node", "--json"], None));
+    let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    let v1 = v1[1]["commit"].as_str().unwrap().to_owned();
+    let e = failed(vnfs(
+        &home,
+        &["export", "node", out_s, "--base", &format!("node@{v1}")],
+        None,
+    ));
+    assert!(
+        e.contains(file.to_str().unwrap()) && e.contains("--force"),
+        "the refusal names neither the file nor --force: {e}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        full,
+        "the full capsule changed"
+    );
+    assert_eq!(outputs::names(&out), ["node-0-1.stateless.unknown.vnfs"]);
+    // --force replaces it.
+    ok(vnfs(
+        &home,
+        &[
+            "export",
+            "node",
+            out_s,
+            "--base",
+            &format!("node@{v1}"),
+            "--force",
+        ],
+        None,
+    ));
+    assert_ne!(std::fs::read(&file).unwrap(), full);
+    // A file named explicitly is the user's to replace, as before.
+    let before = outputs::ino(&file);
+    ok(vnfs(
+        &home,
+        &["export", "node", file.to_str().unwrap()],
+        None,
+    ));
+    assert_ne!(outputs::ino(&file), before, "not replaced by rename");
+    assert_eq!(outputs::names(&out), ["node-0-1.stateless.unknown.vnfs"]);
+}
+
+#[test]
+fn json_report_goes_to_stderr_when_the_capsule_goes_to_stdout() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 100_000);
+    let plain = ok_bytes(vnfs(&home, &["export", "node", "-"], None));
+    let out = vnfs(&home, &["--json", "export", "node", "-"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, plain, "stdout holds more than the capsule");
+    let report: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap_or_else(|e| {
+        panic!(
+            "stderr is not the JSON report ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(report["path"], serde_json::Value::Null);
+    assert_eq!(report["capsule_bytes"], plain.len() as u64);
+    // `vnfs --json export node - | vnfs import -` works.
+    let piped = t.path().join("piped.vnfs");
+    std::fs::write(&piped, &out.stdout).unwrap();
+    let other = t.path().join("other");
+    ok(vnfs_env(
+        &other,
+        &["import", "-"],
+        Some(&piped),
+        Some("accept"),
+    ));
+    // With a file, the report stays on stdout.
+    let file = t.path().join("x.vnfs");
+    let v: serde_json::Value = serde_json::from_str(&ok(vnfs(
+        &home,
+        &["--json", "export", "node", file.to_str().unwrap()],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(v["path"], file.to_str().unwrap());
+}
+
+#[test]
+fn export_temporary_file_is_private_unpredictable_and_removed_on_sigint() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    // Large enough that the export is still writing when the signal comes.
+    let home = home_with(t.path(), "big", 48 << 20);
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // The old temporary name was .vnfs-export-<pid>.tmp, opened following
+    // symlinks: plant links for the next pids at it, towards a victim.
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in last + 1..last + 400 {
+        let planted = out.join(format!(".vnfs-export-{pid}.tmp"));
+        std::os::unix::fs::symlink(&victim, planted).unwrap();
+    }
+    let planted: Vec<String> = outputs::names(&out);
+    let target = out.join("big.vnfs");
+    let mut child = outputs::spawn(&home, &["export", "big", target.to_str().unwrap()]);
+    let pid = child.id();
+    // The temporary file: a random name (not the pid), mode 0600.
+    let (name, mode) = outputs::wait_for_temp(&mut child, &out, &planted);
+    assert!(!name.contains(&pid.to_string()), "predictable name {name}");
+    assert_eq!(mode, 0o600, "{name} is readable by others while written");
+    let o = outputs::interrupt(child);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the interrupted export succeeded");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(outputs::names(&out), planted, "the temporary file was left");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+
+    // Uninterrupted, the file gets the usual mode.
+    for p in &planted {
+        std::fs::remove_file(out.join(p)).unwrap();
+    }
+    let small = home_with(&t.path().join("s"), "small", 1000);
+    ok(vnfs(
+        &small,
+        &["export", "small", target.to_str().unwrap()],
+        None,
+    ));
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666 & !current_umask(), "final mode");
+}
+
+/// This process's umask, as /proc reports it.
+fn current_umask() -> u32 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let v = s.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap();
+    u32::from_str_radix(v.trim(), 8).unwrap()
+}
+
+#[test]
+fn export_write_errors_name_the_output_and_the_os_error() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 1 << 20);
+    let small = outputs::Tmpfs::mount(&t.path().join("small"), 200);
+    let e = failed(vnfs(
+        &home,
+        &["export", "node", small.path().to_str().unwrap()],
+        None,
+    ));
+    let file = small.path().join("node-0-1.stateless.unknown.vnfs");
+    assert!(
+        e.contains(file.to_str().unwrap()) && e.contains("No space left on device"),
+        "{e}"
+    );
+    assert!(!e.contains("offset 0"), "blames the start of a buffer: {e}");
+    assert!(outputs::names(small.path()).is_empty(), "left behind");
+
+    // Refused before writing: a missing directory, a name too long.
+    let e = failed(vnfs(
+        &home,
+        &["export", "node", "/nonexistent-dir/x.vnfs"],
+        None,
+    ));
+    assert!(e.contains("/nonexistent-dir"), "{e}");
+    let long = t.path().join(format!("{}.vnfs", "x".repeat(300)));
+    let e = failed(vnfs(
+        &home,
+        &["export", "node", long.to_str().unwrap()],
+        None,
+    ));
+    assert!(e.contains("File name too long"), "{e}");
+}
+
+#[test]
+fn name_at_commit_must_be_in_the_images_history() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 1000);
+    let xsrc = t.path().join("xsrc");
+    std::fs::create_dir_all(&xsrc).unwrap();
+    std::fs::write(xsrc.join("other"), "xnode\n").unwrap();
+    let x = ok(vnfs(
+        &home,
+        &["commit", xsrc.to_str().unwrap(), "-n", "xnode"],
+        None,
+    ));
+    let x = x.trim();
+    for args in [
+        vec!["show".to_owned(), format!("node@{}", &x[..12])],
+        vec!["export".to_owned(), format!("node@{x}"), "-".to_owned()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e = failed(vnfs(&home, &args, None));
+        assert!(
+            e.contains("not in the history of image 'node'") && e.contains(&x[..12]),
+            "{args:?}: {e}"
+        );
+    }
+    // A commit of its own history, and a bare commit id, still work.
+    let node = ok(vnfs(&home, &["log", "node", "--json"], None));
+    let node: serde_json::Value = serde_json::from_str(&node).unwrap();
+    let own = node[0]["commit"].as_str().unwrap();
+    ok(vnfs(
+        &home,
+        &["show", &format!("node@{}", &own[..12])],
+        None,
+    ));
+    ok(vnfs(&home, &["show", &x[..12]], None));
+}
+
+#[test]
+fn image_names_are_limited_to_what_a_capsule_carries() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x\n").unwrap();
+    let home = t.path().join("home");
+    let too_long = "n".repeat(129);
+    let e = failed(vnfs(
+        &home,
+        &["commit", src.to_str().unwrap(), "-n", &too_long],
+        None,
+    ));
+    assert!(e.contains("1 to 128"), "{e}");
+    // The longest name commits, exports and imports.
+    let longest = "n".repeat(128);
+    ok(vnfs(
+        &home,
+        &["commit", src.to_str().unwrap(), "-n", &longest],
+        None,
+    ));
+    let capsule = ok_bytes(vnfs(&home, &["export", &longest, "-"], None));
+    imports(t.path(), &capsule);
 }

@@ -3,7 +3,10 @@
 //! and the errors: unknown image, unknown format, bad level, an output that
 //! cannot be written, and a render that fails half-way (a corrupt chunk),
 //! which must leave neither a partial image nor a temporary file, and must
-//! not touch an existing file at the output path.
+//! not touch an existing file at the output path. Outputs that are FIFOs,
+//! devices, symlinks or directories, SIGINT during a render, a full disk,
+//! and the JSON report on stderr with `-o -` (root needed for mknod and
+//! the tmpfs, as CI runs).
 //!
 //! Needs squashfs-tools, cpio and GNU tar (scripts/setup.sh installs them);
 //! a missing tool fails the test.
@@ -118,15 +121,7 @@ fn extract(format: &str, image: &Path, into: &Path) {
     }
 }
 
-/// Names in `dir` (to check that no temporary file is left).
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
+use outputs::names;
 
 #[test]
 fn every_format_to_a_file_and_to_stdout() {
@@ -397,4 +392,160 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[path = "support/outputs.rs"]
+mod outputs;
+
+#[test]
+fn image_writes_into_fifos_and_devices_and_follows_symlinks() {
+    let t = tempfile::tempdir().unwrap();
+    let (home, _) = home_with_image(t.path());
+    let reference = ok(vnfs(&home, &["image", "node", "-f", "tar", "-o", "-"]));
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+
+    let fifo = out.join("pipe");
+    outputs::mkfifo(&fifo);
+    let reader = outputs::read_fifo(&fifo);
+    ok(vnfs(
+        &home,
+        &["image", "node", "-f", "tar", "-o", fifo.to_str().unwrap()],
+    ));
+    assert_eq!(reader.join().unwrap(), reference, "the FIFO's reader");
+    assert!(outputs::is_fifo(&fifo), "the FIFO was replaced");
+    // squashfs cannot go into a FIFO: refused at once, without waiting
+    // for a reader that will never come.
+    let e = failed(vnfs(
+        &home,
+        &[
+            "image",
+            "node",
+            "-f",
+            "squashfs",
+            "-o",
+            fifo.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        e.contains("FIFO") && e.contains(fifo.to_str().unwrap()),
+        "{e}"
+    );
+
+    let null = out.join("mynull");
+    outputs::mknod_null(&null);
+    ok(vnfs(
+        &home,
+        &["image", "node", "-f", "tar", "-o", null.to_str().unwrap()],
+    ));
+    assert!(outputs::is_char_device(&null), "the device was replaced");
+
+    let real = out.join("real.tar");
+    fs::write(&real, "old").unwrap();
+    let link = out.join("link.tar");
+    std::os::unix::fs::symlink("real.tar", &link).unwrap();
+    for format in ["tar", "squashfs"] {
+        ok(vnfs(
+            &home,
+            &["image", "node", "-f", format, "-o", link.to_str().unwrap()],
+        ));
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+    let x = t.path().join("x");
+    extract("squashfs", &real, &x);
+    assert_eq!(fs::read(x.join("etc/hostname")).unwrap(), b"node\n");
+
+    // A directory is never replaced.
+    let e = failed(vnfs(
+        &home,
+        &["image", "node", "-f", "tar", "-o", out.to_str().unwrap()],
+    ));
+    assert!(e.contains("is a directory"), "{e}");
+    assert_eq!(
+        outputs::names(&out),
+        ["link.tar", "mynull", "pipe", "real.tar"]
+    );
+}
+
+#[test]
+fn image_json_report_goes_to_stderr_with_stdout_output() {
+    let t = tempfile::tempdir().unwrap();
+    let (home, _) = home_with_image(t.path());
+    let plain = ok(vnfs(&home, &["image", "node", "-f", "cpio", "-o", "-"]));
+    let o = vnfs(&home, &["--json", "image", "node", "-f", "cpio", "-o", "-"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, plain, "stdout holds more than the image");
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert_eq!(v["image_bytes"], plain.len() as u64);
+}
+
+#[test]
+fn an_interrupted_render_leaves_no_temporary_file() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big"), noise(48 << 20, 3)).unwrap();
+    let home = t.path().join("home");
+    ok(vnfs(&home, &["commit", src.to_str().unwrap(), "-n", "big"]));
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    for format in ["tar", "squashfs"] {
+        let target = out.join(format!("big.{format}"));
+        let mut child = outputs::spawn(
+            &home,
+            &["image", "big", "-f", format, "-o", target.to_str().unwrap()],
+        );
+        let (_, mode) = outputs::wait_for_temp(&mut child, &out, &[]);
+        assert_eq!(mode, 0o600, "{format}: the temporary file's mode");
+        let o = outputs::interrupt(child);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "{format}: the interrupted render succeeded"
+        );
+        assert!(stderr.contains("interrupted"), "{format}: {stderr}");
+        assert!(
+            outputs::names(&out).is_empty(),
+            "{format}: left {:?}",
+            outputs::names(&out)
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_against_the_output() {
+    let t = tempfile::tempdir().unwrap();
+    let (home, _) = home_with_image(t.path());
+    let small = outputs::Tmpfs::mount(&t.path().join("small"), 200);
+    for (format, name) in [("tar", "x.tar"), ("cpio", "x.cpio"), ("squashfs", "x.sqfs")] {
+        let target = small.path().join(name);
+        let e = failed(vnfs(
+            &home,
+            &[
+                "image",
+                "node",
+                "-f",
+                format,
+                "-o",
+                target.to_str().unwrap(),
+            ],
+        ));
+        assert!(
+            e.contains(target.to_str().unwrap()) && e.contains("No space left on device"),
+            "{format}: {e}"
+        );
+        assert!(
+            !e.contains("<output>") && !e.contains("usr/share"),
+            "{format}: {e}"
+        );
+        assert!(
+            outputs::names(small.path()).is_empty(),
+            "{format}: left behind"
+        );
+    }
 }

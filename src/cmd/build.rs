@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -26,13 +25,6 @@ pub struct Build {
     /// Do not commit the result to the store (use with --output-dir)
     #[arg(long, requires = "output_dir")]
     pub no_commit: bool,
-}
-
-/// Set by SIGINT/SIGTERM; the builder checks it between phases.
-static CANCEL: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    CANCEL.store(true, Ordering::SeqCst);
 }
 
 struct Bars {
@@ -119,11 +111,8 @@ impl Progress for Bars {
 
 /// Runs the build.
 pub fn run(args: Build, ctx: &Context) -> anyhow::Result<()> {
-    // SAFETY: installing a handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    // The builder checks the flag between phases.
+    let cancel = crate::interrupt::catch();
     let recipe = vnfs_builder::recipe::Recipe::load(&args.recipe)?;
     let mut opts = vnfs_builder::build::BuildOptions::new(&ctx.home);
     opts.update = args.update;
@@ -131,7 +120,7 @@ pub fn run(args: Build, ctx: &Context) -> anyhow::Result<()> {
     opts.commit = !args.no_commit;
     let bars = Arc::new(Bars::new(ctx.quiet));
     let start = std::time::Instant::now();
-    let built = vnfs_builder::build::build(&recipe, &opts, bars.as_ref(), &CANCEL)
+    let built = vnfs_builder::build::build(&recipe, &opts, bars.as_ref(), cancel)
         .with_context(|| format!("building {}", args.recipe.display()))?;
     let secs = start.elapsed().as_secs_f64();
     if ctx.json {

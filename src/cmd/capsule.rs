@@ -9,17 +9,20 @@
 //! warn, reject; default warn).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use vnfs_builder::image::{Kind, Output, OutputError, OutputOptions};
 use vnfs_capsule::exchange;
+use vnfs_capsule::metadata::ImageMetadata;
 use vnfs_capsule::{
-    Limits, ObjectId, ReadOptions, SecretKey, SignaturePolicy, SignatureStatus, TrustList,
-    UnsignedPolicy,
+    CapsuleError, Limits, ObjectId, ReadOptions, SecretKey, SignaturePolicy, SignatureStatus,
+    TrustList, UnsignedPolicy,
 };
 
 use crate::context::Context;
+use crate::interrupt;
 use crate::progress::bytes;
 
 /// `vnfs export`
@@ -27,9 +30,14 @@ use crate::progress::bytes;
 pub struct ExportArgs {
     /// Image to export: NAME or NAME@COMMIT
     pub image: String,
-    /// Output: a file, a directory (the file is named
-    /// <os>-<version>-<release>.<state>.<arch>.vnfs), or - for stdout
+    /// Output: a file (replaced if it exists), a directory (the file is
+    /// named <os>-<version>-<release>.<state>.<arch>.vnfs; an existing one
+    /// is kept unless --force), or - for stdout (--json then reports on
+    /// stderr). A device or FIFO is written directly; a symlink is followed
     pub output: String,
+    /// Replace an existing capsule of the same name in a directory output
+    #[arg(long)]
+    pub force: bool,
     /// Make a delta holding only what this image or commit lacks
     #[arg(long, value_name = "NAME|COMMIT")]
     pub base: Option<String>,
@@ -169,59 +177,42 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
     let report = if a.output == "-" {
         let out = std::io::stdout().lock();
         let (r, mut out) =
-            exchange::export_with(&store, &name, head, base, key.as_ref(), out, &layout)?;
-        out.flush()?;
+            exchange::export_with(&store, &name, head, base, key.as_ref(), out, &layout)
+                .map_err(|e| write_error(e, "standard output"))?;
+        out.flush().context("writing standard output")?;
         r
     } else {
-        let target = PathBuf::from(&a.output);
-        let dir_target = a.output.ends_with('/') || target.is_dir();
-        let dir = if dir_target {
-            target.clone()
-        } else {
-            target
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-        };
-        // Written to a temporary name in the same directory, then renamed:
-        // a failed export leaves no half-written capsule.
-        let tmp = tempfile_in(&dir)?;
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let result = exchange::export_with(
-            &store,
-            &name,
-            head,
-            base,
-            key.as_ref(),
-            Writeback::new(file),
-            &layout,
-        );
-        let (r, out) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        };
-        out.file
-            .sync_all()
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        let dest = if dir_target {
-            dir.join(&r.file_name)
-        } else {
-            target
-        };
-        std::fs::rename(&tmp, &dest).with_context(|| format!("renaming to {}", dest.display()))?;
-        if !ctx.quiet && !ctx.json {
-            eprintln!("wrote {}", dest.display());
+        let (path, in_dir) = output_path(&a, &store, head, &name)?;
+        let shown = path.display().to_string();
+        if Kind::of(&path).map_err(output_error)?.is_temporary() {
+            // Only then: a direct write has nothing to clean up, and
+            // Ctrl-C should end it at once even when it is blocked.
+            interrupt::catch();
         }
-        written = Some(dest);
+        let out = Output::create(
+            &path,
+            OutputOptions {
+                // A name the user gave is theirs to replace; the
+                // conventional name in a directory may be an earlier
+                // capsule (a full one, about to be lost to a delta).
+                replace: !in_dir || a.force,
+                cancel: Some(interrupt::flag()),
+            },
+        )
+        .map_err(output_error)?;
+        let (r, out) = exchange::export_with(&store, &name, head, base, key.as_ref(), out, &layout)
+            .map_err(|e| write_error(e, &shown))?;
+        out.commit().map_err(output_error)?;
+        if !ctx.quiet && !ctx.json {
+            eprintln!("wrote {shown}");
+        }
+        written = Some(path);
         r
     };
     if ctx.json {
         // The file written, which is the conventional name only when the
-        // output was a directory; `path` is null for standard output.
+        // output was a directory; `path` is null for standard output, and
+        // the report then goes to stderr, after the capsule's bytes.
         let mut v = serde_json::to_value(&report)?;
         if let (Some(p), Some(obj)) = (&written, v.as_object_mut()) {
             if let Some(n) = p.file_name() {
@@ -231,7 +222,7 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
         } else if let Some(obj) = v.as_object_mut() {
             obj.insert("path".into(), serde_json::Value::Null);
         }
-        return ctx.print_json(&v);
+        return ctx.print_report(&v, written.is_none());
     }
     if !ctx.quiet {
         eprintln!(
@@ -255,56 +246,51 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A file writer that asks the kernel to start writing back every 16 MiB,
-/// so the final fsync waits only for the tail instead of the whole capsule
-/// (the store's pack writer does the same).
-struct Writeback {
-    file: std::fs::File,
-    written: u64,
-    started: u64,
+/// The file to write, and whether it is in a directory the user named: the
+/// output as given, or in a directory the conventional name of the image's
+/// capsule, known before the export starts (it is the name the export's
+/// manifest will carry), so that an existing capsule is refused before
+/// anything is written.
+fn output_path(
+    a: &ExportArgs,
+    store: &vnfs_store::Store,
+    head: ObjectId,
+    name: &str,
+) -> anyhow::Result<(PathBuf, bool)> {
+    let target = PathBuf::from(&a.output);
+    if !(a.output.ends_with('/') || target.is_dir()) {
+        return Ok((target, false));
+    }
+    let commit = store.read_commit(&vnfs_store::ObjectId(*head.as_bytes()))?;
+    let naming = ImageMetadata::from_commit(&commit.metadata, name)?.naming;
+    Ok((target.join(naming.file_name()), true))
 }
 
-impl Writeback {
-    fn new(file: std::fs::File) -> Writeback {
-        Writeback {
-            file,
-            written: 0,
-            started: 0,
+/// An output that cannot be opened or finished, told the way the user can
+/// act on it.
+fn output_error(e: OutputError) -> anyhow::Error {
+    match e {
+        OutputError::Exists { path } => anyhow::anyhow!(
+            "{} already exists (an earlier export?): give --force to replace it, \
+             or name the output file",
+            path.display()
+        ),
+        e => e.into(),
+    }
+}
+
+/// A failed export, with a write error naming the output (the capsule
+/// writer knows only the offset). After Ctrl-C the cause is the interrupt.
+fn write_error(e: exchange::ExchangeError, output: &str) -> anyhow::Error {
+    if interrupt::requested() {
+        return anyhow::anyhow!("interrupted; {output} was not written");
+    }
+    match e {
+        exchange::ExchangeError::Capsule(CapsuleError::Io { offset, source }) => {
+            anyhow::Error::new(source).context(format!("writing {output} (at byte {offset})"))
         }
+        e => e.into(),
     }
-}
-
-impl Write for Writeback {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(b)?;
-        self.written += n as u64;
-        if self.written - self.started >= 16 << 20 {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a valid open fd; SYNC_FILE_RANGE_WRITE only schedules
-            // I/O (its failure only means a longer fsync later).
-            unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    self.started as i64,
-                    (self.written - self.started) as i64,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-            self.started = self.written;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-fn tempfile_in(dir: &Path) -> anyhow::Result<PathBuf> {
-    if !dir.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    Ok(dir.join(format!(".vnfs-export-{}.tmp", std::process::id())))
 }
 
 /// The unsigned-capsule policy: the flag (or its environment variable),

@@ -3,12 +3,14 @@
 //! `vnfs_builder::image`; this module parses arguments and prints.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use vnfs_builder::image::{self, Compression, Format, RenderOptions};
 
 use crate::context::Context;
+use crate::interrupt;
 use crate::progress::bytes;
 
 /// Image formats.
@@ -54,7 +56,10 @@ pub struct ImageArgs {
     /// Compression threads for squashfs [default: one per core]
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Output file, or - for stdout (cpio and tar)
+    /// Output file, or - for stdout (cpio and tar; --json then reports on
+    /// stderr). A regular file is written under a temporary name and
+    /// renamed into place; a device or FIFO is written directly; a symlink
+    /// is followed
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
 }
@@ -108,25 +113,22 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
         threads: a.threads,
     };
     let bar = ctx.progress();
-    let stats = if out_name == "-" {
+    let to_stdout = out_name == "-";
+    let stats = if to_stdout {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        let s = image::render_stream(&store, &commit, &opts, &mut out, &bar)?;
-        out.flush()?;
+        let s = image::render_stream(&store, &commit, &opts, &mut out, &bar).map_err(on_stdout)?;
+        out.flush().context(STDOUT)?;
         s
     } else {
-        image::render(&store, &commit, &opts, &a.output, &bar)?
+        to_file(&store, &commit, &opts, &a.output, &bar)?
     };
     if ctx.json {
-        return ctx.print_json(&stats);
+        return ctx.print_report(&stats, to_stdout);
     }
     if !ctx.quiet {
         eprintln!(
             "{}: {} entries, {} of content, image {}",
-            if out_name == "-" {
-                "<stdout>"
-            } else {
-                &out_name
-            },
+            if to_stdout { "<stdout>" } else { &out_name },
             stats.entries,
             bytes(stats.content_bytes),
             bytes(stats.image_bytes)
@@ -139,4 +141,43 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Renders into the file, device or FIFO at `path` (see
+/// `vnfs_builder::image::output`). A temporary file is removed on any
+/// failure, and on Ctrl-C or SIGTERM, which are caught only then: a
+/// direct write has nothing to clean up, and Ctrl-C should end it at once.
+fn to_file(
+    store: &vnfs_store::Store,
+    commit: &vnfs_store::ObjectId,
+    opts: &RenderOptions,
+    path: &Path,
+    bar: &crate::progress::Bar,
+) -> anyhow::Result<image::RenderStats> {
+    image::check_destination(opts, path)?;
+    if image::Kind::of(path)?.is_temporary() {
+        interrupt::catch();
+    }
+    let mut out = image::Output::create(
+        path,
+        image::OutputOptions {
+            replace: true,
+            cancel: Some(interrupt::flag()),
+        },
+    )?;
+    let stats = image::render_into(store, commit, opts, &mut out, bar)?;
+    out.commit()?;
+    Ok(stats)
+}
+
+const STDOUT: &str = "writing the image to standard output";
+
+/// Names standard output in a write error that names the placeholder.
+fn on_stdout(e: image::ImageError) -> anyhow::Error {
+    match e {
+        image::ImageError::Io { path, source } if path == Path::new(image::OUTPUT) => {
+            anyhow::Error::new(source).context(STDOUT)
+        }
+        other => other.into(),
+    }
 }

@@ -205,7 +205,7 @@ fn pad(w: &mut dyn Write, len: u64) -> Result<()> {
 
 fn out_err(source: std::io::Error) -> ImageError {
     ImageError::Io {
-        path: "<output>".into(),
+        path: super::OUTPUT.into(),
         source,
     }
 }

@@ -5,9 +5,10 @@
 //! streamed chunk by chunk; nothing is checked out first), in the store's
 //! canonical walk order, with every timestamp taken from the commit, so the
 //! same commit and options always give the same bytes. [`render`] writes
-//! to a temporary name in the output's directory, syncs it and renames it
-//! over the output, so a failed or killed run never leaves a half-written
-//! image under the final name.
+//! through [`output`]: a regular file goes to a temporary name in its
+//! directory, synced and renamed over it, so a failed or killed run never
+//! leaves a half-written image under the final name; a device or FIFO is
+//! written directly.
 //!
 //! What each format can carry (see also `docs/images.md`):
 //!
@@ -20,14 +21,15 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod output;
 pub mod squashfs;
 pub mod tar;
 pub mod walker;
 
-use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+pub use output::{Kind, Output, OutputError, OutputOptions};
 
 use vnfs_store::{ObjectId, Progress, Store, StoreError};
 
@@ -152,6 +154,12 @@ pub enum ImageError {
     /// The squashfs library failed.
     #[error("squashfs writer: {0}")]
     Squashfs(String),
+    /// Opening or finishing the output (see [`output`]).
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// The render was cancelled.
+    #[error("interrupted")]
+    Interrupted,
     /// Invalid options (format and compressor do not fit, bad level).
     #[error("{0}")]
     Options(String),
@@ -159,6 +167,24 @@ pub enum ImageError {
 
 /// Result of image operations.
 pub type Result<T> = std::result::Result<T, ImageError>;
+
+/// The path write errors name while the output's own name is not known
+/// ([`render_stream`] into any writer); [`render_into`] replaces it with
+/// the output's path.
+pub const OUTPUT: &str = "<output>";
+
+impl ImageError {
+    /// Names `path` in a write error that names the placeholder [`OUTPUT`].
+    fn naming_output(self, path: &Path) -> ImageError {
+        match self {
+            ImageError::Io { path: p, source } if p == Path::new(OUTPUT) => ImageError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        }
+    }
+}
 
 /// Attaches a path to an I/O error.
 pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
@@ -168,8 +194,9 @@ pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
     }
 }
 
-/// Renders `commit` to the file `out` (via a temporary file in the same
-/// directory, synced and renamed into place; mode 0644).
+/// Renders `commit` to the path `out`, as [`output`] describes: a regular
+/// file through a temporary file renamed into place (an existing file is
+/// replaced), a device or FIFO directly, a symlink followed.
 pub fn render(
     store: &Store,
     commit: &ObjectId,
@@ -177,47 +204,84 @@ pub fn render(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<RenderStats> {
-    opts.checked_level()?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
-    // Checked first so that an error names the directory, not the
-    // temporary file that could not be made in it.
-    if !fs::metadata(dir).map_err(io_at(dir))?.is_dir() {
-        return Err(io_at(dir)(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            "not a directory",
-        )));
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", name.as_deref().unwrap_or("image")))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io_at(dir))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let mut stats = match opts.format {
-        Format::Squashfs => squashfs::write(store, commit, opts, &tmp_path, progress)?,
-        Format::Cpio | Format::Tar => {
-            let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-            let s = render_stream(store, commit, opts, &mut w, progress)?;
-            w.flush().map_err(io_at(&tmp_path))?;
-            s
-        }
-    };
-    let file = fs::File::open(&tmp_path).map_err(io_at(&tmp_path))?;
-    file.sync_all().map_err(io_at(&tmp_path))?;
-    stats.image_bytes = file.metadata().map_err(io_at(&tmp_path))?.len();
-    fs::set_permissions(&tmp_path, fs::Permissions::from_mode(0o644)).map_err(io_at(&tmp_path))?;
-    tmp.persist(out).map_err(|e| ImageError::Io {
-        path: out.to_path_buf(),
-        source: e.error,
-    })?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    check_destination(opts, out)?;
+    let mut output = Output::create(
+        out,
+        OutputOptions {
+            replace: true,
+            cancel: None,
+        },
+    )?;
+    let stats = render_into(store, commit, opts, &mut output, progress)?;
+    output.commit()?;
     Ok(stats)
+}
+
+/// Checks the options, and that the destination `out` can take the format
+/// (squashfs needs a file or a block device), before the output is opened:
+/// opening a FIFO waits for a reader.
+pub fn check_destination(opts: &RenderOptions, out: &Path) -> Result<()> {
+    opts.checked_level()?;
+    if opts.format == Format::Squashfs {
+        let kind = Kind::of(out)?;
+        if !kind.is_seekable() && kind != Kind::Directory {
+            return Err(not_seekable(out, kind));
+        }
+    }
+    Ok(())
+}
+
+fn not_seekable(out: &Path, kind: Kind) -> ImageError {
+    ImageError::Options(format!(
+        "{}: squashfs cannot be written to a {} (it writes at any offset): \
+         give a file or a block device",
+        out.display(),
+        kind.name()
+    ))
+}
+
+/// Renders `commit` into an opened output; the caller commits it (or drops
+/// it, which removes a temporary file). Squashfs needs a seekable output
+/// (a file or a block device). Write errors name the output's path; a set
+/// cancel flag stops the render with [`OutputError::Interrupted`].
+pub fn render_into(
+    store: &Store,
+    commit: &ObjectId,
+    opts: &RenderOptions,
+    out: &mut Output,
+    progress: &dyn Progress,
+) -> Result<RenderStats> {
+    opts.checked_level()?;
+    let name = out.path().to_path_buf();
+    let result = match opts.format {
+        Format::Squashfs => {
+            let Some(file) = out.seekable_file() else {
+                return Err(not_seekable(&name, out.kind()));
+            };
+            let file = file.try_clone().map_err(io_at(&name))?;
+            let cancel = out.cancel_flag();
+            squashfs::write(store, commit, opts, file, cancel, progress)
+        }
+        Format::Cpio | Format::Tar => buffered_stream(store, commit, opts, out, progress),
+    };
+    if out.cancelled() {
+        return Err(out.interrupted().into());
+    }
+    result.map_err(|e| e.naming_output(&name))
+}
+
+/// [`render_stream`] through a 1 MiB buffer, flushed.
+fn buffered_stream(
+    store: &Store,
+    commit: &ObjectId,
+    opts: &RenderOptions,
+    out: &mut Output,
+    progress: &dyn Progress,
+) -> Result<RenderStats> {
+    let mut w = io::BufWriter::with_capacity(1 << 20, out);
+    let s = render_stream(store, commit, opts, &mut w, progress)?;
+    w.flush().map_err(io_at(Path::new(OUTPUT)))?;
+    Ok(s)
 }
 
 /// Renders a cpio or tar image of `commit` into a stream (e.g. stdout).
@@ -234,7 +298,7 @@ pub fn render_stream(
     progress.phase("rendering", Some(image.content_bytes()), true);
     let mut counted = compress::Counting::new(out);
     let mut enc = compress::Encoder::new(&mut counted, opts.compression, level)
-        .map_err(io_at(Path::new("<output>")))?;
+        .map_err(io_at(Path::new(OUTPUT)))?;
     let mut stats = match opts.format {
         Format::Cpio => cpio::write(store, &image, &mut enc, progress)?,
         Format::Tar => tar::write(store, &image, &mut enc, progress)?,
@@ -244,7 +308,7 @@ pub fn render_stream(
             ));
         }
     };
-    enc.finish().map_err(io_at(Path::new("<output>")))?;
+    enc.finish().map_err(io_at(Path::new(OUTPUT)))?;
     stats.image_bytes = counted.count();
     progress.finish();
     Ok(stats)

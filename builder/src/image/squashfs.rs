@@ -14,9 +14,11 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -39,10 +41,19 @@ struct PieceReader {
     buf: Vec<u8>,
     pos: usize,
     done: bool,
+    // Checked per piece, so a large file does not delay an interrupt.
+    cancel: Option<&'static AtomicBool>,
+}
+
+fn is_set(flag: Option<&AtomicBool>) -> bool {
+    flag.is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
 impl Read for PieceReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if is_set(self.cancel) {
+            return Err(io::Error::other("interrupted"));
+        }
         while self.pos == self.buf.len() {
             if self.done {
                 return Ok(0);
@@ -69,12 +80,16 @@ impl Read for PieceReader {
     }
 }
 
-/// Writes `commit` as a squashfs image at `path` (overwritten).
+/// Writes `commit` as a squashfs image into `file` from offset 0 (a
+/// regular file is truncated first). A failed write is an
+/// [`ImageError::Io`] naming [`super::OUTPUT`] with the OS error; once
+/// `cancel` is set, the render stops with [`ImageError::Interrupted`].
 pub fn write(
     store: &Store,
     commit: &ObjectId,
     opts: &RenderOptions,
-    path: &Path,
+    file: File,
+    cancel: Option<&'static AtomicBool>,
     progress: &dyn Progress,
 ) -> Result<RenderStats> {
     let compressor = match opts.compression {
@@ -102,24 +117,36 @@ pub fn write(
         mkfs_time: timestamp.clamp(0, u32::MAX as i64) as u32,
         workers: workers as u32,
     };
-    let mut writer = Writer::open_with(path, &options).map_err(sq)?;
+    let mut writer = Writer::open_file_with(file, &options).map_err(sq)?;
     progress.phase("rendering", Some(image.content_bytes()), true);
 
     let (tx, rx) = sync_channel::<Piece>(64);
     let rx = Arc::new(Mutex::new(rx));
-    std::thread::scope(|s| {
+    let added = std::thread::scope(|s| {
         let image_ref = &image;
         s.spawn(move || prefetch(store, image_ref, tx, progress));
-        let r = add_all(&mut writer, &image, &rx);
+        let r = add_all(&mut writer, &image, &rx, cancel);
         // Unblock the prefetcher if we stopped early.
         drop(rx);
         r
-    })?;
-    writer.finish().map_err(sq)?;
+    });
+    // libsquashfs reports a failed write as "Generic I/O failure" wherever
+    // it happened (often while adding some file): the OS error, kept by the
+    // file object, is what the user needs, and it is about the output.
+    let finished = added.and_then(|()| writer.finish().map_err(sq));
+    if let Some(source) = writer.take_io_error() {
+        return Err(ImageError::Io {
+            path: super::OUTPUT.into(),
+            source,
+        });
+    }
+    finished?;
+    let image_bytes = writer.bytes_written().unwrap_or(0);
     drop(writer);
     let mut stats = RenderStats {
         entries: image.items.len() as u64 + 1,
         content_bytes: image.content_bytes(),
+        image_bytes,
         ..Default::default()
     };
     stats.xattrs_dropped = std::iter::once(&image.root)
@@ -175,8 +202,14 @@ struct Open {
     children: Vec<(OsString, u32)>,
 }
 
-/// Adds every entry, children before parents, the root last.
-fn add_all(writer: &mut Writer, image: &Image, rx: &Arc<Mutex<Receiver<Piece>>>) -> Result<()> {
+/// Adds every entry, children before parents, the root last; stops when
+/// `cancel` is set.
+fn add_all(
+    writer: &mut Writer,
+    image: &Image,
+    rx: &Arc<Mutex<Receiver<Piece>>>,
+    cancel: Option<&'static AtomicBool>,
+) -> Result<()> {
     let mut stack: Vec<Open> = vec![Open {
         path: Vec::new(),
         entry: image.root.clone(),
@@ -184,6 +217,9 @@ fn add_all(writer: &mut Writer, image: &Image, rx: &Arc<Mutex<Receiver<Piece>>>)
     }];
     let mut inodes: HashMap<&[u8], u32> = HashMap::new();
     for it in &image.items {
+        if is_set(cancel) {
+            return Err(ImageError::Interrupted);
+        }
         // Close directories that are not ancestors of this entry.
         while stack.len() > 1 && !is_child(&stack[stack.len() - 1].path, &it.path) {
             close_dir(writer, &mut stack)?;
@@ -215,6 +251,7 @@ fn add_all(writer: &mut Writer, image: &Image, rx: &Arc<Mutex<Receiver<Piece>>>)
                     buf: Vec::new(),
                     pos: 0,
                     done: false,
+                    cancel,
                 })),
                 EntryKind::Symlink { target } => {
                     SourceData::Symlink(PathBuf::from(OsString::from_vec(target.clone())))

@@ -200,7 +200,7 @@ pub fn copy_content(
     })? {
         n += piece.len() as u64;
         w.write_all(&piece).map_err(|e| ImageError::Io {
-            path: "<output>".into(),
+            path: super::OUTPUT.into(),
             source: e,
         })?;
     }

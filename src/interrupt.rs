@@ -1,0 +1,41 @@
+//! Ctrl-C and SIGTERM for commands that must clean up before they exit:
+//! `vnfs build` (temporary roots, the chroot's processes) and `export` /
+//! `image` writing a temporary file. The signal only sets a flag; the work
+//! checks it (between build phases, on every write of an output), stops
+//! with an error and cleans up on the way out.
+//!
+//! Commands that have nothing to clean up keep the default disposition, so
+//! Ctrl-C ends them at once even when they are blocked (e.g. writing into
+//! a FIFO nobody reads).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by SIGINT/SIGTERM once [`catch`] has installed the handler.
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Installs the handler for SIGINT and SIGTERM and returns the flag it sets.
+pub fn catch() -> &'static AtomicBool {
+    // SAFETY: installing a handler that only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    &REQUESTED
+}
+
+/// The flag [`catch`] sets, without installing the handler: it stays
+/// clear unless a handler is installed (for outputs that may or may not
+/// need one).
+pub fn flag() -> &'static AtomicBool {
+    &REQUESTED
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`catch`].
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::SeqCst)
+}
