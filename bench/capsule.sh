@@ -14,7 +14,9 @@
 #   export throughput     (stored bytes / s)            target >= 1 GB/s
 #     cold (disk): into a file (fsync included) and into a pipe;
 #     warm cache into /dev/null (default, and --solid-below 0, where no
-#     chunk is recompressed); store and capsule on tmpfs
+#     chunk is recompressed; each also with --no-verify, where the chunks
+#     copied as stored are not decoded and checked); store and capsule on
+#     tmpfs
 #   import, fully verified, into an empty store          target >= 300 MB/s
 #     (capsule bytes / s; raw bytes / s printed too) cold from disk, and
 #     with capsule and store on tmpfs; vs the peer: zstd -d -T0 <
@@ -76,11 +78,13 @@ if [ "$free" -lt "$need" ]; then
 fi
 trap 'rm -rf "$S"' EXIT
 cp -a "$W/a" "$S/a"; cp "$W/node.vnfs" "$W/v1.tar.zst" "$S/"
-declare -a w_null w_pass s_exp s_imp s_untar
+declare -a w_null w_pass w_nv w_pass_nv s_exp s_imp s_untar
 for run in $(seq "$RUNS"); do
   find "$W/a/store/packs" -type f -exec cat {} + > /dev/null
   timed t sh -c "VNFS_HOME='$W/a' '$VNFS' -q export node - > /dev/null"; w_null+=("$t")
   timed t sh -c "VNFS_HOME='$W/a' '$VNFS' -q export node --solid-below 0 - > /dev/null"; w_pass+=("$t")
+  timed t sh -c "VNFS_HOME='$W/a' '$VNFS' -q export node --no-verify - > /dev/null"; w_nv+=("$t")
+  timed t sh -c "VNFS_HOME='$W/a' '$VNFS' -q export node --solid-below 0 --no-verify - > /dev/null"; w_pass_nv+=("$t")
   rm -f "$S/out.vnfs"
   timed t env VNFS_HOME="$S/a" "$VNFS" -q export node "$S/out.vnfs"; s_exp+=("$t")
   rm -rf "$S/b"
@@ -123,6 +127,8 @@ printf '%-44s %9s MB/s %14s %8s %s\n' "export to a file, cold (stored $((stored/
 printf '%-44s %9s MB/s %14s %8s %s\n' "  export to a pipe, cold" "$(mbs "$stored" "$mp")" "" "" ">= 1000"
 printf '%-44s %9s MB/s %14s %8s %s\n' "  export to /dev/null, warm cache" "$(mbs "$stored" "$(median "${w_null[@]}")")" "" "" ">= 1000"
 printf '%-44s %9s MB/s %14s %8s %s\n' "    --solid-below 0 (every chunk as stored)" "$(mbs "$stored" "$(median "${w_pass[@]}")")" "" "" ">= 1000"
+printf '%-44s %9s MB/s %14s %8s %s\n' "    --no-verify (copied chunks not decoded)" "$(mbs "$stored" "$(median "${w_nv[@]}")")" "" "" ">= 1000"
+printf '%-44s %9s MB/s %14s %8s %s\n' "    --solid-below 0 --no-verify" "$(mbs "$stored" "$(median "${w_pass_nv[@]}")")" "" "" ">= 1000"
 printf '%-44s %9s MB/s %14s %8s %s\n' "  export, store and file on tmpfs" "$(mbs "$stored" "$(median "${s_exp[@]}")")" "" "" ">= 1000"
 printf '%-44s %9s MB/s %14s %8s %s\n' "import, verified, empty store, cold" "$(mbs "$capsule" "$mi")" "" "" ">= 300"
 printf '%-44s %9s MB/s %14s %8s %s\n' "  import, capsule and store on tmpfs" "$(mbs "$capsule" "$si")" "" "" ">= 300"
@@ -132,7 +138,7 @@ printf '%-44s %12s s %12s s %8s %s\n' "  (time: the same, on tmpfs, no sync)" "$
 printf '%-44s %9s MB/s %14s %8s %s\n' "  disk: dd of the capsule, fdatasync (ceiling)" "$(mbs "$capsule" "$md")" "" "" ""
 printf '%-44s %12s s %12s s %8s %s\n' "squashfs zstd-3 render vs mksquashfs" "$mv" "$mm" "$(ratio "$mv" "$mm")" "<= 1.00"
 printf '%-44s %11s MB %11s MB %8s\n' "  squashfs size" "$((vsq/1000000))" "$((msq/1000000))" "$(ratio "$vsq" "$msq")"
-echo "logical tree $((logical/1000000)) MB; all runs: export ${t_exp[*]}; pipe ${t_pipe[*]}; import ${t_imp[*]}; untar ${t_untar[*]}; warm to /dev/null ${w_null[*]}; the same, --solid-below 0 ${w_pass[*]}; tmpfs export ${s_exp[*]}; tmpfs import ${s_imp[*]}; tmpfs untar ${s_untar[*]}; dd ${t_dd[*]}; vnfs sqfs ${t_vsq[*]}; mksquashfs ${t_msq[*]}"
+echo "logical tree $((logical/1000000)) MB; all runs: export ${t_exp[*]}; pipe ${t_pipe[*]}; import ${t_imp[*]}; untar ${t_untar[*]}; warm to /dev/null ${w_null[*]}; the same, --solid-below 0 ${w_pass[*]}; --no-verify ${w_nv[*]}; --solid-below 0 --no-verify ${w_pass_nv[*]}; tmpfs export ${s_exp[*]}; tmpfs import ${s_imp[*]}; tmpfs untar ${s_untar[*]}; dd ${t_dd[*]}; vnfs sqfs ${t_vsq[*]}; mksquashfs ${t_msq[*]}"
 echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores)"
 echo "vnfs squashfs (loop mount) equals the checkout: $([ "$sq_same" = 0 ] && echo yes || echo "NO ($sq_same differences)")"
 echo "site B checkout equals site A's: $([ "$same" = 0 ] && echo yes || echo "NO ($same differences)")"

@@ -590,3 +590,61 @@ fn image_names_are_limited_to_what_a_capsule_carries() {
     let capsule = ok_bytes(vnfs(&home, &["export", &longest, "-"], None));
     imports(t.path(), &capsule);
 }
+
+#[test]
+fn a_damaged_store_stops_the_export_unless_no_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 600 << 10);
+    // Noise is stored raw: a byte flipped in the middle of the only big
+    // pack lands inside one of the file's chunks.
+    let mut packs: Vec<PathBuf> = walkdir(&home.join("store/packs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let pack = packs.pop().expect("a pack");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+    let out = t.path().join("node.vnfs");
+    let e = failed(vnfs(
+        &home,
+        &["export", "node", out.to_str().unwrap()],
+        None,
+    ));
+    assert!(
+        e.contains("is damaged in this store") && e.contains("node@") && e.contains(":/data"),
+        "{e}"
+    );
+    assert!(e.contains("vnfs store fsck"), "{e}");
+    assert!(!out.exists(), "a failed export left {}", out.display());
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 2, "leftovers");
+    // --no-verify ships it; the importing site refuses it.
+    ok(vnfs(
+        &home,
+        &["export", "node", "--no-verify", out.to_str().unwrap()],
+        None,
+    ));
+    let e = failed(vnfs_env(
+        &t.path().join("b"),
+        &["import", out.to_str().unwrap()],
+        None,
+        Some("accept"),
+    ));
+    assert!(e.contains("does not match its id"), "{e}");
+}
+
+/// Every file under `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
