@@ -13,9 +13,13 @@
 //!   program reads, a tape or a partition all work).
 //! - A **symlink** is followed: the temporary file goes into the directory
 //!   of the file it points to, and is renamed onto that file, so the link
-//!   stays a link.
-//! - A rename never replaces a directory or a non-regular file, even one
-//!   that appeared while the output was being written, and replaces a
+//!   stays a link. As the kernel's `fs.protected_symlinks` does, a link in
+//!   a sticky world-writable directory (`/tmp`) owned by neither the caller
+//!   nor the directory's owner is refused, so another user cannot point a
+//!   root export at `/etc/shadow`.
+//! - A rename never replaces a directory or a non-regular file that is
+//!   there when the rename is prepared (one created in the instant between
+//!   that check and `rename(2)` could still be replaced), and replaces a
 //!   regular file only when [`OutputOptions::replace`] allows it.
 //!
 //! The destination's name is checked before anything is written (its
@@ -163,7 +167,9 @@ fn kind_at(dest: &Path) -> Result<(Kind, u32), OutputError> {
     } else {
         Kind::Regular
     };
-    Ok((kind, m.permissions().mode() & 0o7777))
+    // Permission bits only: setuid, setgid and sticky bits of a replaced
+    // file must not pass to new content.
+    Ok((kind, m.permissions().mode() & 0o777))
 }
 
 /// Where the bytes go.
@@ -221,11 +227,27 @@ impl Output {
                 });
             }
             Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-                // No O_TRUNC, no O_CREAT: a device or FIFO is used as it is.
+                // No O_TRUNC, no O_CREAT: a device or FIFO is used as it
+                // is. O_NOFOLLOW and the type check of what was opened
+                // refuse a name swapped for a link or a regular file since
+                // it was checked.
                 let file = fs::OpenOptions::new()
                     .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(&dest)
                     .map_err(io_err)?;
+                let t = file.metadata().map_err(io_err)?.file_type();
+                let same = match kind {
+                    Kind::CharDevice => t.is_char_device(),
+                    Kind::BlockDevice => t.is_block_device(),
+                    _ => t.is_fifo(),
+                };
+                if !same {
+                    return Err(OutputError::Refused {
+                        path: path.to_path_buf(),
+                        why: "changed type while it was opened; not written".into(),
+                    });
+                }
                 Sink::Direct(file)
             }
             Kind::Socket => Sink::Socket(UnixStream::connect(&dest).map_err(io_err)?),
@@ -362,6 +384,23 @@ impl Output {
                     return Ok(self.dest);
                 }
                 Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => file = e.file,
+                // File systems with neither RENAME_NOREPLACE nor hard links
+                // (exFAT, some CIFS and FUSE mounts): a plain rename onto
+                // the name, checked again just before.
+                Err(e)
+                    if matches!(
+                        e.error.raw_os_error(),
+                        Some(libc::EPERM | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS)
+                    ) && kind_at(&self.dest)?.0 == Kind::New =>
+                {
+                    return match e.file.persist(&self.dest) {
+                        Ok(_) => {
+                            sync_parent(&self.dest);
+                            Ok(self.dest)
+                        }
+                        Err(e) => Err(io_err(e.error)),
+                    };
+                }
                 // Dropping `e.file` removes the temporary file.
                 Err(e) => return Err(io_err(e.error)),
             }
@@ -424,6 +463,7 @@ fn follow_symlinks(path: &Path) -> Result<PathBuf, OutputError> {
     for _ in 0..MAX_SYMLINKS {
         match fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
+                refuse_foreign_link(&p, &m)?;
                 let target = fs::read_link(&p).map_err(|source| OutputError::Io {
                     path: p.clone(),
                     source,
@@ -440,6 +480,34 @@ fn follow_symlinks(path: &Path) -> Result<PathBuf, OutputError> {
         path: path.to_path_buf(),
         source: io::Error::from_raw_os_error(libc::ELOOP),
     })
+}
+
+/// The kernel's `fs.protected_symlinks` rule, applied because the link is
+/// followed here rather than by the kernel: a link in a sticky,
+/// world-writable directory is followed only when the caller or the
+/// directory's owner owns it.
+fn refuse_foreign_link(link: &Path, m: &fs::Metadata) -> Result<(), OutputError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match link.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(d) = fs::metadata(dir) else {
+        return Ok(());
+    };
+    let sticky_open = d.mode() & 0o1002 == 0o1002;
+    let me = rustix::process::geteuid().as_raw();
+    if sticky_open && m.uid() != me && m.uid() != d.uid() {
+        return Err(OutputError::Refused {
+            path: link.to_path_buf(),
+            why: format!(
+                "is a symbolic link owned by another user (uid {}) in the sticky, world-writable directory {}; not followed, as the kernel's protected_symlinks would not",
+                m.uid(),
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Creates the temporary file beside `dest`, after checking what would
@@ -596,6 +664,40 @@ mod tests {
         assert!(matches!(out.commit(), Err(OutputError::Interrupted { .. })));
         assert_eq!(names(t.path()), ["x"]);
         assert_eq!(fs::read_to_string(&dest).unwrap(), "old");
+    }
+
+    #[test]
+    fn foreign_links_in_sticky_world_writable_directories_are_refused() {
+        if !rustix::process::geteuid().is_root() {
+            panic!("this test needs root (a link owned by another user)");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let shared = t.path().join("tmp");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, Permissions::from_mode(0o1777)).unwrap();
+        let victim = t.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let link = shared.join("node.vnfs");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(1234), Some(1234)).unwrap();
+        let e = Output::create(&link, opts(true)).err().expect("refused");
+        assert!(e.to_string().contains("protected_symlinks"), "{e}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        // The caller's own link there is followed.
+        std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+        let mut out = Output::create(&link, opts(true)).unwrap();
+        out.write_all(b"new").unwrap();
+        out.commit().unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "new");
+        // A replaced setuid file does not pass the bit on.
+        fs::set_permissions(&victim, Permissions::from_mode(0o4755)).unwrap();
+        let mut out = Output::create(&victim, opts(true)).unwrap();
+        out.write_all(b"newer").unwrap();
+        out.commit().unwrap();
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
     }
 
     #[test]

@@ -91,6 +91,10 @@ unsafe extern "C" fn destroy(obj: *mut sqfs_object_t) {
 }
 
 unsafe extern "C" fn read_at(f: *mut sqfs_file_t, offset: sqfs_u64, buf: *mut libc::c_void, size: usize) -> i32 {
+	if size == 0 {
+		// The buffer may be NULL then; a slice must not be made from it.
+		return 0;
+	}
 	let me = this(f);
 	if offset.saturating_add(size as u64) > me.state.size() {
 		return SQFS_ERROR_SQFS_ERROR_OUT_OF_BOUNDS;
@@ -103,6 +107,9 @@ unsafe extern "C" fn read_at(f: *mut sqfs_file_t, offset: sqfs_u64, buf: *mut li
 }
 
 unsafe extern "C" fn write_at(f: *mut sqfs_file_t, offset: sqfs_u64, buf: *const libc::c_void, size: usize) -> i32 {
+	if size == 0 {
+		return 0;
+	}
 	let me = this(f);
 	let data = std::slice::from_raw_parts(buf as *const u8, size);
 	match me.file.write_all_at(data, offset) {
