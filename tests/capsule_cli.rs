@@ -206,18 +206,9 @@ mod outputs;
 
 use std::path::PathBuf;
 
-/// Deterministic bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+#[path = "support/noise.rs"]
+mod noise;
+use noise::noise;
 
 /// A home in `t` holding image `name`: a small file and `bytes` of noise.
 fn home_with(t: &Path, name: &str, bytes: usize) -> PathBuf {

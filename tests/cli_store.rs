@@ -25,17 +25,9 @@ fn ok(home: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+#[path = "support/noise.rs"]
+mod noise;
+use noise::noise;
 
 fn make_tree(dir: &Path, files: usize, seed: u64) {
     fs::create_dir_all(dir).unwrap();

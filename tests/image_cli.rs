@@ -51,18 +51,9 @@ fn tool(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
-/// Deterministic bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+#[path = "support/noise.rs"]
+mod noise;
+use noise::noise;
 
 const TEXT: &str = "a line of text that compresses well, repeated many times\n";
 

@@ -826,6 +826,21 @@ mod tests {
         )
     }
 
+    /// A default stream whose only build needs another platform.
+    fn qux_default_for_el8() -> String {
+        [
+            stream(
+                "qux",
+                "2",
+                "c8",
+                &[("platform", &["el8"])],
+                &["qux-0:2-1.x86_64"],
+            ),
+            defaults("qux", "2"),
+        ]
+        .concat()
+    }
+
     fn meta(docs: &[String]) -> ModuleMetadata {
         let mut m = ModuleMetadata::default();
         m.add_yaml(&docs.concat()).unwrap();
@@ -1010,16 +1025,7 @@ mod tests {
 
     #[test]
     fn an_unmeetable_default_is_left_inactive_but_an_asked_stream_is_an_error() {
-        let m = meta(&[
-            stream(
-                "qux",
-                "2",
-                "c8",
-                &[("platform", &["el8"])],
-                &["qux-0:2-1.x86_64"],
-            ),
-            defaults("qux", "2"),
-        ]);
+        let m = meta(&[qux_default_for_el8()]);
         let s = select(&m, &req(&[], &[])).unwrap();
         assert!(s.enabled.is_empty());
         assert!(s.warnings[0].contains("platform:[el8]"), "{:?}", s.warnings);
@@ -1034,14 +1040,7 @@ mod tests {
     #[test]
     fn a_stream_that_needs_a_dropped_default_is_not_active() {
         let m = meta(&[
-            stream(
-                "qux",
-                "2",
-                "c8",
-                &[("platform", &["el8"])],
-                &["qux-0:2-1.x86_64"],
-            ),
-            defaults("qux", "2"),
+            qux_default_for_el8(),
             stream(
                 "onqux",
                 "1",
