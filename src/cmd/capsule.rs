@@ -28,7 +28,9 @@ use crate::progress::bytes;
 /// `vnfs export`
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Image to export: NAME or NAME@COMMIT
+    /// Image to export: NAME or NAME@COMMIT. A full capsule carries the
+    /// version's whole history (every earlier version, with files later
+    /// deleted); --base leaves out what another site already has
     pub image: String,
     /// Output: a file (replaced if it exists), a directory (the file is
     /// named <os>-<version>-<release>.<state>.<arch>.vnfs; an existing one
