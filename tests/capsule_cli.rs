@@ -639,3 +639,49 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn signing_warns_about_a_secret_key_others_can_read_and_untrusted_says_how_to_trust() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 1000);
+    let prefix = t.path().join("site");
+    ok(vnfs(
+        &home,
+        &["key", "generate", prefix.to_str().unwrap()],
+        None,
+    ));
+    let key = t.path().join("site.key");
+    let out = t.path().join("signed.vnfs");
+    let export = |home: &Path| {
+        vnfs(
+            home,
+            &[
+                "export",
+                "node",
+                out.to_str().unwrap(),
+                "--sign",
+                key.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let quiet = export(&home);
+    assert!(quiet.status.success(), "{quiet:?}");
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("readable by others"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loud = export(&home);
+    assert!(loud.status.success(), "{loud:?}");
+    let e = String::from_utf8_lossy(&loud.stderr);
+    assert!(
+        e.contains("readable by others") && e.contains("chmod 600"),
+        "{e}"
+    );
+    // Another site that does not trust the key says how to.
+    let e = failed(vnfs(
+        &t.path().join("b"),
+        &["import", out.to_str().unwrap()],
+        None,
+    ));
+    assert!(e.contains("vnfs key trust"), "{e}");
+}

@@ -191,7 +191,9 @@ impl SignaturePolicy {
                 )))
             }
             SignatureStatus::Untrusted { key } => Err(format!(
-                "refusing capsule signed by {key}, which is not in the trust list"
+                "refusing capsule signed by {key}, which is not in the trust list \
+                 (trust the signer's public key file with `vnfs key trust FILE.pub`, \
+                 or accept it once with --allow-untrusted)"
             )),
             SignatureStatus::Unsigned => match self.unsigned {
                 UnsignedPolicy::Accept => Ok(Verdict::Accept),

@@ -66,6 +66,23 @@ pub struct ExportArgs {
     pub no_verify: bool,
 }
 
+/// Warns when a secret key file can be read by other users (as ssh
+/// does; here a warning, since the key may sit on a shared mount whose
+/// modes are not the owner's to set).
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode();
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "warning: secret key {} is readable by others (mode {:o}); anyone who reads it can sign capsules as you: chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+}
+
 /// Parses `N`, `NK` or `NM` (binary units) as a byte count.
 fn parse_size(s: &str) -> Result<u32, String> {
     let t = s.trim();
@@ -175,6 +192,9 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
             a.base.as_deref().unwrap_or_default(),
             &head.to_hex()[..12]
         );
+    }
+    if let Some(path) = a.sign.as_deref() {
+        warn_if_readable_by_others(path);
     }
     let key = a.sign.as_deref().map(SecretKey::load).transpose()?;
     let layout = exchange::ExportOptions {
