@@ -53,7 +53,7 @@ pub struct ImageArgs {
     /// Compression level [default: the compressor's, zstd 3]
     #[arg(long)]
     pub level: Option<i32>,
-    /// Compression threads for squashfs [default: one per core]
+    /// Compression threads for squashfs (0: one per core)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Output file, or - for stdout (cpio and tar; --json then reports on
