@@ -274,23 +274,28 @@ fn a_build_enables_streams_and_records_them() {
     require_root();
     let tmp = tempfile::tempdir().unwrap();
     modular_repo(tmp.path());
-    let repo = "[[source.rpm.repo]]\nid = \"app\"\nbaseurl = \"repo\"\n";
+    // A recipe named `name` with `keys` in [source.rpm] and the repository.
+    let with_repo = |name: &str, keys: &str| {
+        recipe(
+            tmp.path(),
+            name,
+            &format!("{keys}\n\n[[source.rpm.repo]]\nid = \"app\"\nbaseurl = \"repo\"\n"),
+        )
+    };
+    let platform = "module_platform_id = \"platform:el9\"";
+    let m2_keys = format!(
+        "packages = [\"foo\", \"usex\", \"libx\"]\nmodules = [\"foo:3\", \"usex\"]\ndisable_modules = [\"qux\"]\n{platform}"
+    );
     let home = tmp.path().join("home");
     // The default stream's newest version, not the distribution's foo nor
     // the newer stream.
-    let r = recipe(tmp.path(), "m1", &format!("packages = [\"foo\"]\n\n{repo}"));
+    let r = with_repo("m1", "packages = [\"foo\"]");
     let b = run(&r, &home, None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(package_names(&b), ["foo-2.1-1.module_el9"]);
     assert!(!b.metadata.contains_key("vnfs.rpm.modules"));
     // Enabling a stream brings its packages and its dependencies' in, and
     // the image records the states as dnf would.
-    let r = recipe(
-        tmp.path(),
-        "m2",
-        &format!(
-            "packages = [\"foo\", \"usex\", \"libx\"]\nmodules = [\"foo:3\", \"usex\"]\ndisable_modules = [\"qux\"]\nmodule_platform_id = \"platform:el9\"\n\n{repo}"
-        ),
-    );
+    let r = with_repo("m2", &m2_keys);
     let out = tmp.path().join("out");
     let b = run(&r, &home, Some(&out)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -314,12 +319,9 @@ fn a_build_enables_streams_and_records_them() {
         "[qux]\nname=qux\nstream=\nprofiles=\nstate=disabled\n"
     );
     // Changing the streams outdates the lock.
-    let r = recipe(
-        tmp.path(),
+    let r = with_repo(
         "m2",
-        &format!(
-            "packages = [\"foo\"]\nmodules = [\"foo:2\"]\nmodule_platform_id = \"platform:el9\"\n\n{repo}"
-        ),
+        &format!("packages = [\"foo\"]\nmodules = [\"foo:2\"]\n{platform}"),
     );
     let e = run(&r, &home, None).unwrap_err();
     assert!(e.contains("modules") && e.contains("--update"), "{e}");
@@ -330,24 +332,15 @@ fn a_build_enables_streams_and_records_them() {
         ("[\"fooo\"]", "did you mean foo"),
         ("[\"qux:2\"]", "needs platform:[el8]"),
     ] {
-        let r = recipe(
-            tmp.path(),
+        let r = with_repo(
             "m3",
-            &format!(
-                "packages = [\"baz\"]\nmodules = {modules}\nmodule_platform_id = \"platform:el9\"\n\n{repo}"
-            ),
+            &format!("packages = [\"baz\"]\nmodules = {modules}\n{platform}"),
         );
         let e = run(&r, &home, None).unwrap_err();
         assert!(e.contains(expect), "{modules}: {e}");
     }
     // The m2 recipe again, as locked above.
-    let r = recipe(
-        tmp.path(),
-        "m2",
-        &format!(
-            "packages = [\"foo\", \"usex\", \"libx\"]\nmodules = [\"foo:3\", \"usex\"]\ndisable_modules = [\"qux\"]\nmodule_platform_id = \"platform:el9\"\n\n{repo}"
-        ),
-    );
+    let r = with_repo("m2", &m2_keys);
     // A locked build reads no metadata and writes the same states: in
     // another store (so the commit has no parent), the same commit.
     let lock = std::fs::read_to_string(tmp.path().join("m2.toml.lock")).unwrap();
