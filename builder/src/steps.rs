@@ -142,8 +142,10 @@ fn split(path: &str) -> (&str, &str) {
     }
 }
 
-/// Writes a file inside the root, replacing what is there.
-fn write_inside(
+/// Writes a file inside the root, replacing what is there; every path
+/// component is resolved inside the root, so an image's symlink cannot
+/// send the write to the host.
+pub(crate) fn write_inside(
     root: &Root,
     path: &str,
     data: &[u8],

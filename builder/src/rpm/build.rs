@@ -332,10 +332,7 @@ fn resolve_lock(
         all.extend(pk);
         if let Some(m) = data.modules {
             tracing::info!("repo {}: {} module stream builds", r.id, m.streams.len());
-            modules.streams.extend(m.streams);
-            for (name, stream) in m.defaults {
-                modules.defaults.entry(name).or_insert(stream);
-            }
+            modules.merge(m);
         }
     }
     check(cancel)?;

@@ -226,6 +226,14 @@ impl ModuleMetadata {
                 ("modulemd", 2) => {
                     let d = doc.data;
                     let missing = |what: &str| perr(format!("modulemd without {what}"));
+                    // A name becomes a file name in the image
+                    // (/etc/dnf/modules.d/NAME.module) and a recipe key.
+                    if let Some(n) = &d.name
+                        && (n.starts_with('.')
+                            || n.contains(|c: char| c == '/' || c == ':' || c.is_whitespace()))
+                    {
+                        return Err(perr(format!("bad module name {n:?}")));
+                    }
                     let d = Data {
                         name: d.name.filter(|n| !n.is_empty()),
                         stream: d.stream.filter(|s| !s.is_empty()),
@@ -778,13 +786,13 @@ pub fn filter(
 
 /// Writes dnf's module state files (`/etc/dnf/modules.d/NAME.module`) into
 /// the image, so that dnf run there later sees the streams the image was
-/// built with.
+/// built with. Written through the image root (steps' `write_inside`), so
+/// a symlink the packages ship cannot lead the write out of the image.
 pub fn write_states(root: &Path, states: &[ModuleState]) -> std::io::Result<()> {
     if states.is_empty() {
         return Ok(());
     }
-    let dir = root.join("etc/dnf/modules.d");
-    std::fs::create_dir_all(&dir)?;
+    let root = crate::unpack::Root::open(root)?;
     for s in states {
         let text = format!(
             "[{n}]\nname={n}\nstream={}\nprofiles=\nstate={}\n",
@@ -792,9 +800,23 @@ pub fn write_states(root: &Path, states: &[ModuleState]) -> std::io::Result<()> 
             s.state,
             n = s.name
         );
-        std::fs::write(dir.join(format!("{}.module", s.name)), text)?;
+        let path = format!("etc/dnf/modules.d/{}.module", s.name);
+        crate::steps::write_inside(&root, &path, text.as_bytes(), 0o644, 0, 0)
+            .map_err(|e| std::io::Error::other(format!("{path}: {e}")))?;
     }
     Ok(())
+}
+
+impl ModuleMetadata {
+    /// Merges another repository's module metadata: every stream build is
+    /// kept; for a module with defaults in several repositories, the first
+    /// repository's default stream holds.
+    pub fn merge(&mut self, other: ModuleMetadata) {
+        self.streams.extend(other.streams);
+        for (name, stream) in other.defaults {
+            self.defaults.entry(name).or_insert(stream);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -914,6 +936,9 @@ mod tests {
             .add_yaml("---\ndocument: modulemd\nversion: 1\ndata: {}\n...\n")
             .unwrap_err();
         assert!(e.to_string().contains("version 1"), "{e}");
+        let bad_name = stream("../etc", "1", "c", &[], &[]);
+        let e = m.add_yaml(&bad_name).unwrap_err();
+        assert!(e.to_string().contains("bad module name"), "{e}");
         let bad_artifact = stream("a", "1", "c", &[], &["nonsense"]);
         let e = m.add_yaml(&bad_artifact).unwrap_err();
         assert!(e.to_string().contains("nonsense"), "{e}");
