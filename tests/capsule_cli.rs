@@ -626,6 +626,32 @@ fn a_damaged_store_stops_the_export_unless_no_verify() {
     assert!(e.contains("does not match its id"), "{e}");
 }
 
+#[test]
+fn damage_outside_what_is_copied_is_reported_not_fatal() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 600 << 10);
+    let mut packs: Vec<PathBuf> = walkdir(&home.join("store/packs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let pack = packs.pop().expect("a pack");
+    // The pack's magic: no object the export copies, but the whole-pack
+    // check (the export copies all of it) fails.
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[1] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+    let o = vnfs(&home, &["-q", "export", "node", "-"], None);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let capsule = ok_bytes(o);
+    assert!(
+        err.contains(&format!("warning: pack {} is damaged", pack.display()))
+            && err.contains("vnfs store fsck"),
+        "{err}"
+    );
+    imports(t.path(), &capsule);
+}
+
 /// Every file under `dir`.
 fn walkdir(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -568,6 +568,98 @@ fn the_first_damaged_chunk_in_write_order_is_named() {
     }
 }
 
+/// A pack the export copies most of is checked whole against its name;
+/// one it copies little of, object by object. Image `n` holds a small and
+/// a large file, both in one pack; image `m` holds one of them (nothing
+/// new: its pack has only a tree and a commit). A delta of `n` over `m`
+/// copies the other file's chunks, so which file `m` holds decides how
+/// much of the pack the export copies.
+#[test]
+fn a_pack_is_checked_whole_or_object_by_object() {
+    use vnfs_capsule::exchange::ExportOptions;
+    for (base_has, damaged_file, copied_file) in [
+        // Three quarters of the pack copied: checked whole. The damage
+        // lies in what the delta leaves out, so the capsule is sound, and
+        // the damaged pack is reported for fsck.
+        ("usr/lib/small.so", "usr/lib/small.so", "usr/lib/large.so"),
+        // A quarter copied: checked object by object, and the damaged
+        // object it copies is named.
+        ("usr/lib/large.so", "usr/lib/small.so", "usr/lib/small.so"),
+        // Checked whole, and the damage is in what it copies: named too.
+        ("usr/lib/small.so", "usr/lib/large.so", "usr/lib/large.so"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("usr/lib")).unwrap();
+        std::fs::write(src.join("usr/lib/small.so"), noise(5, 1 << 20)).unwrap();
+        std::fs::write(src.join("usr/lib/large.so"), noise(6, 3 << 20)).unwrap();
+        let head = commit_as_n(&a, &src);
+        let base_src = tmp.path().join("base");
+        let in_base = base_src.join(base_has);
+        std::fs::create_dir_all(in_base.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(base_has), &in_base).unwrap();
+        let base = a
+            .commit_dir(
+                &base_src,
+                &CommitOptions {
+                    name: "m".into(),
+                    timestamp: Some(1_700_000_000),
+                    ..CommitOptions::default()
+                },
+                &NoProgress,
+            )
+            .unwrap()
+            .id;
+        let (victim, _) = chunks_of(&a, &head, damaged_file)[2];
+        let (pack, record) = damage(&a, &victim);
+
+        let kept = Kept::default();
+        let r = vnfs_capsule::exchange::export_with(
+            &a,
+            "n",
+            ObjectId::from_bytes(head.0),
+            Some(ObjectId::from_bytes(base.0)),
+            None,
+            kept.clone(),
+            &ExportOptions::default(),
+        )
+        .map(|(report, _)| report);
+        let what = format!("base holds {base_has}, {damaged_file} damaged");
+        if damaged_file == copied_file {
+            let e = r.map(|_| ()).unwrap_err();
+            assert_names_damage(&e, &victim, &pack, record, &head, damaged_file);
+            assert!(!kept.is_complete_capsule(), "{what}");
+        } else {
+            let report = r.unwrap();
+            assert!(kept.is_complete_capsule(), "{what}");
+            let [d] = &report.damaged_packs[..] else {
+                panic!("{what}: one damaged pack expected: {:?}", report.damaged_packs)
+            };
+            assert_eq!(d.path, pack, "{what}");
+            assert!(d.why.contains("checksum mismatch"), "{what}: {}", d.why);
+            // Sound: site B, holding the base (committed from the same
+            // directory, so the same commit), imports it.
+            let b = Store::open_or_create(&tmp.path().join("b")).unwrap();
+            let b_base = b
+                .commit_dir(
+                    &base_src,
+                    &CommitOptions {
+                        name: "m".into(),
+                        timestamp: Some(1_700_000_000),
+                        ..CommitOptions::default()
+                    },
+                    &NoProgress,
+                )
+                .unwrap()
+                .id;
+            assert_eq!(b_base, base);
+            let bytes = kept.0.lock().unwrap().clone();
+            import(&b, &bytes[..], None, ReadOptions::default()).unwrap();
+        }
+    }
+}
+
 #[test]
 fn checking_does_not_change_a_byte() {
     use vnfs_capsule::exchange::{ExportOptions, export_with};

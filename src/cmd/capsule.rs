@@ -57,11 +57,13 @@ pub struct ExportArgs {
     #[arg(long, value_name = "N", default_value_t = exchange::ExportOptions::default().level,
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
-    /// Do not decode the chunks copied as stored to check them against
-    /// their ids (about twice as fast). By default a damaged store stops
-    /// the export instead of shipping, and signing, the damage; skip the
-    /// check only for a store `vnfs store fsck` has just checked. The
-    /// importing site checks every object either way
+    /// Do not check the chunks copied as stored. By default a pack the
+    /// export copies at least half of is hashed whole against its name,
+    /// and the chunks of other packs are decoded and checked against
+    /// their ids, so a damaged store stops the export instead of shipping,
+    /// and signing, the damage; skip the check only for a store `vnfs
+    /// store fsck` has just checked. The importing site checks every
+    /// object either way
     #[arg(long)]
     pub no_verify: bool,
 }
@@ -239,6 +241,14 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
         written = Some(path);
         r
     };
+    // Warned even with -q: the store is damaged, though not what was copied.
+    for d in &report.damaged_packs {
+        eprintln!(
+            "warning: pack {} is damaged ({}), though every object this export copied from it checked out; run `vnfs store fsck`",
+            d.path.display(),
+            d.why
+        );
+    }
     if ctx.json {
         // The file written, which is the conventional name only when the
         // output was a directory; `path` is null for standard output, and

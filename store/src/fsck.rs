@@ -3,7 +3,6 @@
 //! images and paths each bad object breaks.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::rc::Rc;
 
 use rayon::prelude::*;
@@ -62,7 +61,7 @@ impl Store {
         progress.phase("verifying packs", Some(total * 2), true);
         for p in &idx.packs {
             report.packs += 1;
-            if let Some(why) = check_pack_hash(&p.path, &p.name, progress) {
+            if let Some(why) = pack::check_pack_file(&p.file, &p.name, |n| progress.advance(n)) {
                 report.problems.push(Problem {
                     object: None,
                     what: format!("{}: {why}", p.path.display()),
@@ -193,32 +192,3 @@ impl Store {
     }
 }
 
-/// Re-hashes a whole pack file against its name (which is its BLAKE3);
-/// catches damage outside object records too.
-fn check_pack_hash(path: &std::path::Path, name: &str, progress: &dyn Progress) -> Option<String> {
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => return Some(e.to_string()),
-    };
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut first = true;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if first && (n < 8 || &buf[..8] != pack::PACK_MAGIC) {
-                    return Some("bad pack magic".into());
-                }
-                first = false;
-                h.update(&buf[..n]);
-                progress.advance(n as u64);
-            }
-            Err(e) => return Some(e.to_string()),
-        }
-    }
-    if h.finalize().to_hex().as_str() != name {
-        return Some("pack checksum mismatch: the file was modified or damaged".into());
-    }
-    None
-}

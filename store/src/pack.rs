@@ -482,6 +482,44 @@ pub fn read_record(file: &File, path: &Path, e: &IndexEntry) -> Result<StoredObj
     })
 }
 
+/// Why a pack file does not match its name (the BLAKE3 of the whole file,
+/// in hex), or `None` when it does. Positioned reads, so a handle shared
+/// with readers keeps its cursor. `advance` is told the bytes read.
+/// Catches damage anywhere in the file, between object records too, at a
+/// fraction of decoding every object.
+pub(crate) fn check_pack_file(
+    file: &File,
+    name: &str,
+    mut advance: impl FnMut(u64),
+) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    // Small enough that a piece read is still in the core's L2 cache when
+    // it is hashed: 4 MiB pieces made reading and hashing each pass through
+    // memory, and took twice as long as hashing alone.
+    const PIECE: usize = 256 << 10;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; PIECE];
+    let mut at = 0u64;
+    loop {
+        let n = match file.read_at(&mut buf, at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Some(e.to_string()),
+        };
+        if at == 0 && (n < PACK_MAGIC.len() || &buf[..PACK_MAGIC.len()] != PACK_MAGIC) {
+            return Some("bad pack magic".into());
+        }
+        h.update(&buf[..n]);
+        at += n as u64;
+        advance(n as u64);
+    }
+    if h.finalize().to_hex().as_str() != name {
+        return Some("pack checksum mismatch: the file was modified or damaged".into());
+    }
+    None
+}
+
 /// Writes `data` to `path` and fsyncs it.
 pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = File::create(path).at(path)?;

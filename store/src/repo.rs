@@ -279,6 +279,7 @@ impl Store {
                     pack: loc.pack,
                     file: Arc::clone(&p.file),
                     path: p.path.clone(),
+                    name: p.name.clone(),
                     start: loc.entry.offset,
                     len,
                     entries: vec![loc.entry],
@@ -625,11 +626,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Objects that lie side by side in one pack, read with one `pread`
 /// (see [`Store::plan_reads`]). It holds the pack open, so it stays
 /// readable while the store's index is reloaded.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ReadRun {
     pack: u32,
     file: Arc<File>,
     path: PathBuf,
+    name: String,
     start: u64,
     len: usize,
     entries: Vec<IndexEntry>,
@@ -676,6 +678,27 @@ impl ReadRun {
     /// Bytes the run spans in its pack.
     pub fn byte_len(&self) -> usize {
         self.len
+    }
+
+    /// The run's pack, as a number that tells the packs of one
+    /// [`Store::plan_reads`] call apart.
+    pub fn pack_number(&self) -> u32 {
+        self.pack
+    }
+
+    /// The size of the run's pack file.
+    pub fn pack_len(&self) -> Result<u64> {
+        self.file.metadata().map(|m| m.len()).at(&self.path)
+    }
+
+    /// Hashes the run's whole pack file and compares it with the pack's
+    /// name, as fsck does. Returns why it does not match, or `None` when it
+    /// does: then every byte a later [`ReadRun::fill`] reads from this pack
+    /// is as it was written (the file is never rewritten), without decoding
+    /// an object. Cheaper than checking each object once a reader copies a
+    /// good part of the pack.
+    pub fn check_pack(&self) -> Option<String> {
+        pack::check_pack_file(&self.file, &self.name, |_| {})
     }
 
     /// Number of objects in the run.

@@ -1,21 +1,24 @@
 //! Export: a commit's closure written as a capsule, as a stream.
 //!
-//! Three threads and the rayon pool share the work: one thread reads the
+//! Four threads and the rayon pool share the work: one thread reads the
 //! large chunks from the packs in runs of neighbouring records (one `pread`
-//! each, ahead of the writer, so a cold cache keeps the disk busy) and hands
-//! each run to the pool, which decompresses every chunk and checks it
-//! against its id while the next runs are read; another has the pool build
-//! solid blocks (read, verify, recompress small objects) a few blocks ahead;
-//! the calling thread writes records in order, hashing them for the
-//! trailer. Large chunks are written exactly as stored: decoded only to be
-//! checked, never recompressed, so checking does not change a byte of the
-//! capsule. Every object is checked before it is written (unless
-//! [`ExportOptions::verify`] is off for the large chunks): a damaged store
-//! stops the export at the first bad object in write order, with
-//! [`ExchangeError::Damaged`] naming it, its pack and offset, and where the
-//! image uses it.
+//! each, ahead of the writer, so a cold cache keeps the disk busy); another
+//! hashes whole the packs the export copies at least half of, against their
+//! names, while their records are written; the runs of the other packs go
+//! to the pool, which decompresses every chunk and checks it against its id
+//! while the next runs are read; a third thread has the pool build solid
+//! blocks (read, verify, recompress small objects) a few blocks ahead; the
+//! calling thread writes records in order, hashing them for the trailer.
+//! Large chunks are written exactly as stored, never recompressed, so
+//! checking does not change a byte of the capsule. Every object is checked
+//! before the trailer is written, without which no reader accepts a
+//! capsule (unless [`ExportOptions::verify`] is off for the large chunks):
+//! a damaged store stops the export, with [`ExchangeError::Damaged`] naming
+//! the first bad object in write order (among a pack's that failed its
+//! whole check, after the other records), its pack and offset, and where
+//! the image uses it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
@@ -70,6 +73,19 @@ pub struct ExportReport {
     pub file_hash: String,
     /// Signer key, when signed.
     pub signed_by: Option<String>,
+    /// Packs that do not match their checksums although every object the
+    /// export copied from them checked out (the capsule is sound; the
+    /// store needs `fsck`), with the reason.
+    pub damaged_packs: Vec<DamagedPack>,
+}
+
+/// A pack whose whole-file check failed during an export.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DamagedPack {
+    /// The pack file.
+    pub path: std::path::PathBuf,
+    /// Why it failed its check.
+    pub why: String,
 }
 
 /// The manifest for exporting `head` as image `name` (a delta over `base`
@@ -202,6 +218,11 @@ fn write_capsule<W: Write>(
         })
         .collect();
     let runs = store.plan_reads(&singles, RUN_MAX, RUN_GAP)?;
+    let whole = if opts.verify {
+        whole_checked(&runs)?
+    } else {
+        Vec::new()
+    };
     let blocks: Vec<&[(ObjectKind, ObjectId)]> = units
         .iter()
         .filter_map(|u| match u {
@@ -211,12 +232,22 @@ fn write_capsule<W: Write>(
         .collect();
     let (level, verify) = (opts.level, opts.verify);
     let mut block_count = 0;
+    let mut damaged_packs = Vec::new();
     std::thread::scope(|s| -> Result<(), ExchangeError> {
         // Receivers are locals of this closure: returning early drops them,
         // which ends both helper threads at their next send.
         let (run_tx, run_rx) = sync_channel(RUNS_AHEAD);
         let (buf_tx, buf_rx) = channel();
-        s.spawn(move || read_runs(runs, verify, &run_tx, &buf_rx));
+        let per_object: HashSet<u32> = match verify {
+            true => runs
+                .iter()
+                .map(ReadRun::pack_number)
+                .filter(|p| !whole.iter().any(|(w, _)| w == p))
+                .collect(),
+            false => HashSet::new(),
+        };
+        let checker = s.spawn(|| check_packs(&whole));
+        s.spawn(move || read_runs(runs, &per_object, &run_tx, &buf_rx));
         let (block_tx, block_rx) = sync_channel(BLOCKS_AHEAD);
         s.spawn(move || build_blocks(store, &blocks, level, &block_tx));
         let mut singles = Singles {
@@ -243,6 +274,10 @@ fn write_capsule<W: Write>(
                 }
             }
         }
+        // Before the trailer: until it is written, no reader accepts the
+        // capsule, so a damaged pack's objects may go out ahead of its check.
+        let failed = checker.join().map_err(|_| gone())?;
+        damaged_packs = name_damage(&whole, failed)?;
         Ok(())
     })?;
     let s = w.finish()?;
@@ -257,6 +292,7 @@ fn write_capsule<W: Write>(
         capsule_bytes: s.bytes,
         file_hash: hex::encode(s.file_hash),
         signed_by: s.signed_by.map(|k| k.to_string()),
+        damaged_packs,
     };
     Ok((report, s.inner))
 }
@@ -276,14 +312,85 @@ struct ReadyRun {
 /// A run as the writer receives it.
 type RunResult = Result<ReadyRun, ExchangeError>;
 
+/// Smallest share of a pack, in bytes, that an export must copy for the
+/// whole pack to be checked against its name instead of each object being
+/// decoded: hashing a byte costs about a tenth of decoding and hashing the
+/// content it holds, and reading the rest of the pack at most doubles the
+/// pack reads.
+const WHOLE_CHECK_SHARE: u64 = 2;
+
+/// The packs to check whole, in the order the export first reads them,
+/// each with the runs the export copies from it: those at least
+/// 1/[`WHOLE_CHECK_SHARE`] of whose bytes the runs copy. The runs of other
+/// packs are checked object by object.
+fn whole_checked(runs: &[ReadRun]) -> Result<Vec<(u32, Vec<ReadRun>)>, ExchangeError> {
+    let mut by_pack: Vec<(u32, u64, Vec<ReadRun>)> = Vec::new();
+    let mut slot: HashMap<u32, usize> = HashMap::new();
+    for r in runs {
+        let i = *slot.entry(r.pack_number()).or_insert_with(|| {
+            by_pack.push((r.pack_number(), 0, Vec::new()));
+            by_pack.len() - 1
+        });
+        by_pack[i].1 += r.byte_len() as u64;
+        by_pack[i].2.push(r.clone());
+    }
+    let mut out = Vec::new();
+    for (pack, bytes, runs) in by_pack {
+        if bytes.saturating_mul(WHOLE_CHECK_SHARE) >= runs[0].pack_len()? {
+            out.push((pack, runs));
+        }
+    }
+    Ok(out)
+}
+
+/// Hashes each pack in `whole` against its name, while the writer copies
+/// their records (a cold pack is read once from disk, by the check, and the
+/// writer's reads find it cached); returns the packs that do not match,
+/// with the reason.
+fn check_packs(whole: &[(u32, Vec<ReadRun>)]) -> Vec<(u32, String)> {
+    whole
+        .iter()
+        .filter_map(|(p, runs)| runs[0].check_pack().map(|why| (*p, why)))
+        .collect()
+}
+
+/// For each pack that failed its whole check: checks every object the
+/// export copied from it, in copy order, and returns the first damaged one
+/// as the error (the capsule must not be finished). When all of them check
+/// out, the damage lies elsewhere in the pack: the capsule is sound and
+/// the pack is returned for a warning.
+fn name_damage(
+    whole: &[(u32, Vec<ReadRun>)],
+    failed: Vec<(u32, String)>,
+) -> Result<Vec<DamagedPack>, ExchangeError> {
+    let mut damaged = Vec::new();
+    for (pack, why) in failed {
+        let Some((_, runs)) = whole.iter().find(|(p, _)| *p == pack) else {
+            continue;
+        };
+        let mut buf = Vec::new();
+        for run in runs {
+            run.fill(&mut buf)?;
+            buf = checked_run(run, std::mem::take(&mut buf))?.buf;
+        }
+        damaged.push(DamagedPack {
+            path: runs[0].path().to_path_buf(),
+            why,
+        });
+    }
+    Ok(damaged)
+}
+
 /// Reads the runs of single records in plan order, ahead of the writer.
-/// When verifying, each run is checked by the rayon pool while the next
-/// ones are read; either way the writer gets, per run and in order, the
-/// channel its result arrives on. Stops after a read error or when the
-/// writer has gone; returns once every check it started has ended.
+/// The runs of packs in `per_object` are checked object by object on the
+/// rayon pool while the next ones are read; the others are copied as read
+/// (their packs are checked whole, or not at all with `--no-verify`).
+/// Either way the writer gets, per run and in order, the channel its
+/// result arrives on. Stops after a read error or when the writer has
+/// gone; returns once every check it started has ended.
 fn read_runs(
     runs: Vec<ReadRun>,
-    verify: bool,
+    per_object: &HashSet<u32>,
     ahead: &SyncSender<Receiver<RunResult>>,
     recycled: &Receiver<Vec<u8>>,
 ) {
@@ -297,7 +404,7 @@ fn read_runs(
                     let _ = tx.send(Err(e.into()));
                     true
                 }
-                Ok(()) if verify => {
+                Ok(()) if per_object.contains(&run.pack_number()) => {
                     s.spawn(move |_| {
                         let _ = tx.send(checked_run(&run, buf));
                     });

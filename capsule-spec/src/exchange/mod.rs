@@ -29,7 +29,7 @@ use crate::reader::{CapsuleReader, ObjectSink, ReadOptions, VerifiedCapsule, Ver
 mod export;
 mod plan;
 
-pub use export::{ExportReport, export, export_with};
+pub use export::{DamagedPack, ExportReport, export, export_with};
 pub use plan::{DEFAULT_SOLID_BELOW, ExportOptions};
 
 /// Export or import failure.

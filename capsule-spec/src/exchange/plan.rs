@@ -36,13 +36,15 @@ pub struct ExportOptions {
     /// larger than level 3 at two thirds of the export time (the blocks'
     /// compression is most of an export's CPU; see SPEC.md §12).
     pub level: i32,
-    /// Decompress every chunk copied as stored and check it against its id
-    /// before it is written (on the rayon pool, ahead of the writer), so a
-    /// damaged store stops the export instead of travelling, perhaps
-    /// signed. `false` copies those chunks unread, for callers that trust
-    /// the store (one just checked by fsck); the output is the same bytes
-    /// either way. Objects in solid blocks are decoded to be recompressed
-    /// and are always checked: that costs little beside the recompression.
+    /// Check the chunks copied as stored before the capsule is finished,
+    /// so a damaged store stops the export instead of travelling, perhaps
+    /// signed: a pack the export copies at least half of is hashed whole
+    /// against its name; the chunks of other packs are decompressed and
+    /// checked against their ids. `false` copies those chunks unread, for
+    /// callers that trust the store (one just checked by fsck); the output
+    /// is the same bytes either way. Objects in solid blocks are decoded to
+    /// be recompressed and are always checked: that costs little beside
+    /// the recompression.
     pub verify: bool,
 }
 
