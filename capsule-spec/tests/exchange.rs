@@ -634,7 +634,10 @@ fn a_pack_is_checked_whole_or_object_by_object() {
             let report = r.unwrap();
             assert!(kept.is_complete_capsule(), "{what}");
             let [d] = &report.damaged_packs[..] else {
-                panic!("{what}: one damaged pack expected: {:?}", report.damaged_packs)
+                panic!(
+                    "{what}: one damaged pack expected: {:?}",
+                    report.damaged_packs
+                )
             };
             assert_eq!(d.path, pack, "{what}");
             assert!(d.why.contains("checksum mismatch"), "{what}: {}", d.why);
