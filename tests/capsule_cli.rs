@@ -118,6 +118,131 @@ fn export_import_inspect_through_the_cli() {
 }
 
 #[test]
+fn trusted_keys_are_listed_and_untrusted() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 1000);
+    let b = t.path().join("b");
+    let mut publics = Vec::new();
+    for site in ["site-a", "site-b", "site-c"] {
+        let prefix = t.path().join(site);
+        let line = ok(vnfs(
+            &home,
+            &["key", "generate", prefix.to_str().unwrap(), "-c", site],
+            None,
+        ));
+        ok(vnfs(
+            &b,
+            &[
+                "key",
+                "trust",
+                prefix.with_extension("pub").to_str().unwrap(),
+            ],
+            None,
+        ));
+        // "vnfs-ed25519 HEX comment" → "ed25519:HEX"
+        let hex = line.split_whitespace().nth(1).unwrap().to_string();
+        publics.push((site, hex, prefix.with_extension("pub")));
+    }
+    // A comment the list keeps across rewrites.
+    let list_file = b.join("trusted-keys");
+    let text = std::fs::read_to_string(&list_file).unwrap();
+    std::fs::write(&list_file, format!("# keys of our sites\n{text}")).unwrap();
+    let listed = ok(vnfs(&b, &["key", "list"], None));
+    for (site, hex, _) in &publics {
+        assert!(
+            listed.contains(&format!("ed25519:{hex}  {site}")),
+            "{listed}"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(vnfs(&b, &["--json", "key", "list"], None))).unwrap();
+    assert_eq!(v["keys"].as_array().unwrap().len(), 3);
+
+    // By public key file, and by the first digits of a key.
+    let (_, a_hex, a_pub) = &publics[0];
+    let (_, c_hex, _) = &publics[2];
+    ok(vnfs(
+        &b,
+        &["key", "untrust", a_pub.to_str().unwrap(), &c_hex[..10]],
+        None,
+    ));
+    let listed = ok(vnfs(&b, &["key", "list"], None));
+    assert!(
+        !listed.contains(a_hex.as_str()) && !listed.contains(c_hex.as_str()),
+        "{listed}"
+    );
+    assert!(listed.contains("site-b"), "{listed}");
+    let text = std::fs::read_to_string(&list_file).unwrap();
+    assert!(text.starts_with("# keys of our sites\n"), "{text}");
+
+    // Capsules the removed key signs are now untrusted.
+    let capsule = t.path().join("a.vnfs");
+    let key = t.path().join("site-a.key");
+    ok(vnfs(
+        &home,
+        &[
+            "export",
+            "node",
+            capsule.to_str().unwrap(),
+            "--sign",
+            key.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let e = failed(vnfs(&b, &["import", capsule.to_str().unwrap()], None));
+    assert!(e.contains("not in the trust list"), "{e}");
+
+    // Nothing matching, too short, or no longer trusted: refused, and
+    // the list is left as it was.
+    for (spec, says) in [
+        ("ffffffffffff", "no trusted key starts with"),
+        ("abc", "neither a public key file nor a key"),
+        (a_pub.to_str().unwrap(), "is not trusted here"),
+    ] {
+        let e = failed(vnfs(&b, &["key", "untrust", spec], None));
+        assert!(e.contains(says), "{spec}: {e}");
+    }
+    assert_eq!(std::fs::read_to_string(&list_file).unwrap(), text);
+}
+
+#[test]
+fn a_capsule_is_inspected_from_a_pipe() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 300 << 10);
+    let capsule = t.path().join("node.vnfs");
+    ok(vnfs(
+        &home,
+        &["export", "node", capsule.to_str().unwrap()],
+        None,
+    ));
+    let from_file: serde_json::Value = serde_json::from_str(&ok(vnfs(
+        &home,
+        &["--json", "capsule", "inspect", capsule.to_str().unwrap()],
+        None,
+    )))
+    .unwrap();
+    for deep in [false, true] {
+        let mut args = vec!["--json", "capsule", "inspect", "-"];
+        if deep {
+            args.push("--deep");
+        }
+        let piped: serde_json::Value =
+            serde_json::from_str(&ok(vnfs(&home, &args, Some(&capsule)))).unwrap();
+        for field in ["manifest", "objects", "file_hash", "bytes", "signature"] {
+            assert_eq!(piped[field], from_file[field], "{field}, deep {deep}");
+        }
+        assert_eq!(piped["verified_objects"], deep);
+        assert!(piped["file"].is_null());
+    }
+    // Cut short: refused, naming standard input.
+    let bytes = std::fs::read(&capsule).unwrap();
+    let cut = t.path().join("cut.vnfs");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = failed(vnfs(&home, &["capsule", "inspect", "-"], Some(&cut)));
+    assert!(e.contains("inspecting standard input"), "{e}");
+}
+
+#[test]
 fn unsigned_policy_from_flag_env_or_vnfs_conf() {
     let t = tempfile::tempdir().unwrap();
     let a = t.path().join("a");

@@ -55,6 +55,51 @@ fn layout(
     }
 }
 
+/// Inspects a capsule read once from front to end (a pipe): the same
+/// checks and report as [`inspect`], which seeks instead. Without `deep`,
+/// object records are only checksummed, not decompressed.
+pub fn inspect_stream<R: Read>(
+    input: R,
+    limits: Limits,
+    trust: &TrustList,
+    deep: bool,
+) -> Result<Inspection> {
+    /// Takes every object, or none (then none is decompressed).
+    struct Sink(bool);
+    impl crate::reader::ObjectSink for Sink {
+        fn wants(
+            &mut self,
+            _: crate::id::ObjectKind,
+            _: &crate::id::ObjectId,
+        ) -> std::result::Result<bool, crate::error::BoxError> {
+            Ok(self.0)
+        }
+        fn put(
+            &mut self,
+            _: &crate::reader::VerifiedObject<'_>,
+        ) -> std::result::Result<(), crate::error::BoxError> {
+            Ok(())
+        }
+    }
+    let opts = ReadOptions {
+        limits,
+        trust: trust.clone(),
+        policy: Default::default(),
+    };
+    let mut r = CapsuleReader::open(input, opts)?;
+    r.read_objects(&mut Sink(deep))?;
+    let v = r.finish_unenforced()?;
+    Ok(Inspection {
+        header: v.header,
+        manifest: v.manifest,
+        trailer: v.trailer,
+        stats: v.stats,
+        file_len: v.file_len,
+        signature: v.signature,
+        deep,
+    })
+}
+
 /// Inspects a seekable capsule. Checks structure, index, checksum and
 /// signature status; with `deep`, also decompresses and verifies every
 /// object. Nothing is enforced about the signature: it is reported.
@@ -67,23 +112,7 @@ pub fn inspect<R: Read + Seek>(
     let file_len = file.seek(SeekFrom::End(0)).map_err(io(0))?;
     file.seek(SeekFrom::Start(0)).map_err(io(0))?;
     if deep {
-        let opts = ReadOptions {
-            limits,
-            trust: trust.clone(),
-            policy: Default::default(),
-        };
-        let mut r = CapsuleReader::open(file, opts)?;
-        r.read_objects(&mut |_: &crate::reader::VerifiedObject<'_>| Ok(()))?;
-        let v = r.finish_unenforced()?;
-        return Ok(Inspection {
-            header: v.header,
-            manifest: v.manifest,
-            trailer: v.trailer,
-            stats: v.stats,
-            file_len: v.file_len,
-            signature: v.signature,
-            deep: true,
-        });
+        return inspect_stream(file, limits, trust, true);
     }
 
     // Header and manifest, from the front.

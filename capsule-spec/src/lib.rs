@@ -36,7 +36,7 @@ pub mod writer;
 
 pub use error::{BoxError, CapsuleError, Result};
 pub use id::{Compression, ObjectId, ObjectKind};
-pub use inspect::{Inspection, inspect};
+pub use inspect::{Inspection, inspect, inspect_stream};
 pub use keys::{KeyError, PublicKey, SecretKey};
 pub use limits::Limits;
 pub use manifest::{CommitInfo, Manifest, ManifestError, Package, VnfsConfig};

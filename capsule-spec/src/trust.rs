@@ -43,6 +43,11 @@ impl TrustList {
         self.keys.is_empty()
     }
 
+    /// The trusted keys, in key order.
+    pub fn keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.keys.values()
+    }
+
     /// Parses a trust list; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<TrustList, KeyError> {
         let mut t = TrustList::new();
@@ -67,6 +72,35 @@ impl TrustList {
                 source,
             }),
         }
+    }
+
+    /// The text of a trust list file without the lines of the keys
+    /// `remove` picks, and those keys. Every other line (comments, blank
+    /// lines, other keys) is kept as it was; `origin` names the file in
+    /// errors.
+    pub fn without(
+        text: &str,
+        origin: &str,
+        mut remove: impl FnMut(&PublicKey) -> bool,
+    ) -> Result<(String, Vec<PublicKey>), KeyError> {
+        let mut kept = String::with_capacity(text.len());
+        let mut removed = Vec::new();
+        for (i, raw) in text.split_inclusive('\n').enumerate() {
+            let l = raw.trim();
+            if !l.is_empty() && !l.starts_with('#') {
+                let key = PublicKey::parse_line(l).map_err(|reason| KeyError::Parse {
+                    origin: origin.into(),
+                    line: i + 1,
+                    reason,
+                })?;
+                if remove(&key) {
+                    removed.push(key);
+                    continue;
+                }
+            }
+            kept.push_str(raw);
+        }
+        Ok((kept, removed))
     }
 
     /// What a capsule's signature block (if any) means for this list, given
@@ -249,6 +283,22 @@ mod tests {
             ..p
         };
         assert!(strict.check(&s).is_err());
+    }
+
+    #[test]
+    fn without_removes_only_the_picked_key_lines() {
+        let a = SecretKey::from_seed([1; 32], "site-a").public();
+        let b = SecretKey::from_seed([2; 32], "site-b").public();
+        let text = format!("# trusted\n{}\n\n  {}  \n# end", a.to_line(), b.to_line());
+        let (kept, removed) = TrustList::without(&text, "keys", |k| k == &b).unwrap();
+        assert_eq!(kept, format!("# trusted\n{}\n\n# end", a.to_line()));
+        assert_eq!(removed, vec![b.clone()]);
+        let list = TrustList::parse(&kept, "keys").unwrap();
+        assert!(list.get(a.as_bytes()).is_some() && list.get(b.as_bytes()).is_none());
+        let (same, none) = TrustList::without(&text, "keys", |_| false).unwrap();
+        assert_eq!((same, none), (text.clone(), vec![]));
+        let e = TrustList::without("x\n", "keys", |_| true).unwrap_err();
+        assert!(e.to_string().contains("keys line 1"), "{e}");
     }
 
     #[test]

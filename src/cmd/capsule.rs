@@ -139,7 +139,7 @@ pub enum CapsuleCmd {
     /// Show a capsule's manifest, sizes, base and signature status without
     /// importing it
     Inspect {
-        /// Capsule file
+        /// Capsule file, or - for stdin
         file: PathBuf,
         /// Also decompress and verify every object id
         #[arg(long)]
@@ -164,6 +164,17 @@ pub enum KeyCmd {
     Trust {
         /// Public key file (PREFIX.pub)
         file: PathBuf,
+    },
+    /// List the keys this site trusts: key and comment, one per line
+    List,
+    /// Remove keys from this site's trust list: capsules they sign are
+    /// then refused as untrusted (comments and other keys are kept)
+    Untrust {
+        /// A public key file (PREFIX.pub), or a key as `vnfs key list` and
+        /// `vnfs capsule inspect` show it (ed25519:HEX), or the first 8 or
+        /// more hex digits of one
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
     },
 }
 
@@ -403,12 +414,25 @@ pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
 pub fn capsule(c: CapsuleCmd, ctx: &Context) -> anyhow::Result<()> {
     match c {
         CapsuleCmd::Inspect { file, deep } => {
-            let f = std::fs::File::open(&file)
-                .with_context(|| format!("opening {}", file.display()))?;
+            let stdin = file.as_os_str() == "-";
+            let shown = match stdin {
+                true => "standard input".to_string(),
+                false => file.display().to_string(),
+            };
             let trust = TrustList::load(&trust_path(ctx))?;
-            let i =
+            let i = if stdin {
+                vnfs_capsule::inspect_stream(
+                    std::io::stdin().lock(),
+                    Limits::default(),
+                    &trust,
+                    deep,
+                )
+            } else {
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
                 vnfs_capsule::inspect(std::io::BufReader::new(f), Limits::default(), &trust, deep)
-                    .with_context(|| format!("inspecting {}", file.display()))?;
+            }
+            .with_context(|| format!("inspecting {shown}"))?;
             let signer = match &i.signature {
                 SignatureStatus::Unsigned => None,
                 SignatureStatus::Trusted { key }
@@ -417,7 +441,7 @@ pub fn capsule(c: CapsuleCmd, ctx: &Context) -> anyhow::Result<()> {
             };
             if ctx.json {
                 return ctx.print_json(&serde_json::json!({
-                    "file": file,
+                    "file": if stdin { None } else { Some(&file) },
                     "format": format!("{}.{}", i.header.major, i.header.minor),
                     "bytes": i.file_len,
                     "objects": i.stats,
@@ -429,7 +453,7 @@ pub fn capsule(c: CapsuleCmd, ctx: &Context) -> anyhow::Result<()> {
                 }));
             }
             let m = &i.manifest;
-            println!("file:       {} ({})", file.display(), bytes(i.file_len));
+            println!("file:       {shown} ({})", bytes(i.file_len));
             println!("format:     {}.{}", i.header.major, i.header.minor);
             println!("image:      {} ({})", m.name, m.naming.label());
             println!("head:       {}", m.head);
@@ -529,5 +553,131 @@ pub fn key(c: KeyCmd, ctx: &Context) -> anyhow::Result<()> {
             f.sync_all()?;
             Ok(())
         }
+        KeyCmd::List => {
+            let path = trust_path(ctx);
+            let list = TrustList::load(&path)?;
+            if ctx.json {
+                let keys: Vec<_> = list
+                    .keys()
+                    .map(|k| serde_json::json!({"key": k.to_string(), "comment": k.comment}))
+                    .collect();
+                return ctx.print_json(&serde_json::json!({"file": path, "keys": keys}));
+            }
+            if list.is_empty() && !ctx.quiet {
+                eprintln!(
+                    "no trusted keys in {} (add one with `vnfs key trust FILE.pub`)",
+                    path.display()
+                );
+            }
+            for k in list.keys() {
+                println!("{k}  {}", k.comment);
+            }
+            Ok(())
+        }
+        KeyCmd::Untrust { keys } => untrust(&keys, ctx),
     }
+}
+
+/// `vnfs key untrust`: every KEY must name exactly one trusted key (or, for
+/// a key file, each key in it must be trusted); then the trust list is
+/// rewritten without them, atomically, so a failure keeps it whole.
+fn untrust(specs: &[String], ctx: &Context) -> anyhow::Result<()> {
+    let path = trust_path(ctx);
+    let list = TrustList::load(&path)?;
+    let mut picked: Vec<[u8; 32]> = Vec::new();
+    for spec in specs {
+        for key in keys_named(spec, &list)? {
+            if !picked.contains(&key) {
+                picked.push(key);
+            }
+        }
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (kept, removed) = TrustList::without(&text, &path.display().to_string(), |k| {
+        picked.contains(k.as_bytes())
+    })?;
+    replace_file(&path, kept.as_bytes())?;
+    if !ctx.quiet {
+        for k in removed {
+            eprintln!("no longer trusting {k} {}", k.comment);
+        }
+    }
+    Ok(())
+}
+
+/// The trusted keys `spec` names: those of a public key file, or the one
+/// whose hex starts with `spec` (after an optional `ed25519:`).
+fn keys_named(spec: &str, list: &TrustList) -> anyhow::Result<Vec<[u8; 32]>> {
+    let file = std::path::Path::new(spec);
+    if file.is_file() {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let keys = TrustList::parse(&text, &file.display().to_string())?;
+        if keys.is_empty() {
+            bail!("{} holds no public key line", file.display());
+        }
+        let mut out = Vec::new();
+        for k in keys.keys() {
+            if list.get(k.as_bytes()).is_none() {
+                bail!("{k} (from {}) is not trusted here", file.display());
+            }
+            out.push(*k.as_bytes());
+        }
+        return Ok(out);
+    }
+    let hex = spec
+        .strip_prefix("ed25519:")
+        .unwrap_or(spec)
+        .to_ascii_lowercase();
+    if hex.len() < 8 || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "'{spec}' is neither a public key file nor a key: give the key as `vnfs key list` shows it (ed25519:HEX) or 8 or more of its first hex digits"
+        );
+    }
+    let matching: Vec<_> = list
+        .keys()
+        .filter(|k| hex_of(k.as_bytes()).starts_with(&hex))
+        .collect();
+    match matching[..] {
+        [k] => Ok(vec![*k.as_bytes()]),
+        [] => bail!("no trusted key starts with {hex} (`vnfs key list` shows them)"),
+        _ => bail!(
+            "{hex} is the start of {} trusted keys: {}; give more digits",
+            matching.len(),
+            matching
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Replaces `path` with `data`: a new file beside it (same mode), synced,
+/// then renamed over it, so the old contents stay whole until the new ones
+/// are complete.
+fn replace_file(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("rewriting {}", path.display()));
+    }
+    Ok(())
 }
