@@ -402,8 +402,10 @@ fn cpio_initramfs_boots_under_qemu() {
     )
     .unwrap();
     // newc has no field for xattrs: the render leaves out all three and
-    // says so.
+    // says so, naming where.
     assert_eq!(stats.xattrs_dropped, 3);
+    let first = stats.xattr_dropped_first.as_deref().unwrap_or_default();
+    assert!(first.starts_with("/data/xattrs ("), "{first}");
     let mtime = fs::symlink_metadata(&x).unwrap().mtime();
     let kernel = kernel();
     let out = Command::new("timeout")

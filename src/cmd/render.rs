@@ -81,6 +81,64 @@ fn format_of(name: &str) -> Option<FormatArg> {
     }
 }
 
+/// The format's name in messages.
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Squashfs => "squashfs",
+        Format::Cpio => "cpio",
+        Format::Tar => "tar",
+    }
+}
+
+/// Where the output's name says another format or compression than the
+/// image will have (`node.cpio.gz` holding xz data misleads the next tool
+/// that goes by the name): what to warn about. A name without such an
+/// extension says nothing.
+fn name_mismatch(name: &str, format: Format, compression: Compression) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(named) = format_of(name) {
+        let named = match named {
+            FormatArg::Squashfs => Format::Squashfs,
+            FormatArg::Cpio => Format::Cpio,
+            FormatArg::Tar => Format::Tar,
+        };
+        if named != format {
+            out.push(format!(
+                "{name} will hold a {} image; its name says {}",
+                format_name(format),
+                format_name(named)
+            ));
+        }
+    }
+    if format != Format::Squashfs {
+        let said = [
+            (".gz", Compression::Gzip, "gzip"),
+            (".tgz", Compression::Gzip, "gzip"),
+            (".xz", Compression::Xz, "xz"),
+            (".zst", Compression::Zstd, "zstd"),
+            (".zstd", Compression::Zstd, "zstd"),
+        ]
+        .into_iter()
+        .find(|(ext, _, _)| name.ends_with(ext));
+        let actual = match compression {
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::None => "uncompressed",
+        };
+        match said {
+            Some((_, c, what)) if c != compression => out.push(format!(
+                "{name} will hold {actual} data; its name says {what}"
+            )),
+            None if compression != Compression::None && format_of(name).is_some() => out.push(
+                format!("{name} will hold {actual} data; its name has no compression extension"),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Renders the image.
 pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
@@ -106,6 +164,11 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
         None if out_name.ends_with(".zst") || out_name.ends_with(".zstd") => Compression::Zstd,
         None => Compression::None,
     };
+    if !ctx.quiet {
+        for w in name_mismatch(&out_name, format, compression) {
+            eprintln!("warning: {w}");
+        }
+    }
     let opts = RenderOptions {
         format,
         compression,
@@ -135,8 +198,14 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
         );
         if stats.xattrs_dropped > 0 {
             eprintln!(
-                "warning: {} extended attributes cannot be stored in this format and were left out",
-                stats.xattrs_dropped
+                "warning: {} extended attributes cannot be stored in {} and were left out{}",
+                stats.xattrs_dropped,
+                format_name(format),
+                stats
+                    .xattr_dropped_first
+                    .as_deref()
+                    .map(|f| format!(", the first at {f}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -179,5 +248,34 @@ fn on_stdout(e: image::ImageError) -> anyhow::Error {
             anyhow::Error::new(source).context(STDOUT)
         }
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_say_another_format_or_compression_are_warned_about() {
+        let (c, t, s) = (Format::Cpio, Format::Tar, Format::Squashfs);
+        let warns = |n, f, z| name_mismatch(n, f, z);
+        assert!(warns("node.cpio.gz", c, Compression::Gzip).is_empty());
+        assert!(warns("node.tgz", t, Compression::Gzip).is_empty());
+        assert!(warns("node.sqfs", s, Compression::Xz).is_empty());
+        assert!(warns("node.img", c, Compression::Xz).is_empty());
+        assert!(warns("-", t, Compression::Zstd).is_empty());
+        assert_eq!(
+            warns("node.cpio.gz", c, Compression::Xz),
+            ["node.cpio.gz will hold xz data; its name says gzip"]
+        );
+        assert_eq!(
+            warns("node.tar", t, Compression::Zstd),
+            ["node.tar will hold zstd data; its name has no compression extension"]
+        );
+        assert_eq!(
+            warns("node.sqfs", t, Compression::None),
+            ["node.sqfs will hold a tar image; its name says squashfs"]
+        );
+        assert_eq!(warns("node.tar.zst", c, Compression::Zstd).len(), 1);
     }
 }

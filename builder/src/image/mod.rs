@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use output::{Kind, Output, OutputError, OutputOptions};
 
-use vnfs_store::{ObjectId, Progress, Store, StoreError};
+use vnfs_store::{Entry, ObjectId, Progress, Store, StoreError};
 
 /// An image format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +117,30 @@ pub struct RenderStats {
     pub image_bytes: u64,
     /// Extended attributes the format could not carry (and so left out).
     pub xattrs_dropped: u64,
+    /// The first of them, as `/path (name)`, so the warning can point at
+    /// one.
+    pub xattr_dropped_first: Option<String>,
+}
+
+impl RenderStats {
+    /// Counts the extended attributes of the entry at `path` (root-relative)
+    /// that `kept` rejects, and remembers the first one.
+    pub(crate) fn drop_xattrs(&mut self, path: &[u8], e: &Entry, kept: impl Fn(&[u8]) -> bool) {
+        for (name, _) in e.meta.xattrs.iter().filter(|(n, _)| !kept(n)) {
+            self.xattrs_dropped += 1;
+            if self.xattr_dropped_first.is_none() {
+                let path = match path {
+                    b"." | b"./" => &b""[..],
+                    p => p,
+                };
+                self.xattr_dropped_first = Some(format!(
+                    "/{} ({})",
+                    String::from_utf8_lossy(path),
+                    String::from_utf8_lossy(name)
+                ));
+            }
+        }
+    }
 }
 
 /// Errors while rendering an image. Each names the path or object involved.

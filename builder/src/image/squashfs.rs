@@ -149,11 +149,11 @@ pub fn write(
         image_bytes,
         ..Default::default()
     };
-    stats.xattrs_dropped = std::iter::once(&image.root)
-        .chain(image.items.iter().map(|i| &i.entry))
-        .flat_map(|e| e.meta.xattrs.iter())
-        .filter(|(k, _)| !storable_xattr(k))
-        .count() as u64;
+    for (path, e) in std::iter::once((&b""[..], &image.root))
+        .chain(image.items.iter().map(|i| (&i.path[..], &i.entry)))
+    {
+        stats.drop_xattrs(path, e, storable_xattr);
+    }
     progress.finish();
     Ok(stats)
 }
