@@ -1,6 +1,7 @@
 //! Ctrl-C and SIGTERM for commands that must clean up before they exit:
-//! `vnfs build` (temporary roots, the chroot's processes) and `export` /
-//! `image` writing a temporary file. The signal only sets a flag; the work
+//! `vnfs build` (temporary roots, the chroot's processes), `export` /
+//! `image` writing a temporary file, and `checkout` (the partial tree; the
+//! store sees the flag through `Progress::cancelled`). The signal only sets a flag; the work
 //! checks it (between build phases, on every write of an output), stops
 //! with an error and cleans up on the way out.
 //!

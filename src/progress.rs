@@ -25,6 +25,10 @@ impl Bar {
 }
 
 impl vnfs_store::Progress for Bar {
+    fn cancelled(&self) -> bool {
+        crate::interrupt::requested()
+    }
+
     fn phase(&self, name: &str, total: Option<u64>, bytes: bool) {
         let template = match (total.is_some(), bytes) {
             (true, true) => {

@@ -146,6 +146,46 @@ fn fsck_exit_status_is_1_on_damage() {
     );
 }
 
+#[test]
+fn a_failed_checkout_removes_what_it_wrote() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let src = t.path().join("src");
+    make_tree(&src, 12, 9);
+    ok(&home, &["commit", src.to_str().unwrap(), "-n", "img"]);
+    // Damage the middle of the pack: one file's chunk no longer checks out.
+    let pack = find_ext(&home.join("store/packs"), "pack").remove(0);
+    let mut b = fs::read(&pack).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0xff;
+    fs::write(&pack, b).unwrap();
+
+    // Directories it had to create go, the outermost one included.
+    let new = t.path().join("new/deeper/co");
+    let out = run(&home, &["checkout", "img", new.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let top = t.path().join("new");
+    assert!(err.contains(&format!("removed {}", top.display())), "{err}");
+    assert!(!top.exists(), "{err}");
+
+    // An empty directory it was given stays, empty.
+    let empty = t.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let out = run(&home, &["checkout", "img", empty.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("emptied"), "{err}");
+    assert_eq!(fs::read_dir(&empty).unwrap().count(), 0, "{err}");
+
+    // A directory with something in it is refused and left alone.
+    fs::write(empty.join("keep"), "mine").unwrap();
+    let out = run(&home, &["checkout", "img", empty.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not empty"), "{err}");
+    assert_eq!(fs::read_to_string(empty.join("keep")).unwrap(), "mine");
+}
+
 fn find_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v = Vec::new();
     for sub in fs::read_dir(dir).unwrap().flatten() {

@@ -69,10 +69,15 @@ impl Store {
         let stats = Stats::default();
         let path_of = |rel: &[u8]| dest.join(OsStr::from_bytes(rel));
 
+        let go_on = || match progress.cancelled() {
+            true => Err(StoreError::Interrupted),
+            false => Ok(()),
+        };
         for it in items
             .iter()
             .filter(|i| matches!(i.entry.kind, EntryKind::Dir { .. }))
         {
+            go_on()?;
             let p = path_of(&it.rel);
             fs::DirBuilder::new().mode(0o700).create(&p).at(&p)?;
             stats.dirs.fetch_add(1, Ordering::Relaxed);
@@ -90,7 +95,10 @@ impl Store {
             items
                 .par_iter()
                 .filter(|i| matches!(i.entry.kind, EntryKind::File { .. }))
-                .try_for_each(|it| self.write_file(&path_of(&it.rel), &it.entry, &stats, progress))
+                .try_for_each(|it| {
+                    go_on()?;
+                    self.write_file(&path_of(&it.rel), &it.entry, &stats, progress)
+                })
         })?;
 
         let mut files: HashMap<&[u8], ()> = HashMap::new();
@@ -100,6 +108,7 @@ impl Store {
             }
         }
         for it in &items {
+            go_on()?;
             let p = path_of(&it.rel);
             match &it.entry.kind {
                 EntryKind::Symlink { target } => {

@@ -94,6 +94,9 @@ pub enum StoreError {
     /// Input given to a store operation that cannot be used.
     #[error("{0}")]
     Invalid(String),
+    /// The user asked to stop ([`crate::Progress::cancelled`]).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Result alias for the store.

@@ -9,6 +9,12 @@ pub trait Progress: Sync {
     fn advance(&self, _n: u64) {}
     /// The operation is over.
     fn finish(&self) {}
+    /// Whether the user asked to stop (Ctrl-C): operations that leave
+    /// something to clean up check it and stop with
+    /// [`crate::StoreError::Interrupted`].
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.

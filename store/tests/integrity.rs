@@ -361,3 +361,45 @@ fn pinned_commits_survive_gc() {
     store.gc(&NoProgress).unwrap();
     assert!(!store.contains(&id), "unpinned and unnamed: collected");
 }
+
+#[test]
+fn a_checkout_stops_when_cancelled() {
+    /// Cancels once the checkout has started writing file content.
+    struct CancelAfterFirstBytes(std::sync::atomic::AtomicBool);
+    impl vnfs_store::Progress for CancelAfterFirstBytes {
+        fn advance(&self, _: u64) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn cancelled(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = Store::open_or_create(&t.path().join("s")).unwrap();
+    let src = t.path().join("src");
+    for i in 0..40 {
+        small_tree(&src.join(format!("d{i}")), i);
+    }
+    let id = store
+        .commit_dir(&src, &opts("n", 1), &NoProgress)
+        .unwrap()
+        .id;
+    let co = t.path().join("co");
+    let p = CancelAfterFirstBytes(false.into());
+    let e = store.checkout(&id, &co, &p).unwrap_err();
+    assert!(matches!(e, vnfs_store::StoreError::Interrupted), "{e}");
+    // Stopped early: far from all 120 files were written.
+    let written = walk_files(&co);
+    assert!(written < 120, "{written} files written after cancelling");
+}
+
+fn walk_files(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| match e.file_type().unwrap().is_dir() {
+            true => walk_files(&e.path()),
+            false => 1,
+        })
+        .sum()
+}
