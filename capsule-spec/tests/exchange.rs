@@ -198,6 +198,22 @@ fn diverged_name_is_refused() {
 }
 
 #[test]
+fn an_older_version_leaves_a_later_one_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open_or_create(&tmp.path().join("a")).unwrap();
+    let b = Store::open_or_create(&tmp.path().join("b")).unwrap();
+    let v1 = commit(&a, &tmp.path().join("sa"), 1);
+    let v2 = commit(&a, &tmp.path().join("sa"), 2);
+    let (_, c1) = export(&a, "debian-node", v1, None, None, Vec::new()).unwrap();
+    let (_, c2) = export(&a, "debian-node", v2, None, None, Vec::new()).unwrap();
+    import(&b, &c2[..], None, ReadOptions::default()).unwrap();
+    let r = import(&b, &c1[..], None, ReadOptions::default()).unwrap();
+    assert!(!r.moved);
+    assert_eq!(r.newer, Some(v2.to_hex()));
+    assert_eq!(b.get_ref("debian-node").unwrap(), Some(sid(&v2)));
+}
+
+#[test]
 fn small_objects_travel_in_blocks_and_land_compressed() {
     use vnfs_capsule::exchange::{ExportOptions, export_with};
     let tmp = tempfile::tempdir().unwrap();

@@ -401,9 +401,16 @@ pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
             report.added,
             report.present,
             if report.moved {
-                "image updated"
+                "image updated".to_string()
+            } else if let Some(n) = &report.newer {
+                format!(
+                    "image unchanged: it is at a later version ({}) whose history holds this one; use {}@{} to refer to it",
+                    &n[..12],
+                    report.name,
+                    &report.head[..12]
+                )
             } else {
-                "image unchanged"
+                "image unchanged".to_string()
             }
         );
     }

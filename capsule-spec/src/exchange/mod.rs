@@ -143,8 +143,12 @@ pub struct ImportReport {
     pub added: u64,
     /// Objects the store already had.
     pub present: u64,
-    /// Whether the ref moved (false when it already pointed at head).
+    /// Whether the ref moved (false when it already pointed at head, or
+    /// at a later version).
     pub moved: bool,
+    /// When the image was already at a later version (the capsule's head
+    /// is in its history): that version, which the name keeps.
+    pub newer: Option<String>,
     /// Signature status (`unsigned`, `trusted`, `untrusted`).
     pub signature: String,
     /// A warning for the user (e.g. unsigned capsule), if any.
@@ -233,13 +237,20 @@ pub fn import<R: Read>(
         store.history(head)?.into_iter().map(|(id, _)| id).collect();
     let mut moved = false;
     let mut diverged = None;
-    // Under the refs lock: an unrelated current commit keeps its place (the
-    // closure rewrites the same value) and is reported below.
+    let mut newer = None;
+    // Under the refs lock: a current commit that is not in the capsule's
+    // history keeps its place (the closure rewrites the same value); a later
+    // version of the image (head in its history) is kept quietly, an
+    // unrelated one is reported below.
     store.update_ref(&name, |current| {
         Ok(match current {
             Some(c) if c == head => c,
             Some(c) if !history.contains(&c) => {
-                diverged = Some(c);
+                if store.history(c)?.iter().any(|(id, _)| *id == head) {
+                    newer = Some(c);
+                } else {
+                    diverged = Some(c);
+                }
                 c
             }
             _ => {
@@ -266,6 +277,7 @@ pub fn import<R: Read>(
         added,
         present: v.skipped,
         moved,
+        newer: newer.map(|c| c.to_hex()),
         signature: v.signature.name().to_owned(),
         warning,
         verified: Some(Box::new(v)),
