@@ -165,9 +165,8 @@ fn a_failed_checkout_removes_what_it_wrote() {
     let out = run(&home, &["checkout", "img", new.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    let top = t.path().join("new");
-    assert!(err.contains(&format!("removed {}", top.display())), "{err}");
-    assert!(!top.exists(), "{err}");
+    assert!(err.contains("checking out img into"), "{err}");
+    assert!(!t.path().join("new").exists(), "{err}");
 
     // An empty directory it was given stays, empty.
     let empty = t.path().join("empty");
@@ -175,8 +174,18 @@ fn a_failed_checkout_removes_what_it_wrote() {
     let out = run(&home, &["checkout", "img", empty.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("emptied"), "{err}");
     assert_eq!(fs::read_dir(&empty).unwrap().count(), 0, "{err}");
+
+    // A path through `..` to a directory that is not empty: refused, the
+    // level it created removed, the directory untouched.
+    fs::write(empty.join("keep"), "mine").unwrap();
+    let around = t.path().join("made/../empty");
+    let out = run(&home, &["checkout", "img", around.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not empty"), "{err}");
+    assert!(!t.path().join("made").exists(), "{err}");
+    assert_eq!(fs::read_dir(&empty).unwrap().count(), 1, "{err}");
+    fs::remove_file(empty.join("keep")).unwrap();
 
     // A directory with something in it is refused and left alone.
     fs::write(empty.join("keep"), "mine").unwrap();
@@ -184,6 +193,49 @@ fn a_failed_checkout_removes_what_it_wrote() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not empty"), "{err}");
     assert_eq!(fs::read_to_string(empty.join("keep")).unwrap(), "mine");
+}
+
+#[test]
+fn ctrl_c_stops_a_checkout_and_removes_it() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let src = t.path().join("src");
+    // Enough content that the checkout is still writing when the signal
+    // comes: 120 files of 1 MiB.
+    for i in 0..120u64 {
+        let d = src.join(format!("d{}", i % 6));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("f{i}")), noise(1 << 20, 40 + i)).unwrap();
+    }
+    ok(&home, &["commit", src.to_str().unwrap(), "-n", "img"]);
+    let co = t.path().join("co");
+    let child = vnfs(&home)
+        .args(["checkout", "img", co.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Signal once file content is being written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !fs::read_dir(co.join("d0"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkout never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the checkout ended before the signal arrived: make the tree larger"
+    );
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!co.exists(), "{err}");
 }
 
 fn find_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {

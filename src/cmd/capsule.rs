@@ -170,9 +170,9 @@ pub enum KeyCmd {
     /// Remove keys from this site's trust list: capsules they sign are
     /// then refused as untrusted (comments and other keys are kept)
     Untrust {
-        /// A public key file (PREFIX.pub), or a key as `vnfs key list` and
-        /// `vnfs capsule inspect` show it (ed25519:HEX), or the first 8 or
-        /// more hex digits of one
+        /// A public key file (a path ending in .pub or holding a /), or a
+        /// key as `vnfs key list` and `vnfs capsule inspect` show it
+        /// (ed25519:HEX), or the first 8 or more hex digits of one
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
     },
@@ -599,6 +599,8 @@ fn untrust(specs: &[String], ctx: &Context) -> anyhow::Result<()> {
             }
         }
     }
+    // A trust list kept elsewhere and linked here is rewritten where it is.
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let (kept, removed) = TrustList::without(&text, &path.display().to_string(), |k| {
@@ -616,8 +618,9 @@ fn untrust(specs: &[String], ctx: &Context) -> anyhow::Result<()> {
 /// The trusted keys `spec` names: those of a public key file, or the one
 /// whose hex starts with `spec` (after an optional `ed25519:`).
 fn keys_named(spec: &str, list: &TrustList) -> anyhow::Result<Vec<[u8; 32]>> {
+    // A path (`.pub`, or with a slash) is a key file; anything else a key.
     let file = std::path::Path::new(spec);
-    if file.is_file() {
+    if spec.ends_with(".pub") || spec.contains('/') {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let keys = TrustList::parse(&text, &file.display().to_string())?;
@@ -680,7 +683,11 @@ fn replace_file(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
+        }
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);

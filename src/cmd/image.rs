@@ -1,7 +1,7 @@
 //! Image commands over the store: commit, checkout, list, log, show,
 //! delete, rollback, diff.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -75,46 +75,16 @@ pub struct CheckoutArgs {
 }
 
 /// Materialises a version of an image into a directory. A checkout that
-/// fails or is interrupted (Ctrl-C, SIGTERM) removes what it wrote: the
-/// directories it created, or the contents of the empty one it was given.
+/// fails or is interrupted (Ctrl-C, SIGTERM) removes what it wrote
+/// (`Store::checkout`).
 pub fn checkout(a: CheckoutArgs, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let (_, id) = store.resolve(&a.image)?;
     let bar = ctx.progress();
-    // The outermost directory the checkout will create, if any; when the
-    // destination exists, its contents are the checkout's (it must be
-    // empty), not the directory itself.
-    let created = a
-        .dir
-        .ancestors()
-        .take_while(|p| !p.as_os_str().is_empty() && p.symlink_metadata().is_err())
-        .last()
-        .map(Path::to_path_buf);
-    let existed_empty =
-        created.is_none() && std::fs::read_dir(&a.dir).is_ok_and(|mut d| d.next().is_none());
     interrupt::catch();
-    let s = match store.checkout(&id, &a.dir, &bar) {
-        Ok(s) => s,
-        Err(e) => {
-            let note = match (&created, existed_empty) {
-                (Some(top), _) => match std::fs::remove_dir_all(top) {
-                    Ok(()) => format!("; removed {}", top.display()),
-                    Err(c) => format!("; could not remove {}: {c}", top.display()),
-                },
-                (None, true) => match empty_dir(&a.dir) {
-                    Ok(()) => format!("; emptied {} again", a.dir.display()),
-                    Err(c) => format!("; could not empty {} again: {c}", a.dir.display()),
-                },
-                // Not ours (refused before anything was written).
-                (None, false) => String::new(),
-            };
-            return Err(anyhow::Error::new(e).context(format!(
-                "checking out {} into {}{note}",
-                a.image,
-                a.dir.display()
-            )));
-        }
-    };
+    let s = store
+        .checkout(&id, &a.dir, &bar)
+        .with_context(|| format!("checking out {} into {}", a.image, a.dir.display()))?;
     if ctx.json {
         return ctx.print_json(&s);
     }
@@ -133,18 +103,6 @@ pub fn checkout(a: CheckoutArgs, ctx: &Context) -> anyhow::Result<()> {
             bytes(s.bytes),
             a.dir.display()
         );
-    }
-    Ok(())
-}
-
-/// Removes everything inside `dir`, keeping `dir`.
-fn empty_dir(dir: &Path) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        match p.symlink_metadata()?.is_dir() {
-            true => std::fs::remove_dir_all(&p)?,
-            false => std::fs::remove_file(&p)?,
-        }
     }
     Ok(())
 }

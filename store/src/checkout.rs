@@ -49,7 +49,10 @@ struct Item {
 
 impl Store {
     /// Writes `commit` into `dest`, which must be absent or an empty
-    /// directory.
+    /// directory. A checkout that fails, or stops because
+    /// [`Progress::cancelled`] said so, removes what it wrote: the
+    /// directories it created (`dest` and missing parents), or, in an empty
+    /// directory it was given, the image's top-level entries.
     pub fn checkout(
         &self,
         commit: &ObjectId,
@@ -57,7 +60,26 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<CheckoutStats> {
         let c = self.read_commit(commit)?;
-        prepare_dest(dest)?;
+        let made = prepare_dest(dest)?;
+        let mut top = Vec::new();
+        self.checkout_into(&c, dest, progress, &mut top)
+            .map_err(|e| match made.undo(dest, &top) {
+                Ok(()) => e,
+                Err(u) => StoreError::Invalid(format!(
+                    "{e}; what the checkout wrote could not all be removed: {u}"
+                )),
+            })
+    }
+
+    /// The checkout proper, into a prepared `dest`; `top` learns the
+    /// image's top-level names before anything is written under them.
+    fn checkout_into(
+        &self,
+        c: &crate::commit::Commit,
+        dest: &Path,
+        progress: &dyn Progress,
+        top: &mut Vec<Vec<u8>>,
+    ) -> Result<CheckoutStats> {
         let mut items = Vec::new();
         self.walk(&c.tree(), &mut |rel, e| {
             items.push(Item {
@@ -66,6 +88,12 @@ impl Store {
             });
             Ok(true)
         })?;
+        top.extend(
+            items
+                .iter()
+                .filter(|i| !i.rel.contains(&b'/'))
+                .map(|i| i.rel.clone()),
+        );
         let stats = Stats::default();
         let path_of = |rel: &[u8]| dest.join(OsStr::from_bytes(rel));
 
@@ -153,6 +181,7 @@ impl Store {
             stats.others.fetch_add(1, Ordering::Relaxed);
         }
 
+        go_on()?;
         for it in items.iter().rev() {
             if matches!(it.entry.kind, EntryKind::Dir { .. }) {
                 apply_path_meta(&path_of(&it.rel), &it.entry.meta, false, &stats)?;
@@ -183,6 +212,10 @@ impl Store {
             .at(p)?;
         let mut pos = 0u64;
         for x in extents {
+            // Per chunk, so Ctrl-C does not wait for a large file's end.
+            if progress.cancelled() {
+                return Err(StoreError::Interrupted);
+            }
             if let Extent::Data { id, len } = x {
                 let data = self.read_chunk_for(id, p)?;
                 if data.len() as u64 != *len {
@@ -240,19 +273,110 @@ impl Stats {
     }
 }
 
-fn prepare_dest(dest: &Path) -> Result<()> {
-    match fs::read_dir(dest) {
-        Ok(mut rd) => {
-            if rd.next().is_some() {
-                return Err(StoreError::Invalid(format!(
-                    "{} is not empty; check out into a new or empty directory",
-                    dest.display()
-                )));
+/// The directories a checkout created (outermost first): what it may
+/// remove again. Only a directory this process created counts; one that
+/// appeared meanwhile (another checkout's) is not touched.
+struct Made {
+    created: Vec<PathBuf>,
+}
+
+impl Made {
+    /// Removes what a failed checkout wrote: `dest` whole if it was
+    /// created, else the image's top-level names in it; then the created
+    /// parents, innermost first, each only if empty.
+    fn undo(&self, dest: &Path, top: &[Vec<u8>]) -> std::io::Result<()> {
+        let ours = |p: &Path| self.created.iter().any(|c| c == p);
+        if ours(dest) {
+            remove_tree(dest)?;
+        } else {
+            for name in top {
+                let p = dest.join(OsStr::from_bytes(name));
+                match p.symlink_metadata() {
+                    Ok(m) if m.is_dir() => remove_tree(&p)?,
+                    Ok(_) => fs::remove_file(&p)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
-            Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dest).at(dest),
-        Err(e) => Err(e).at(dest),
+        for p in self.created.iter().rev().filter(|p| p.as_path() != dest) {
+            // Not empty: someone else put something there; theirs now.
+            let _ = fs::remove_dir(p);
+        }
+        Ok(())
+    }
+}
+
+/// Removes a directory tree, first making its directories writable (an
+/// image's read-only directories would otherwise keep their entries).
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    match fs::remove_dir_all(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            make_writable(p);
+            fs::remove_dir_all(p)
+        }
+        r => r,
+    }
+}
+
+fn make_writable(p: &Path) {
+    if let Ok(m) = p.symlink_metadata()
+        && m.is_dir()
+    {
+        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+        for e in fs::read_dir(p).into_iter().flatten().flatten() {
+            make_writable(&e.path());
+        }
+    }
+}
+
+/// Makes `dest` an empty directory to check out into: created with any
+/// missing parents, one level at a time (so a level that exists, or
+/// appears meanwhile, is never counted as the checkout's), or an existing
+/// empty directory.
+fn prepare_dest(dest: &Path) -> Result<Made> {
+    // Missing levels, innermost first; only "not found" is missing.
+    let mut missing = Vec::new();
+    for p in dest.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        match p.symlink_metadata() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(p),
+            _ => break,
+        }
+    }
+    let mut made = Made {
+        created: Vec::new(),
+    };
+    for p in missing.iter().rev() {
+        match fs::create_dir(p) {
+            Ok(()) => made.created.push(p.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                let _ = made.undo(dest, &[]);
+                return Err(e).at(p);
+            }
+        }
+    }
+    if made.created.last().is_some_and(|p| p == dest) {
+        return Ok(made);
+    }
+    // Not created here (it existed, or the path goes through `..`): it
+    // must be an empty directory.
+    let refuse = |why: String| {
+        let _ = made.undo(dest, &[]);
+        Err(StoreError::Invalid(why))
+    };
+    match fs::read_dir(dest) {
+        Ok(mut rd) => match rd.next() {
+            None => Ok(made),
+            Some(_) => refuse(format!(
+                "{} is not empty; check out into a new or empty directory",
+                dest.display()
+            )),
+        },
+        Err(e) => {
+            let _ = made.undo(dest, &[]);
+            Err(e).at(dest)
+        }
     }
 }
 

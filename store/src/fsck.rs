@@ -61,7 +61,10 @@ impl Store {
         progress.phase("verifying packs", Some(total * 2), true);
         for p in &idx.packs {
             report.packs += 1;
-            if let Some(why) = pack::check_pack_file(&p.file, &p.name, |n| progress.advance(n)) {
+            if let Some(why) = pack::check_pack_file(&p.file, &p.name, |n| {
+                progress.advance(n);
+                std::ops::ControlFlow::Continue(())
+            }) {
                 report.problems.push(Problem {
                     object: None,
                     what: format!("{}: {why}", p.path.display()),

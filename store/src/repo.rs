@@ -693,12 +693,19 @@ impl ReadRun {
 
     /// Hashes the run's whole pack file and compares it with the pack's
     /// name, as fsck does. Returns why it does not match, or `None` when it
-    /// does: then every byte a later [`ReadRun::fill`] reads from this pack
-    /// is as it was written (the file is never rewritten), without decoding
-    /// an object. Cheaper than checking each object once a reader copies a
-    /// good part of the pack.
-    pub fn check_pack(&self) -> Option<String> {
-        pack::check_pack_file(&self.file, &self.name, |_| {})
+    /// does: the pack file is then as it was sealed (packs are never
+    /// rewritten), so what [`ReadRun::fill`] reads from it, before or after,
+    /// is too, without decoding an object; cheaper than checking each object
+    /// once a reader copies a good part of the pack. It does not catch an
+    /// object stored wrong before the pack was sealed (decoding does).
+    /// Stops early, as a failure, once `stop` is set.
+    pub fn check_pack(&self, stop: &std::sync::atomic::AtomicBool) -> Option<String> {
+        pack::check_pack_file(&self.file, &self.name, |_| {
+            match stop.load(std::sync::atomic::Ordering::Relaxed) {
+                true => std::ops::ControlFlow::Break(()),
+                false => std::ops::ControlFlow::Continue(()),
+            }
+        })
     }
 
     /// Number of objects in the run.

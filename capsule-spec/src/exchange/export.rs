@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use rayon::prelude::*;
@@ -233,6 +234,7 @@ fn write_capsule<W: Write>(
     let (level, verify) = (opts.level, opts.verify);
     let mut block_count = 0;
     let mut damaged_packs = Vec::new();
+    let stop = AtomicBool::new(false);
     std::thread::scope(|s| -> Result<(), ExchangeError> {
         // Receivers are locals of this closure: returning early drops them,
         // which ends both helper threads at their next send.
@@ -246,7 +248,10 @@ fn write_capsule<W: Write>(
                 .collect(),
             false => HashSet::new(),
         };
-        let checker = s.spawn(|| check_packs(&whole));
+        // Set when this closure returns, early on an error too: the check
+        // of the remaining packs then stops instead of running to its end.
+        let _stop_on_exit = SetOnDrop(&stop);
+        let checker = s.spawn(|| check_packs(&whole, &stop));
         s.spawn(move || read_runs(runs, &per_object, &run_tx, &buf_rx));
         let (block_tx, block_rx) = sync_channel(BLOCKS_AHEAD);
         s.spawn(move || build_blocks(store, &blocks, level, &block_tx));
@@ -347,11 +352,20 @@ fn whole_checked(runs: &[ReadRun]) -> Result<Vec<(u32, Vec<ReadRun>)>, ExchangeE
 /// their records (a cold pack is read once from disk, by the check, and the
 /// writer's reads find it cached); returns the packs that do not match,
 /// with the reason.
-fn check_packs(whole: &[(u32, Vec<ReadRun>)]) -> Vec<(u32, String)> {
+fn check_packs(whole: &[(u32, Vec<ReadRun>)], stop: &AtomicBool) -> Vec<(u32, String)> {
     whole
         .iter()
-        .filter_map(|(p, runs)| runs[0].check_pack().map(|why| (*p, why)))
+        .filter_map(|(p, runs)| runs[0].check_pack(stop).map(|why| (*p, why)))
         .collect()
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// For each pack that failed its whole check: checks every object the

@@ -42,7 +42,9 @@ pub struct ExportOptions {
     /// against its name; the chunks of other packs are decompressed and
     /// checked against their ids. `false` copies those chunks unread, for
     /// callers that trust the store (one just checked by fsck); the output
-    /// is the same bytes either way. Objects in solid blocks are decoded to
+    /// is the same bytes either way. (A pack hash does not catch an object
+    /// stored wrong before its pack was sealed; the importing site's check
+    /// of every id does.) Objects in solid blocks are decoded to
     /// be recompressed and are always checked: that costs little beside
     /// the recompression.
     pub verify: bool,
