@@ -474,3 +474,48 @@ fn cpio_initramfs_boots_under_qemu() {
     let after: i64 = line("VNFS-XATTRS-AFTER ")[0].parse().unwrap();
     assert_eq!(after, "trusted.vnfs\0".len() as i64);
 }
+
+#[test]
+fn mtimes_the_format_cannot_hold_are_counted_and_named() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    let old = src.join("etc/old");
+    fs::write(&old, "from 1960\n").unwrap();
+    let when = std::time::UNIX_EPOCH - std::time::Duration::from_secs(315_619_200);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    let store = Store::open_or_create(&t.path().join("store")).unwrap();
+    let o = vnfs_store::CommitOptions {
+        name: "old".into(),
+        timestamp: Some(1_700_000_000),
+        ..Default::default()
+    };
+    let commit = store.commit_dir(&src, &o, &NoProgress).unwrap().id;
+    for format in [Format::Cpio, Format::Squashfs, Format::Tar] {
+        let out = t.path().join(format!("x-{format:?}"));
+        let stats = render(
+            &store,
+            &commit,
+            &opts(format, Compression::Zstd),
+            &out,
+            &NoProgress,
+        )
+        .unwrap();
+        if format == Format::Tar {
+            // pax carries any time.
+            assert_eq!(stats.mtimes_clamped, 0);
+            continue;
+        }
+        assert_eq!(stats.mtimes_clamped, 1, "{format:?}");
+        assert_eq!(
+            stats.mtime_clamped_first.as_deref(),
+            Some("/etc/old (-315619200)"),
+            "{format:?}"
+        );
+    }
+}

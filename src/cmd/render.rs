@@ -208,6 +208,18 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
                     .unwrap_or_default()
             );
         }
+        if stats.mtimes_clamped > 0 {
+            eprintln!(
+                "warning: {} modification times lie outside what {} can store (1970 to 2106) and were clamped to its range{}",
+                stats.mtimes_clamped,
+                format_name(format),
+                stats
+                    .mtime_clamped_first
+                    .as_deref()
+                    .map(|f| format!(", the first at {f}"))
+                    .unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }

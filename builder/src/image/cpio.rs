@@ -152,6 +152,7 @@ fn write_entry(
     stats.entries += 1;
     // newc has no field for them.
     stats.drop_xattrs(name, e, |_| false);
+    stats.check_mtime(name, e);
     if let EntryKind::File { size, .. } = &e.kind {
         stats.content_bytes += if filesize > 0 { *size } else { 0 };
     }

@@ -120,9 +120,34 @@ pub struct RenderStats {
     /// The first of them, as `/path (name)`, so the warning can point at
     /// one.
     pub xattr_dropped_first: Option<String>,
+    /// Modification times the format's 32-bit unsigned field cannot hold
+    /// (before 1970 or after 2106), written clamped (cpio, squashfs).
+    pub mtimes_clamped: u64,
+    /// The first of them, as `/path (seconds since the epoch)`.
+    pub mtime_clamped_first: Option<String>,
 }
 
 impl RenderStats {
+    /// Counts the entry at `path` if its mtime does not fit the unsigned
+    /// 32-bit seconds field of cpio and squashfs (the writers clamp it).
+    pub(crate) fn check_mtime(&mut self, path: &[u8], e: &Entry) {
+        if (0..=i64::from(u32::MAX)).contains(&e.meta.mtime) {
+            return;
+        }
+        self.mtimes_clamped += 1;
+        if self.mtime_clamped_first.is_none() {
+            let path = match path {
+                b"." | b"./" => &b""[..],
+                p => p,
+            };
+            self.mtime_clamped_first = Some(format!(
+                "/{} ({})",
+                String::from_utf8_lossy(path),
+                e.meta.mtime
+            ));
+        }
+    }
+
     /// Counts the extended attributes of the entry at `path` (root-relative)
     /// that `kept` rejects, and remembers the first one.
     pub(crate) fn drop_xattrs(&mut self, path: &[u8], e: &Entry, kept: impl Fn(&[u8]) -> bool) {

@@ -153,6 +153,7 @@ pub fn write(
         .chain(image.items.iter().map(|i| (&i.path[..], &i.entry)))
     {
         stats.drop_xattrs(path, e, storable_xattr);
+        stats.check_mtime(path, e);
     }
     progress.finish();
     Ok(stats)
