@@ -243,6 +243,28 @@ fn a_capsule_is_inspected_from_a_pipe() {
 }
 
 #[test]
+fn a_bare_commit_travels_under_its_image_name() {
+    let t = tempfile::tempdir().unwrap();
+    let home = home_with(t.path(), "node", 1000);
+    let first = ok(vnfs(&home, &["show", "node", "--json"], None));
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let id = v["commit"]
+        .as_str()
+        .expect("commit id in show --json")
+        .to_string();
+    let capsule = ok_bytes(vnfs(&home, &["export", &id[..12], "-"], None));
+    let file = t.path().join("c.vnfs");
+    std::fs::write(&file, &capsule).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(vnfs(
+        &home,
+        &["--json", "capsule", "inspect", file.to_str().unwrap()],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(v["manifest"]["name"], "node");
+}
+
+#[test]
 fn unsigned_policy_from_flag_env_or_vnfs_conf() {
     let t = tempfile::tempdir().unwrap();
     let a = t.path().join("a");

@@ -187,11 +187,31 @@ fn resolve(store: &vnfs_store::Store, spec: &str) -> anyhow::Result<(Option<Stri
     Ok((name, ObjectId::from_bytes(id.0)))
 }
 
+/// The image whose history holds `commit` (for an export named by a bare
+/// commit id, which should travel under its image's name, not the id), when
+/// exactly one does.
+fn image_holding(store: &vnfs_store::Store, commit: ObjectId) -> anyhow::Result<Option<String>> {
+    let commit = vnfs_store::ObjectId(*commit.as_bytes());
+    let mut holders = Vec::new();
+    for (name, head) in store.list_refs()? {
+        if store.history(head)?.iter().any(|(id, _)| *id == commit) {
+            holders.push(name);
+        }
+    }
+    Ok(match <[String; 1]>::try_from(holders) {
+        Ok([n]) => Some(n),
+        Err(_) => None,
+    })
+}
+
 /// Writes a capsule of an image.
 pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let (name, head) = resolve(&store, &a.image)?;
-    let name = name.unwrap_or_else(|| a.image.clone());
+    let name = match name {
+        Some(n) => n,
+        None => image_holding(&store, head)?.unwrap_or_else(|| a.image.clone()),
+    };
     let base = a
         .base
         .as_deref()
