@@ -265,6 +265,22 @@ fn a_bare_commit_travels_under_its_image_name() {
 }
 
 #[test]
+fn the_wrong_file_creates_no_store() {
+    let t = tempfile::tempdir().unwrap();
+    let not_capsule = t.path().join("node.sqfs");
+    std::fs::write(&not_capsule, vec![b'h'; 4096]).unwrap();
+    let home = t.path().join("fresh");
+    let e = failed(vnfs_env(
+        &home,
+        &["import", not_capsule.to_str().unwrap()],
+        None,
+        Some("accept"),
+    ));
+    assert!(e.contains("importing"), "{e}");
+    assert!(!home.join("store").exists(), "{e}");
+}
+
+#[test]
 fn unsigned_policy_from_flag_env_or_vnfs_conf() {
     let t = tempfile::tempdir().unwrap();
     let a = t.path().join("a");

@@ -391,6 +391,13 @@ fn unsigned_policy(flag: Option<Unsigned>, ctx: &Context) -> anyhow::Result<Unsi
 
 /// Imports a capsule.
 pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
+    // Into a home without a store, a file that is no capsule at all (the
+    // wrong file named) is refused before the store is created for it.
+    if a.input != "-" && !ctx.store_dir().exists() {
+        let f = std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input))?;
+        vnfs_capsule::CapsuleReader::open(std::io::BufReader::new(f), ReadOptions::default())
+            .with_context(|| format!("importing {}", a.input))?;
+    }
     let store = ctx.store_or_create()?;
     let opts = ReadOptions {
         limits: Limits::default(),
