@@ -751,16 +751,7 @@ fn a_damaged_store_stops_the_export_unless_no_verify() {
     let home = home_with(t.path(), "node", 600 << 10);
     // Noise is stored raw: a byte flipped in the middle of the only big
     // pack lands inside one of the file's chunks.
-    let mut packs: Vec<PathBuf> = walkdir(&home.join("store/packs"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
-        .collect();
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let pack = packs.pop().expect("a pack");
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&pack, bytes).unwrap();
+    flip_in_largest_pack(&home, |len| len / 2);
     let out = t.path().join("node.vnfs");
     let e = failed(vnfs(
         &home,
@@ -793,17 +784,9 @@ fn a_damaged_store_stops_the_export_unless_no_verify() {
 fn damage_outside_what_is_copied_is_reported_not_fatal() {
     let t = tempfile::tempdir().unwrap();
     let home = home_with(t.path(), "node", 600 << 10);
-    let mut packs: Vec<PathBuf> = walkdir(&home.join("store/packs"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
-        .collect();
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let pack = packs.pop().expect("a pack");
     // The pack's magic: no object the export copies, but the whole-pack
     // check (the export copies all of it) fails.
-    let mut bytes = std::fs::read(&pack).unwrap();
-    bytes[1] ^= 0x40;
-    std::fs::write(&pack, bytes).unwrap();
+    let pack = flip_in_largest_pack(&home, |_| 1);
     let o = vnfs(&home, &["-q", "export", "node", "-"], None);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let capsule = ok_bytes(o);
@@ -813,6 +796,22 @@ fn damage_outside_what_is_copied_is_reported_not_fatal() {
         "{err}"
     );
     imports(t.path(), &capsule);
+}
+
+/// Flips a bit of the byte at `at(length)` in the store's largest pack;
+/// returns the pack.
+fn flip_in_largest_pack(home: &Path, at: impl FnOnce(usize) -> usize) -> PathBuf {
+    let mut packs: Vec<PathBuf> = walkdir(&home.join("store/packs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let pack = packs.pop().expect("a pack");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let i = at(bytes.len());
+    bytes[i] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+    pack
 }
 
 /// Every file under `dir`.

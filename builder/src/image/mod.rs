@@ -127,6 +127,15 @@ pub struct RenderStats {
     pub mtime_clamped_first: Option<String>,
 }
 
+/// `/path (what)` for a warning, from a root-relative path (`.` is the root).
+fn place(path: &[u8], what: &str) -> String {
+    let path = match path {
+        b"." | b"./" => &b""[..],
+        p => p,
+    };
+    format!("/{} ({what})", String::from_utf8_lossy(path))
+}
+
 impl RenderStats {
     /// Counts the entry at `path` if its mtime does not fit the unsigned
     /// 32-bit seconds field of cpio and squashfs (the writers clamp it).
@@ -136,15 +145,7 @@ impl RenderStats {
         }
         self.mtimes_clamped += 1;
         if self.mtime_clamped_first.is_none() {
-            let path = match path {
-                b"." | b"./" => &b""[..],
-                p => p,
-            };
-            self.mtime_clamped_first = Some(format!(
-                "/{} ({})",
-                String::from_utf8_lossy(path),
-                e.meta.mtime
-            ));
+            self.mtime_clamped_first = Some(place(path, &e.meta.mtime.to_string()));
         }
     }
 
@@ -154,15 +155,7 @@ impl RenderStats {
         for (name, _) in e.meta.xattrs.iter().filter(|(n, _)| !kept(n)) {
             self.xattrs_dropped += 1;
             if self.xattr_dropped_first.is_none() {
-                let path = match path {
-                    b"." | b"./" => &b""[..],
-                    p => p,
-                };
-                self.xattr_dropped_first = Some(format!(
-                    "/{} ({})",
-                    String::from_utf8_lossy(path),
-                    String::from_utf8_lossy(name)
-                ));
+                self.xattr_dropped_first = Some(place(path, &String::from_utf8_lossy(name)));
             }
         }
     }
