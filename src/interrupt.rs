@@ -1,4 +1,4 @@
-//! Ctrl-C and SIGTERM for commands that must clean up before they exit:
+//! Ctrl-C, SIGTERM and SIGHUP for commands that must clean up before they exit:
 //! `vnfs build` (temporary roots, the chroot's processes), `export` /
 //! `image` writing a temporary file, and `checkout` (the partial tree).
 //! The signal only sets a flag; the work checks it (between build phases,
@@ -12,20 +12,23 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set by SIGINT/SIGTERM once [`catch`] has installed the handler.
+/// Set by SIGINT/SIGTERM/SIGHUP once [`catch`] has installed the handler.
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     REQUESTED.store(true, Ordering::SeqCst);
 }
 
-/// Installs the handler for SIGINT and SIGTERM and returns the flag it sets.
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP and returns the
+/// flag it sets.
 pub fn catch() -> &'static AtomicBool {
     // SAFETY: installing a handler that only stores to an atomic, which is
     // async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        // A closed terminal or a dropped SSH session.
+        libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
     &REQUESTED
 }
@@ -37,7 +40,7 @@ pub fn flag() -> &'static AtomicBool {
     &REQUESTED
 }
 
-/// Whether SIGINT or SIGTERM arrived since [`catch`].
+/// Whether SIGINT, SIGTERM or SIGHUP arrived since [`catch`].
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }

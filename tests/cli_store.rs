@@ -188,7 +188,7 @@ fn a_failed_checkout_removes_what_it_wrote() {
 }
 
 #[test]
-fn ctrl_c_stops_a_checkout_and_removes_it() {
+fn a_signal_stops_a_checkout_and_removes_it() {
     let t = tempfile::tempdir().unwrap();
     let home = t.path().join("home");
     let src = t.path().join("src");
@@ -200,34 +200,37 @@ fn ctrl_c_stops_a_checkout_and_removes_it() {
         fs::write(d.join(format!("f{i}")), noise(1 << 20, 40 + i)).unwrap();
     }
     ok(&home, &["commit", src.to_str().unwrap(), "-n", "img"]);
-    let co = t.path().join("co");
-    let child = vnfs(&home)
-        .args(["checkout", "img", co.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Signal once file content is being written.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !fs::read_dir(co.join("d0"))
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-    {
+    // Ctrl-C, and a dropped SSH session.
+    for (signal, name) in [(libc::SIGINT, "co-int"), (libc::SIGHUP, "co-hup")] {
+        let co = t.path().join(name);
+        let child = vnfs(&home)
+            .args(["checkout", "img", co.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signal once file content is being written.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !fs::read_dir(co.join("d0"))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checkout never started writing"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            std::time::Instant::now() < deadline,
-            "the checkout never started writing"
+            !out.status.success(),
+            "{name}: the checkout ended before the signal arrived: make the tree larger"
         );
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(err.contains("interrupted"), "{name}: {err}");
+        assert!(!co.exists(), "{name}: {err}");
     }
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "the checkout ended before the signal arrived: make the tree larger"
-    );
-    assert!(err.contains("interrupted"), "{err}");
-    assert!(!co.exists(), "{err}");
 }
 
 /// Flips a byte in the middle of the store's (first) pack.

@@ -28,9 +28,11 @@ use crate::progress::bytes;
 /// `vnfs export`
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Image to export: NAME or NAME@COMMIT. A full capsule carries the
-    /// version's whole history (every earlier version, with files later
-    /// deleted); --base leaves out what another site already has
+    /// Image to export: NAME, NAME@COMMIT, or a commit id (the capsule then
+    /// carries the name of the one image whose history holds it). A full
+    /// capsule carries the version's whole history (every earlier version,
+    /// with files later deleted); --base leaves out what another site
+    /// already has
     pub image: String,
     /// Output: a file (replaced if it exists), a directory (the file is
     /// named <os>-<version>-<release>.<state>.<arch>.vnfs; an existing one
@@ -420,7 +422,8 @@ pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
     if ctx.json {
         return ctx.print_json(&report);
     }
-    println!("{}", report.head);
+    // The commit the name points at, which a script takes as the image's.
+    println!("{}", report.newer.as_deref().unwrap_or(&report.head));
     if !ctx.quiet {
         eprintln!(
             "{}: {} objects added, {} already present; {}",

@@ -207,6 +207,12 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
                     .map(|f| format!(", the first at {f}"))
                     .unwrap_or_default()
             );
+            if stats.acls_dropped > 0 {
+                eprintln!(
+                    "warning: {} of them are POSIX ACLs: without them, a file's group permission is the ACL's mask, which may grant more than the ACL did; tar keeps ACLs (extract with tar --xattrs --xattrs-include='*')",
+                    stats.acls_dropped
+                );
+            }
         }
         if stats.mtimes_clamped > 0 {
             eprintln!(

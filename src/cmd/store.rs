@@ -74,12 +74,19 @@ pub fn run(cmd: StoreCmd, ctx: &Context) -> anyhow::Result<()> {
                 return ctx.print_json(&r);
             }
             println!(
-                "removed {} objects, rewrote {} packs: {} -> {} ({} freed)",
+                "removed {} objects, rewrote {} packs: {} -> {} ({} freed{})",
                 r.removed_objects,
                 r.packs_rewritten,
                 bytes(r.bytes_before),
                 bytes(r.bytes_after),
-                bytes(r.bytes_before.saturating_sub(r.bytes_after))
+                bytes(r.bytes_before.saturating_sub(r.bytes_after) + r.leftover_bytes),
+                match r.leftover_bytes {
+                    0 => String::new(),
+                    n => format!(
+                        ", {} of it temporary files of interrupted commits and imports",
+                        bytes(n)
+                    ),
+                }
             );
         }
     }

@@ -28,6 +28,10 @@ pub struct GcReport {
     pub bytes_before: u64,
     /// Disk bytes after.
     pub bytes_after: u64,
+    /// Bytes of leftovers removed besides: temporary files of writers that
+    /// were killed or interrupted, and packs that never got an index
+    /// (neither counts in the disk bytes above, which are the packs').
+    pub leftover_bytes: u64,
 }
 
 impl Store {
@@ -104,7 +108,7 @@ impl Store {
             report.packs_rewritten += 1;
         }
         drop(idx);
-        self.remove_leftovers()?;
+        report.leftover_bytes = self.remove_leftovers()?;
         self.reload_index()?;
         report.bytes_after = self.disk_usage()?;
         progress.finish();
@@ -113,11 +117,19 @@ impl Store {
 
     /// Temp files of killed writers, packs that never got an index, stat
     /// caches of deleted images. Only safe under the exclusive lock.
-    fn remove_leftovers(&self) -> Result<()> {
+    /// Returns the bytes of the first two removed.
+    fn remove_leftovers(&self) -> Result<u64> {
+        let mut freed = 0;
+        let mut remove = |p: &std::path::Path| {
+            let len = fs::symlink_metadata(p).map(|m| m.len()).unwrap_or(0);
+            if fs::remove_file(p).is_ok() {
+                freed += len;
+            }
+        };
         let tmp = self.tmp_dir();
         if let Ok(rd) = fs::read_dir(&tmp) {
             for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
+                remove(&e.path());
             }
         }
         if let Ok(rd) = fs::read_dir(self.packs_dir()) {
@@ -130,7 +142,7 @@ impl Store {
                     if p.extension().is_some_and(|e| e == "pack")
                         && !p.with_extension("idx").exists()
                     {
-                        let _ = fs::remove_file(&p);
+                        remove(&p);
                     }
                 }
             }
@@ -144,6 +156,6 @@ impl Store {
                 }
             }
         }
-        Ok(())
+        Ok(freed)
     }
 }

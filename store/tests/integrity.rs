@@ -171,6 +171,12 @@ fn gc_after_delete_gives_space_back_and_keeps_the_rest() {
     let r2 = store.gc(&NoProgress).unwrap();
     assert_eq!(r2.removed_objects, 0);
     assert_eq!(r2.packs_rewritten, 0);
+    assert_eq!(r2.leftover_bytes, 0);
+    // An interrupted writer's temporary pack is removed and counted.
+    fs::write(root.join("tmp/pack-1-2.tmp"), vec![7u8; 12345]).unwrap();
+    let r3 = store.gc(&NoProgress).unwrap();
+    assert_eq!(r3.leftover_bytes, 12345);
+    assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
 }
 
 #[test]

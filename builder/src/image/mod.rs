@@ -120,6 +120,9 @@ pub struct RenderStats {
     /// The first of them, as `/path (name)`, so the warning can point at
     /// one.
     pub xattr_dropped_first: Option<String>,
+    /// POSIX ACLs among them (`system.posix_acl_*`): without them a file's
+    /// group permission bits show the ACL mask, which may grant more.
+    pub acls_dropped: u64,
     /// Modification times the format's 32-bit unsigned field cannot hold
     /// (before 1970 or after 2106), written clamped (cpio, squashfs).
     pub mtimes_clamped: u64,
@@ -154,6 +157,9 @@ impl RenderStats {
     pub(crate) fn drop_xattrs(&mut self, path: &[u8], e: &Entry, kept: impl Fn(&[u8]) -> bool) {
         for (name, _) in e.meta.xattrs.iter().filter(|(n, _)| !kept(n)) {
             self.xattrs_dropped += 1;
+            if name.starts_with(b"system.posix_acl_") {
+                self.acls_dropped += 1;
+            }
             if self.xattr_dropped_first.is_none() {
                 self.xattr_dropped_first = Some(place(path, &String::from_utf8_lossy(name)));
             }
@@ -354,4 +360,52 @@ pub fn render_stream(
     stats.image_bytes = counted.count();
     progress.finish();
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vnfs_store::EntryKind;
+
+    fn entry(xattrs: &[&[u8]], mtime: i64) -> Entry {
+        Entry {
+            name: b"f".to_vec(),
+            kind: EntryKind::Fifo,
+            meta: vnfs_store::Meta {
+                mtime,
+                xattrs: xattrs.iter().map(|n| (n.to_vec(), b"v".to_vec())).collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn dropped_xattrs_and_clamped_mtimes_are_counted_with_the_first_place() {
+        let mut s = RenderStats::default();
+        let storable = |n: &[u8]| n.starts_with(b"user.");
+        s.drop_xattrs(
+            b"etc/a",
+            &entry(&[b"user.x", b"security.capability"], 0),
+            storable,
+        );
+        s.drop_xattrs(
+            b"srv",
+            &entry(
+                &[b"system.posix_acl_access", b"system.posix_acl_default"],
+                0,
+            ),
+            storable,
+        );
+        assert_eq!(s.xattrs_dropped, 3);
+        assert_eq!(s.acls_dropped, 2);
+        assert_eq!(
+            s.xattr_dropped_first.as_deref(),
+            Some("/etc/a (security.capability)")
+        );
+        for (path, mtime) in [(&b"."[..], 5), (b"new", 1 << 33), (b"old", -1)] {
+            s.check_mtime(path, &entry(&[], mtime));
+        }
+        assert_eq!(s.mtimes_clamped, 2);
+        assert_eq!(s.mtime_clamped_first.as_deref(), Some("/new (8589934592)"));
+    }
 }

@@ -135,7 +135,8 @@ fn compression_from_store(c: vnfs_store::Compression) -> Compression {
 pub struct ImportReport {
     /// The image name the ref was set under.
     pub name: String,
-    /// The commit it points at.
+    /// The capsule's head commit: where the name points, unless it was
+    /// already at a later version ([`ImportReport::newer`]).
     pub head: String,
     /// For a delta, its base.
     pub base: Option<String>,
