@@ -228,10 +228,12 @@ pub fn export(a: ExportArgs, ctx: &Context) -> anyhow::Result<()> {
             &head.to_hex()[..12]
         );
     }
+    // Loaded first: a wrong file (a .pub, a directory) is named as such
+    // before any warning about its mode.
+    let key = a.sign.as_deref().map(SecretKey::load).transpose()?;
     if let Some(path) = a.sign.as_deref() {
         warn_if_readable_by_others(path);
     }
-    let key = a.sign.as_deref().map(SecretKey::load).transpose()?;
     let layout = exchange::ExportOptions {
         solid_below: a.solid_below,
         level: a.level,
@@ -548,6 +550,13 @@ fn hex_of(b: &[u8]) -> String {
 pub fn key(c: KeyCmd, ctx: &Context) -> anyhow::Result<()> {
     match c {
         KeyCmd::Generate { prefix, comment } => {
+            if prefix.as_os_str().to_string_lossy().ends_with('/') || prefix.is_dir() {
+                bail!(
+                    "{} is a directory: give a path prefix for the two files, e.g. {}",
+                    prefix.display(),
+                    prefix.join("site").display()
+                );
+            }
             let k = SecretKey::generate(comment)?;
             let (sk, pk) = (prefix.with_extension("key"), prefix.with_extension("pub"));
             k.save(&sk, &pk)?;

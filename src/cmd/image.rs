@@ -135,8 +135,15 @@ pub fn list(ctx: &Context) -> anyhow::Result<()> {
     let store = match ctx.store() {
         Ok(s) => s,
         Err(_) if !ctx.store_dir().exists() => {
+            // No images, but say where we looked: a mistyped --home or
+            // VNFS_HOME would otherwise look like an empty store.
             if ctx.json {
                 println!("[]");
+            } else if !ctx.quiet {
+                eprintln!(
+                    "no store at {} yet (vnfs build or vnfs commit creates it)",
+                    ctx.store_dir().display()
+                );
             }
             return Ok(());
         }

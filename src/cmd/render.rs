@@ -66,6 +66,7 @@ pub struct ImageArgs {
 
 /// The format an output file's name asks for, if its extension names one.
 fn format_of(name: &str) -> Option<FormatArg> {
+    let name = &name.to_ascii_lowercase();
     let stem = [".gz", ".xz", ".zst", ".zstd"]
         .iter()
         .find_map(|c| name.strip_suffix(c))
@@ -79,6 +80,15 @@ fn format_of(name: &str) -> Option<FormatArg> {
     } else {
         None
     }
+}
+
+/// The extension after a format's (`bz2` in `node.cpio.bz2`), when the
+/// name would name a format but for a compressor vnfs does not write.
+fn unknown_compression(lower: &str) -> Option<&str> {
+    [".cpio.", ".tar."]
+        .iter()
+        .find_map(|f| lower.rsplit_once(f).map(|(_, ext)| ext))
+        .filter(|ext| !ext.is_empty() && !ext.contains('/'))
 }
 
 /// The format's name in messages.
@@ -119,7 +129,7 @@ fn name_mismatch(name: &str, format: Format, compression: Compression) -> Vec<St
             (".zstd", Compression::Zstd, "zstd"),
         ]
         .into_iter()
-        .find(|(ext, _, _)| name.ends_with(ext));
+        .find(|(ext, _, _)| name.to_ascii_lowercase().ends_with(ext));
         let actual = match compression {
             Compression::Gzip => "gzip",
             Compression::Xz => "xz",
@@ -144,14 +154,25 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let (_, commit) = store.resolve(&a.image)?;
     let out_name = a.output.to_string_lossy().into_owned();
+    let lower = out_name.to_ascii_lowercase();
     let format = match a.format.or_else(|| format_of(&out_name)) {
         Some(FormatArg::Squashfs) => Format::Squashfs,
         Some(FormatArg::Cpio) => Format::Cpio,
         Some(FormatArg::Tar) => Format::Tar,
-        None => anyhow::bail!(
-            "which format? {out_name} has no extension that names one: \
-             give --format squashfs, cpio or tar"
+        None if lower.contains(".sqfs.") || lower.contains(".squashfs.") => anyhow::bail!(
+            "{out_name}: a squashfs image compresses its contents itself (--compression); \
+             name the file .sqfs or .squashfs"
         ),
+        None => match unknown_compression(&lower) {
+            Some(ext) => anyhow::bail!(
+                "{out_name}: vnfs image compresses with zstd, gzip or xz (.zst, .gz, .xz), \
+                 not .{ext}; or give --format and --compression"
+            ),
+            None => anyhow::bail!(
+                "which format? {out_name} has no extension that names one: \
+                 give --format squashfs, cpio or tar"
+            ),
+        },
     };
     let compression = match a.compression {
         Some(CompressionArg::Zstd) => Compression::Zstd,
@@ -159,9 +180,9 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
         Some(CompressionArg::Xz) => Compression::Xz,
         Some(CompressionArg::None) => Compression::None,
         None if format == Format::Squashfs => Compression::Zstd,
-        None if out_name.ends_with(".gz") || out_name.ends_with(".tgz") => Compression::Gzip,
-        None if out_name.ends_with(".xz") => Compression::Xz,
-        None if out_name.ends_with(".zst") || out_name.ends_with(".zstd") => Compression::Zstd,
+        None if lower.ends_with(".gz") || lower.ends_with(".tgz") => Compression::Gzip,
+        None if lower.ends_with(".xz") => Compression::Xz,
+        None if lower.ends_with(".zst") || lower.ends_with(".zstd") => Compression::Zstd,
         None => Compression::None,
     };
     if !ctx.quiet {
@@ -295,5 +316,15 @@ mod tests {
             ["node.sqfs will hold a tar image; its name says squashfs"]
         );
         assert_eq!(warns("node.tar.zst", c, Compression::Zstd).len(), 1);
+        assert!(warns("NODE.CPIO.GZ", c, Compression::Gzip).is_empty());
+    }
+
+    #[test]
+    fn a_compressor_vnfs_does_not_write_is_named() {
+        assert_eq!(unknown_compression("node.cpio.bz2"), Some("bz2"));
+        assert_eq!(unknown_compression("x.tar.lz4"), Some("lz4"));
+        assert_eq!(unknown_compression("node.img"), None);
+        assert_eq!(unknown_compression("node.cpio"), None);
+        assert!(format_of("NODE.CPIO.GZ").is_some());
     }
 }
