@@ -1,10 +1,11 @@
 //! Ctrl-C, SIGTERM and SIGHUP for commands that must clean up before they exit:
 //! `vnfs build` (temporary roots, the chroot's processes), `export` /
-//! `image` writing a temporary file, and `checkout` (the partial tree).
-//! The signal only sets a flag; the work checks it (between build phases,
-//! on every write of an output, per chunk of a checkout through
-//! `Progress::cancelled`), stops with an error and cleans up on the way
-//! out.
+//! `image` writing a temporary file, `checkout` (the partial tree), and
+//! `commit` / `import` from a file (the unfinished pack). The signal only
+//! sets a flag; the work checks it (between build phases, on every write
+//! of an output, per file and chunk of a checkout or commit through
+//! `Progress::cancelled`, on every read of an imported file), stops with
+//! an error and cleans up on the way out.
 //!
 //! Commands that have nothing to clean up keep the default disposition, so
 //! Ctrl-C ends them at once even when they are blocked (e.g. writing into

@@ -233,6 +233,70 @@ fn a_signal_stops_a_checkout_and_removes_it() {
     }
 }
 
+#[test]
+fn ctrl_c_stops_a_commit_or_an_import_and_leaves_no_temporary_pack() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let src = t.path().join("src");
+    for i in 0..64u64 {
+        let d = src.join(format!("d{}", i % 4));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("f{i}")), noise(1 << 20, 900 + i)).unwrap();
+    }
+    // Signals `args` once a pack is being written into store/tmp; returns
+    // its stderr after checking it failed as interrupted.
+    let interrupt = |home: &Path, args: &[&str]| -> String {
+        let tmp = home.join("store/tmp");
+        let child = vnfs(home)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // A pack, not the VERSION file a new store writes through tmp.
+        let writing_a_pack = || {
+            fs::read_dir(&tmp).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("pack-"))
+            })
+        };
+        while !writing_a_pack() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{args:?} never wrote a pack"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "{args:?} ended before the signal arrived: make the tree larger ({:?})",
+            out.status
+        );
+        assert!(
+            err.contains("interrupted"),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "{args:?}: {err}");
+        err
+    };
+    interrupt(&home, &["commit", src.to_str().unwrap(), "-n", "img"]);
+    assert_eq!(ok(&home, &["--json", "list"]).trim(), "[]");
+
+    // A capsule of the image, imported into another home and interrupted.
+    ok(&home, &["commit", src.to_str().unwrap(), "-n", "img"]);
+    let capsule = t.path().join("img.vnfs");
+    ok(&home, &["export", "img", capsule.to_str().unwrap()]);
+    let b = t.path().join("b");
+    interrupt(&b, &["import", capsule.to_str().unwrap()]);
+    assert_eq!(ok(&b, &["--json", "list"]).trim(), "[]");
+}
+
 /// Flips a byte in the middle of the store's (first) pack.
 fn flip_middle_of_pack(home: &Path) {
     let pack = find_ext(&home.join("store/packs"), "pack").remove(0);

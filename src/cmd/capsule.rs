@@ -393,6 +393,19 @@ fn unsigned_policy(flag: Option<Unsigned>, ctx: &Context) -> anyhow::Result<Unsi
     })
 }
 
+/// A reader that fails once Ctrl-C, SIGTERM or SIGHUP has arrived.
+struct Interruptible<R>(R);
+
+impl<R: std::io::Read> std::io::Read for Interruptible<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if interrupt::requested() {
+            // Not ErrorKind::Interrupted: readers retry that one.
+            return Err(std::io::Error::other("interrupted"));
+        }
+        self.0.read(buf)
+    }
+}
+
 /// Imports a capsule.
 pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
     // Into a home without a store, a file that is no capsule at all (the
@@ -412,10 +425,18 @@ pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
         },
     };
     let report = if a.input == "-" {
-        exchange::import(&store, std::io::stdin().lock(), a.name.as_deref(), opts)?
+        // Ctrl-C keeps its default here: a read blocked on a pipe would not
+        // see a caught signal. Killed, the import moves no ref; gc removes
+        // its unfinished pack.
+        exchange::import(&store, std::io::stdin().lock(), a.name.as_deref(), opts)
+            .context("importing standard input")?
     } else {
         let f = std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input))?;
-        exchange::import(&store, f, a.name.as_deref(), opts)
+        // Ctrl-C ends the input (the reader sees a failed read), so the
+        // import stops before any ref moves and its unfinished pack is
+        // removed with the transaction.
+        interrupt::catch();
+        exchange::import(&store, Interruptible(f), a.name.as_deref(), opts)
             .with_context(|| format!("importing {}", a.input))?
     };
     if let Some(w) = &report.warning {

@@ -34,6 +34,9 @@ pub fn commit(a: CommitArgs, ctx: &Context) -> anyhow::Result<()> {
         bail!("{} is not a directory", a.dir.display());
     }
     let store = ctx.store_or_create()?;
+    // Ctrl-C stops the ingest at the next file or segment; the unfinished
+    // pack is removed as the transaction is dropped.
+    interrupt::catch();
     let bar = ctx.progress();
     let opts = vnfs_store::CommitOptions {
         name: a.name.clone(),

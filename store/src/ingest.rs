@@ -179,6 +179,9 @@ impl Store {
             files
                 .par_iter()
                 .map(|job| {
+                    if progress.cancelled() {
+                        return Err(StoreError::Interrupted);
+                    }
                     if let Some((key, size, extents)) = cache.files.get(&job.rel)
                         && *key == job.key
                         && *size == job.key.size
@@ -379,6 +382,10 @@ pub fn store_file(
                 progress.advance(len);
             }
             Segment::Data(offset, len) => {
+                // Per segment, so Ctrl-C does not wait for a large file.
+                if progress.cancelled() {
+                    return Err(StoreError::Interrupted);
+                }
                 let before = extents.len();
                 store_segment(writer, &file, path, offset, len, &mut extents)?;
                 let got: u64 = extents[before..].iter().map(Extent::len).sum();
