@@ -203,32 +203,14 @@ fn a_signal_stops_a_checkout_and_removes_it() {
     // Ctrl-C, and a dropped SSH session.
     for (signal, name) in [(libc::SIGINT, "co-int"), (libc::SIGHUP, "co-hup")] {
         let co = t.path().join(name);
-        let child = vnfs(&home)
-            .args(["checkout", "img", co.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Signal once file content is being written.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !fs::read_dir(co.join("d0"))
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the checkout never started writing"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success(),
-            "{name}: the checkout ended before the signal arrived: make the tree larger"
+        // Once file content is being written.
+        let writing = || fs::read_dir(co.join("d0")).is_ok_and(|mut d| d.next().is_some());
+        let err = interrupted(
+            &home,
+            &["checkout", "img", co.to_str().unwrap()],
+            writing,
+            signal,
         );
-        assert!(err.contains("interrupted"), "{name}: {err}");
         assert!(!co.exists(), "{name}: {err}");
     }
 }
@@ -243,47 +225,18 @@ fn ctrl_c_stops_a_commit_or_an_import_and_leaves_no_temporary_pack() {
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join(format!("f{i}")), noise(1 << 20, 900 + i)).unwrap();
     }
-    // Signals `args` once a pack is being written into store/tmp; returns
-    // its stderr after checking it failed as interrupted.
-    let interrupt = |home: &Path, args: &[&str]| -> String {
+    // Signalled once a pack is being written into store/tmp (not the
+    // VERSION file a new store writes through it); nothing stays there.
+    let interrupt = |home: &Path, args: &[&str]| {
         let tmp = home.join("store/tmp");
-        let child = vnfs(home)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        // A pack, not the VERSION file a new store writes through tmp.
         let writing_a_pack = || {
             fs::read_dir(&tmp).is_ok_and(|d| {
                 d.flatten()
                     .any(|e| e.file_name().to_string_lossy().starts_with("pack-"))
             })
         };
-        while !writing_a_pack() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{args:?} never wrote a pack"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !out.status.success(),
-            "{args:?} ended before the signal arrived: make the tree larger ({:?})",
-            out.status
-        );
-        assert!(
-            err.contains("interrupted"),
-            "{args:?}: {:?} {err}",
-            out.status
-        );
+        let err = interrupted(home, args, writing_a_pack, libc::SIGINT);
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "{args:?}: {err}");
-        err
     };
     interrupt(&home, &["commit", src.to_str().unwrap(), "-n", "img"]);
     assert_eq!(ok(&home, &["--json", "list"]).trim(), "[]");
@@ -295,6 +248,39 @@ fn ctrl_c_stops_a_commit_or_an_import_and_leaves_no_temporary_pack() {
     let b = t.path().join("b");
     interrupt(&b, &["import", capsule.to_str().unwrap()]);
     assert_eq!(ok(&b, &["--json", "list"]).trim(), "[]");
+}
+
+/// Runs `vnfs args`, sends it `signal` once `ready` holds, and returns
+/// its stderr after checking that it stopped as interrupted.
+fn interrupted(home: &Path, args: &[&str], ready: impl Fn() -> bool, signal: i32) -> String {
+    let child = vnfs(home)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{args:?} never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "{args:?} ended before the signal arrived: make the tree larger"
+    );
+    assert!(
+        err.contains("interrupted"),
+        "{args:?}: {:?} {err}",
+        out.status
+    );
+    err
 }
 
 /// Flips a byte in the middle of the store's (first) pack.

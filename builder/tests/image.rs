@@ -8,6 +8,8 @@
 
 #[path = "image/common.rs"]
 mod common;
+#[path = "../../tests/support/noise.rs"]
+mod noise;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;

@@ -1,4 +1,5 @@
-//! Test data that does not compress, shared by the CLI tests.
+//! Test data that does not compress, shared by the CLI tests and the
+//! store's and the builder's tests (included by `#[path]`).
 
 /// Deterministic bytes that do not compress (xorshift), so the store keeps
 /// them raw and their size is their stored size.

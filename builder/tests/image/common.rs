@@ -39,18 +39,7 @@ pub fn run(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
-/// Deterministic pseudo-random bytes.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+pub use crate::noise::noise;
 
 fn set_mtime(p: &Path, sec: i64, nsec: i64) {
     let t = rustix::fs::Timespec {

@@ -171,18 +171,10 @@ fn same_content(x: &Path, y: &Path) -> bool {
     }
 }
 
-/// Deterministic pseudo-random bytes.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+/// The workspace's shared test data that does not compress.
+#[path = "../../../tests/support/noise.rs"]
+mod shared_noise;
+pub use shared_noise::noise;
 
 fn set_mtime(p: &Path, sec: i64, nsec: i64) {
     let t = rustix::fs::Timespec {
