@@ -204,7 +204,10 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
                 }
                 said = text;
             }
-            ExitCode::from(2)
+            match crate::interrupt::signal() {
+                Some(n) => ExitCode::from(u8::try_from(128 + n).unwrap_or(2)),
+                None => ExitCode::from(2),
+            }
         }
     }
 }

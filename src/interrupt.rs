@@ -1,22 +1,26 @@
 //! Ctrl-C, SIGTERM and SIGHUP for commands that must clean up before they exit:
 //! `vnfs build` (temporary roots, the chroot's processes), `export` /
 //! `image` writing a temporary file, `checkout` (the partial tree), and
-//! `commit` / `import` from a file (the unfinished pack). The signal only
-//! sets a flag; the work checks it (between build phases, on every write
-//! of an output, per file and chunk of a checkout or commit through
-//! `Progress::cancelled`, on every read of an imported file), stops with
-//! an error and cleans up on the way out.
+//! `commit` / `import` (the unfinished pack). The signal only sets a flag;
+//! the work checks it (between build phases, on every write of an output,
+//! per file and chunk of a checkout or commit through
+//! `Progress::cancelled`, on every read of an imported file or pipe), stops
+//! with an error and cleans up on the way out; the command then exits with
+//! 128 + the signal's number.
 //!
 //! Commands that have nothing to clean up keep the default disposition, so
 //! Ctrl-C ends them at once even when they are blocked (e.g. writing into
 //! a FIFO nobody reads).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// Set by SIGINT/SIGTERM/SIGHUP once [`catch`] has installed the handler.
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// The signal that set [`REQUESTED`] first, for the exit status.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(signal: libc::c_int) {
+    let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     REQUESTED.store(true, Ordering::SeqCst);
 }
 
@@ -44,4 +48,14 @@ pub fn flag() -> &'static AtomicBool {
 /// Whether SIGINT, SIGTERM or SIGHUP arrived since [`catch`].
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
+}
+
+/// The signal that stopped the command, if one did: a failed command then
+/// exits with 128 + its number, as the shell reports a command the signal
+/// killed (130 for Ctrl-C), so scripts can tell an interrupt from an error.
+pub fn signal() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        n => Some(n),
+    }
 }

@@ -233,6 +233,8 @@ fn interrupt_during_step(home: &Path, recipe: &Path, whole_group: bool) {
     let waited = signalled.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "interrupted build succeeded");
+    // As the shell reports a command Ctrl-C killed.
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains("interrupted; nothing was committed"),
         "{stderr}"

@@ -206,6 +206,48 @@ fn trusted_keys_are_listed_and_untrusted() {
 }
 
 #[test]
+fn concurrent_trust_and_untrust_lose_no_key() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let pubs: Vec<_> = (0..8)
+        .map(|i| {
+            let prefix = t.path().join(format!("k{i}"));
+            ok(vnfs(
+                &home,
+                &["key", "generate", prefix.to_str().unwrap()],
+                None,
+            ));
+            prefix.with_extension("pub")
+        })
+        .collect();
+    let list_file = home.join("trusted-keys");
+    std::fs::create_dir_all(&home).unwrap();
+    // Rounds of one untrust rewriting the list while seven trusts append
+    // to it, all at once; each round starts from a list of the first key.
+    for round in 0..4 {
+        std::fs::write(&list_file, std::fs::read(&pubs[0]).unwrap()).unwrap();
+        std::thread::scope(|s| {
+            let untrust =
+                s.spawn(|| vnfs(&home, &["key", "untrust", pubs[0].to_str().unwrap()], None));
+            let trusts: Vec<_> = pubs[1..]
+                .iter()
+                .map(|p| s.spawn(|| vnfs(&home, &["key", "trust", p.to_str().unwrap()], None)))
+                .collect();
+            for h in trusts.into_iter().chain([untrust]) {
+                ok(h.join().unwrap());
+            }
+        });
+        let listed = ok(vnfs(&home, &["--json", "key", "list"], None));
+        let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(
+            v["keys"].as_array().unwrap().len(),
+            7,
+            "round {round}: {listed}"
+        );
+    }
+}
+
+#[test]
 fn a_capsule_is_inspected_from_a_pipe() {
     let t = tempfile::tempdir().unwrap();
     let home = home_with(t.path(), "node", 300 << 10);
@@ -626,6 +668,7 @@ fn export_temporary_file_is_private_unpredictable_and_removed_on_sigint() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "the interrupted export succeeded");
     assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
     assert_eq!(outputs::names(&out), planted, "the temporary file was left");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
 

@@ -225,17 +225,11 @@ fn ctrl_c_stops_a_commit_or_an_import_and_leaves_no_temporary_pack() {
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join(format!("f{i}")), noise(1 << 20, 900 + i)).unwrap();
     }
-    // Signalled once a pack is being written into store/tmp (not the
-    // VERSION file a new store writes through it); nothing stays there.
+    // Signalled once a pack is being written into store/tmp; nothing
+    // stays there.
     let interrupt = |home: &Path, args: &[&str]| {
         let tmp = home.join("store/tmp");
-        let writing_a_pack = || {
-            fs::read_dir(&tmp).is_ok_and(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("pack-"))
-            })
-        };
-        let err = interrupted(home, args, writing_a_pack, libc::SIGINT);
+        let err = interrupted(home, args, || pack_being_written(&tmp), libc::SIGINT);
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "{args:?}: {err}");
     };
     interrupt(&home, &["commit", src.to_str().unwrap(), "-n", "img"]);
@@ -248,17 +242,60 @@ fn ctrl_c_stops_a_commit_or_an_import_and_leaves_no_temporary_pack() {
     let b = t.path().join("b");
     interrupt(&b, &["import", capsule.to_str().unwrap()]);
     assert_eq!(ok(&b, &["--json", "list"]).trim(), "[]");
+
+    // From a pipe whose sender stalls halfway: still stopped, still clean.
+    let mut half = fs::read(&capsule).unwrap();
+    half.truncate(half.len() / 2);
+    let tmp = b.join("store/tmp");
+    let err = interrupted_feeding(
+        &b,
+        &["import", "-"],
+        Some(half),
+        || pack_being_written(&tmp),
+        libc::SIGINT,
+    );
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "import -: {err}");
+    assert_eq!(ok(&b, &["--json", "list"]).trim(), "[]");
+}
+
+/// Whether a pack is being written into the store's `tmp` (not the
+/// VERSION file a new store writes through it).
+fn pack_being_written(tmp: &Path) -> bool {
+    fs::read_dir(tmp).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("pack-"))
+    })
 }
 
 /// Runs `vnfs args`, sends it `signal` once `ready` holds, and returns
 /// its stderr after checking that it stopped as interrupted.
 fn interrupted(home: &Path, args: &[&str], ready: impl Fn() -> bool, signal: i32) -> String {
-    let child = vnfs(home)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    interrupted_feeding(home, args, None, ready, signal)
+}
+
+/// [`interrupted`], with `input` written to the command's stdin, which then
+/// stays open: the command must stop on the signal, not at end of input.
+fn interrupted_feeding(
+    home: &Path,
+    args: &[&str],
+    input: Option<Vec<u8>>,
+    ready: impl Fn() -> bool,
+    signal: i32,
+) -> String {
+    let mut cmd = vnfs(home);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().unwrap();
+    let feeder = input.map(|bytes| {
+        let mut pipe = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut pipe, &bytes);
+            // Returned, so the pipe stays open until the test joins this.
+            pipe
+        })
+    });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !ready() {
         assert!(
@@ -270,6 +307,7 @@ fn interrupted(home: &Path, args: &[&str], ready: impl Fn() -> bool, signal: i32
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, signal) };
     let out = child.wait_with_output().unwrap();
+    drop(feeder.map(|f| f.join()));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success(),
@@ -280,6 +318,8 @@ fn interrupted(home: &Path, args: &[&str], ready: impl Fn() -> bool, signal: i32
         "{args:?}: {:?} {err}",
         out.status
     );
+    // As the shell reports a command the signal killed (130 for Ctrl-C).
+    assert_eq!(out.status.code(), Some(128 + signal), "{args:?}: {err}");
     err
 }
 

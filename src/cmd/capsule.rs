@@ -9,7 +9,7 @@
 //! warn, reject; default warn).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -406,6 +406,83 @@ impl<R: std::io::Read> std::io::Read for Interruptible<R> {
     }
 }
 
+/// Standard input read on a thread of its own and handed over in pieces,
+/// so that a reader waiting for a stalled pipe still notices Ctrl-C (which
+/// fails the next read, as [`Interruptible`] does). The thread may stay
+/// blocked in its read after an interrupt; it ends with the process.
+struct StdinPoller {
+    pieces: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl StdinPoller {
+    /// Pieces read ahead of the import.
+    const AHEAD: usize = 8;
+    /// Largest piece: what one read of a pipe returns at most, four times.
+    const PIECE: usize = 256 << 10;
+    /// How long a read waits before it looks at the interrupt flag again.
+    const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+    fn start() -> StdinPoller {
+        let (tx, rx) = std::sync::mpsc::sync_channel(Self::AHEAD);
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut piece = vec![0; Self::PIECE];
+                let n = match std::io::Read::read(&mut stdin, &mut piece) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                piece.truncate(n);
+                // An empty piece is the end of input; a gone receiver, the
+                // end of the import.
+                if tx.send(Ok(piece)).is_err() || n == 0 {
+                    return;
+                }
+            }
+        });
+        StdinPoller {
+            pieces: rx,
+            current: Vec::new(),
+            at: 0,
+            done: false,
+        }
+    }
+}
+
+impl std::io::Read for StdinPoller {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::mpsc::RecvTimeoutError;
+        while self.at == self.current.len() && !self.done {
+            if interrupt::requested() {
+                return Err(std::io::Error::other("interrupted"));
+            }
+            match self.pieces.recv_timeout(Self::POLL) {
+                Ok(piece) => {
+                    self.current = piece?;
+                    self.at = 0;
+                    self.done = self.current.is_empty();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.done = true,
+            }
+        }
+        if interrupt::requested() {
+            return Err(std::io::Error::other("interrupted"));
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Imports a capsule.
 pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
     // Into a home without a store, a file that is no capsule at all (the
@@ -425,10 +502,12 @@ pub fn import(a: ImportArgs, ctx: &Context) -> anyhow::Result<()> {
         },
     };
     let report = if a.input == "-" {
-        // Ctrl-C keeps its default here: a read blocked on a pipe would not
-        // see a caught signal. Killed, the import moves no ref; gc removes
-        // its unfinished pack.
-        exchange::import(&store, std::io::stdin().lock(), a.name.as_deref(), opts)
+        // A read blocked on a pipe would not see a caught signal, so stdin
+        // is read on a thread of its own and the import waits for it in
+        // short steps: Ctrl-C stops the import even when the sender has
+        // stalled, and its unfinished pack is removed.
+        interrupt::catch();
+        exchange::import(&store, StdinPoller::start(), a.name.as_deref(), opts)
             .context("importing standard input")?
     } else {
         let f = std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input))?;
@@ -600,6 +679,7 @@ pub fn key(c: KeyCmd, ctx: &Context) -> anyhow::Result<()> {
             }
             std::fs::create_dir_all(&ctx.confdir)?;
             let path = trust_path(ctx);
+            let _lock = lock_trust_list(&path)?;
             let current = TrustList::load(&path)?;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
@@ -650,6 +730,7 @@ pub fn key(c: KeyCmd, ctx: &Context) -> anyhow::Result<()> {
 /// rewritten without them, atomically, so a failure keeps it whole.
 fn untrust(specs: &[String], ctx: &Context) -> anyhow::Result<()> {
     let path = trust_path(ctx);
+    let _lock = lock_trust_list(&path)?;
     let list = TrustList::load(&path)?;
     let mut picked: Vec<[u8; 32]> = Vec::new();
     for spec in specs {
@@ -673,6 +754,23 @@ fn untrust(specs: &[String], ctx: &Context) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Holds the trust list's directory locked (`flock`, exclusive) until
+/// dropped: `key trust` appends to the list and `key untrust` replaces it
+/// with a new file, so without the lock a key trusted meanwhile would be
+/// appended to the replaced file and lost. The directory of the file a
+/// symlinked list points at is the one locked.
+fn lock_trust_list(path: &Path) -> anyhow::Result<std::fs::File> {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = match real.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let f = std::fs::File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    f.lock()
+        .with_context(|| format!("locking {} for the trust list", dir.display()))?;
+    Ok(f)
 }
 
 /// The trusted keys `spec` names: those of a public key file, or the one

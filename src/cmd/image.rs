@@ -486,3 +486,17 @@ pub fn diff(a: DiffArgs, ctx: &Context) -> anyhow::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::date;
+
+    #[test]
+    fn dates_before_and_after_the_unsigned_32_bit_range() {
+        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date(-315_619_200), "1960-01-01 00:00:00 UTC");
+        assert_eq!(date(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(date(1 << 33), "2242-03-16 12:56:32 UTC");
+        assert_eq!(date(1_700_000_000), "2023-11-14 22:13:20 UTC");
+    }
+}

@@ -242,8 +242,8 @@ pub fn run(a: ImageArgs, ctx: &Context) -> anyhow::Result<()> {
                 format_name(format),
                 stats
                     .mtime_clamped_first
-                    .as_deref()
-                    .map(|f| format!(", the first at {f}"))
+                    .as_ref()
+                    .map(|(path, t)| format!(", the first at {path} ({})", super::image::date(*t)))
                     .unwrap_or_default()
             );
         }

@@ -126,17 +126,23 @@ pub struct RenderStats {
     /// Modification times the format's 32-bit unsigned field cannot hold
     /// (before 1970 or after 2106), written clamped (cpio, squashfs).
     pub mtimes_clamped: u64,
-    /// The first of them, as `/path (seconds since the epoch)`.
-    pub mtime_clamped_first: Option<String>,
+    /// The first of them: its `/path` and its time in seconds since the
+    /// epoch (the caller formats it as a date).
+    pub mtime_clamped_first: Option<(String, i64)>,
 }
 
 /// `/path (what)` for a warning, from a root-relative path (`.` is the root).
 fn place(path: &[u8], what: &str) -> String {
+    format!("{} ({what})", absolute(path))
+}
+
+/// `/path` from a root-relative path (`.` is the root).
+fn absolute(path: &[u8]) -> String {
     let path = match path {
         b"." | b"./" => &b""[..],
         p => p,
     };
-    format!("/{} ({what})", String::from_utf8_lossy(path))
+    format!("/{}", String::from_utf8_lossy(path))
 }
 
 impl RenderStats {
@@ -148,7 +154,7 @@ impl RenderStats {
         }
         self.mtimes_clamped += 1;
         if self.mtime_clamped_first.is_none() {
-            self.mtime_clamped_first = Some(place(path, &e.meta.mtime.to_string()));
+            self.mtime_clamped_first = Some((absolute(path), e.meta.mtime));
         }
     }
 
@@ -406,6 +412,6 @@ mod tests {
             s.check_mtime(path, &entry(&[], mtime));
         }
         assert_eq!(s.mtimes_clamped, 2);
-        assert_eq!(s.mtime_clamped_first.as_deref(), Some("/new (8589934592)"));
+        assert_eq!(s.mtime_clamped_first, Some(("/new".into(), 1 << 33)));
     }
 }
