@@ -23,7 +23,8 @@
 #     with capsule and store on tmpfs; vs the peer: zstd -d -T0 <
 #     tree.tar.zst | tar -x, then sync (the packs are fsynced too); the
 #     disk's own write speed (dd of the capsule with fdatasync) is printed
-#     as well
+#     as well, and `vnfs store fsck` of the source store on tmpfs: decoding
+#     and hashing every object, which a verified import cannot skip
 #   vnfs image --format squashfs (zstd 3) vs mksquashfs -comp zstd -Xcompression-level 3
 #                                                        target <= 1.00x
 # Needs root, squashfs-tools, zstd, mmdebstrap (first run only) and bc.
@@ -79,7 +80,7 @@ if [ "$free" -lt "$need" ]; then
 fi
 trap 'rm -rf "$S"' EXIT
 cp -a "$W/a" "$S/a"; cp "$W/node.vnfs" "$W/v1.tar.zst" "$S/"
-declare -a w_null w_pass w_nv w_pass_nv s_exp s_imp s_untar
+declare -a w_null w_pass w_nv w_pass_nv s_exp s_imp s_untar s_fsck
 for run in $(seq "$RUNS"); do
   find "$W/a/store/packs" -type f -exec cat {} + > /dev/null
   timed t sh -c "VNFS_HOME='$W/a' '$VNFS' -q export node - > /dev/null"; w_null+=("$t")
@@ -90,6 +91,9 @@ for run in $(seq "$RUNS"); do
   timed t env VNFS_HOME="$S/a" "$VNFS" -q export node "$S/out.vnfs"; s_exp+=("$t")
   rm -rf "$S/b"
   timed t env VNFS_HOME="$S/b" VNFS_UNSIGNED=accept "$VNFS" -q import "$S/node.vnfs" >/dev/null; s_imp+=("$t")
+  # What verification alone costs on this machine: fsck decodes and
+  # hashes every object (and hashes each pack), as import must.
+  timed t env VNFS_HOME="$S/a" "$VNFS" -q store fsck >/dev/null; s_fsck+=("$t")
   rm -rf "$S/x"; mkdir -p "$S/x"
   timed t sh -c "zstd -q -d -T0 < '$S/v1.tar.zst' | tar -C '$S/x' -xf -"; s_untar+=("$t")
 done
@@ -134,12 +138,13 @@ printf '%-44s %9s MB/s %14s %8s %s\n' "  export, store and file on tmpfs" "$(mbs
 printf '%-44s %9s MB/s %14s %8s %s\n' "import, verified, empty store, cold" "$(mbs "$capsule" "$mi")" "" "" ">= 300"
 printf '%-44s %9s MB/s %14s %8s %s\n' "  import, capsule and store on tmpfs" "$(mbs "$capsule" "$si")" "" "" ">= 300"
 printf '%-44s %9s MB/s %14s %8s %s\n' "    the same in raw (logical) bytes" "$(mbs "$logical" "$si")" "" "" ""
+printf '%-44s %9s MB/s %14s %8s %s\n' "  store fsck, tmpfs (verification alone)" "$(mbs "$stored" "$(median "${s_fsck[@]}")")" "" "" ""
 printf '%-44s %12s s %12s s %8s %s\n' "  (time: import vs zstd -d | tar -x; sync), cold" "$mi" "$mu" "$(ratio "$mi" "$mu")" ""
 printf '%-44s %12s s %12s s %8s %s\n' "  (time: the same, on tmpfs, no sync)" "$si" "$su" "$(ratio "$si" "$su")" ""
 printf '%-44s %9s MB/s %14s %8s %s\n' "  disk: dd of the capsule, fdatasync (ceiling)" "$(mbs "$capsule" "$md")" "" "" ""
 printf '%-44s %12s s %12s s %8s %s\n' "squashfs zstd-3 render vs mksquashfs" "$mv" "$mm" "$(ratio "$mv" "$mm")" "<= 1.00"
 printf '%-44s %11s MB %11s MB %8s\n' "  squashfs size" "$((vsq/1000000))" "$((msq/1000000))" "$(ratio "$vsq" "$msq")"
-echo "logical tree $((logical/1000000)) MB; all runs: export ${t_exp[*]}; pipe ${t_pipe[*]}; import ${t_imp[*]}; untar ${t_untar[*]}; warm to /dev/null ${w_null[*]}; the same, --solid-below 0 ${w_pass[*]}; --no-verify ${w_nv[*]}; --solid-below 0 --no-verify ${w_pass_nv[*]}; tmpfs export ${s_exp[*]}; tmpfs import ${s_imp[*]}; tmpfs untar ${s_untar[*]}; dd ${t_dd[*]}; vnfs sqfs ${t_vsq[*]}; mksquashfs ${t_msq[*]}"
+echo "logical tree $((logical/1000000)) MB; all runs: export ${t_exp[*]}; pipe ${t_pipe[*]}; import ${t_imp[*]}; untar ${t_untar[*]}; warm to /dev/null ${w_null[*]}; the same, --solid-below 0 ${w_pass[*]}; --no-verify ${w_nv[*]}; --solid-below 0 --no-verify ${w_pass_nv[*]}; tmpfs export ${s_exp[*]}; tmpfs import ${s_imp[*]}; fsck ${s_fsck[*]}; tmpfs untar ${s_untar[*]}; dd ${t_dd[*]}; vnfs sqfs ${t_vsq[*]}; mksquashfs ${t_msq[*]}"
 echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores)"
 echo "vnfs squashfs (loop mount) equals the checkout: $([ "$sq_same" = 0 ] && echo yes || echo "NO ($sq_same differences)")"
 echo "site B checkout equals site A's: $([ "$same" = 0 ] && echo yes || echo "NO ($same differences)")"
