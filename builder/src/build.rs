@@ -158,6 +158,10 @@ pub struct Built {
     pub source_date_epoch: i64,
     /// The lock text (Debian and RPM sources).
     pub lock_text: Option<String>,
+    /// Whether the lock differs from `<recipe>.lock` (or there is none):
+    /// written only once the build has succeeded, so a failed build leaves
+    /// the old lock, or none, behind.
+    pub lock_changed: bool,
     /// Whether the lock file was (re)written.
     pub lock_written: bool,
     /// Commit metadata: packages, vnfs.config, recipe, lock, image.*.
@@ -237,6 +241,50 @@ pub fn build(
     }
 }
 
+/// Copies the directory `from` into `root` with `cp -a` (which keeps
+/// hard links, xattrs, ACLs and devices as no hand-written copy would), and
+/// stops it at once when the build is interrupted.
+fn copy_tree(from: &Path, root: &Path, cancel: &AtomicBool) -> Result<(), BuildError> {
+    let mut child = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(root)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(io_err(from))?;
+    // Read on a thread, so a chatty cp cannot fill the pipe and stall.
+    let mut stderr = child.stderr.take();
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = std::io::Read::read_to_string(e, &mut text);
+        }
+        text
+    });
+    let status = loop {
+        if cancel.load(Ordering::Relaxed) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BuildError::Interrupted);
+        }
+        match child.try_wait().map_err(io_err(from))? {
+            Some(status) => break status,
+            None => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let said = said.join().unwrap_or_default();
+    Err(BuildError::Io {
+        path: from.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "copying the dir source (cp -a) failed ({status}): {}",
+            said.trim()
+        )),
+    })
+}
+
 fn check(cancel: &AtomicBool) -> Result<(), BuildError> {
     if cancel.load(Ordering::Relaxed) {
         Err(BuildError::Interrupted)
@@ -265,13 +313,19 @@ fn build_into(
         packages: Vec::new(),
         source_date_epoch: 0,
         lock_text: None,
+        lock_changed: false,
         lock_written: false,
         metadata: BTreeMap::new(),
         commit: None,
     };
     let mut source_metadata = BTreeMap::new();
     match &recipe.source {
-        Source::Debian(d) => build_debian(recipe, d, opts, root, progress, cancel, &mut built)?,
+        Source::Debian(d) => {
+            let fetcher = Fetcher::default().stopping_on(stop.clone());
+            build_debian(
+                recipe, d, opts, root, progress, cancel, &fetcher, &mut built,
+            )?
+        }
         Source::Rpm(r) => {
             let b = crate::rpm::build::build(
                 recipe,
@@ -281,11 +335,12 @@ fn build_into(
                 root,
                 progress,
                 cancel,
+                &Fetcher::default().stopping_on(stop.clone()),
             )?;
             built.packages = b.packages;
             built.source_date_epoch = b.source_date_epoch;
             built.lock_text = Some(b.lock_text);
-            built.lock_written = b.lock_written;
+            built.lock_changed = b.lock_changed;
             source_metadata = b.metadata;
         }
         Source::Tar(t) => {
@@ -320,19 +375,17 @@ fn build_into(
         Source::Dir(dsrc) => {
             let path = recipe.host_path(&dsrc.path);
             built.source_date_epoch = env_epoch().unwrap_or_else(|| mtime_of(&path));
-            progress.begin(Stage::Unpack, None);
-            let status = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(format!("{}/.", path.display()))
-                .arg(root)
-                .status()
-                .map_err(io_err(&path))?;
-            if !status.success() {
+            if !path.is_dir() {
                 return Err(BuildError::Io {
+                    source: std::io::Error::other(match path.exists() {
+                        true => "the dir source is not a directory",
+                        false => "the dir source does not exist",
+                    }),
                     path,
-                    source: std::io::Error::other(format!("cp -a failed: {status}")),
                 });
             }
+            progress.begin(Stage::Unpack, None);
+            copy_tree(&path, root, cancel)?;
             progress.end(Stage::Unpack);
         }
     }
@@ -386,6 +439,10 @@ fn build_into(
         )?;
         tracing::info!("committed {} in {:.2?}", out.id, t0.elapsed());
         built.commit = Some(out.id);
+    }
+    if let (true, Some(text)) = (built.lock_changed, &built.lock_text) {
+        crate::lock::write_text(&recipe.lock_path(), text)?;
+        built.lock_written = true;
     }
     progress.end(Stage::Commit);
     Ok(built)
@@ -508,6 +565,7 @@ fn build_debian(
     root: &Path,
     progress: &dyn Progress,
     cancel: &AtomicBool,
+    fetcher: &Fetcher,
     built: &mut Built,
 ) -> Result<(), BuildError> {
     let arch = recipe.image.debian_arch();
@@ -521,7 +579,6 @@ fn build_debian(
         arch: arch.clone(),
     };
     let lock_path = recipe.lock_path();
-    let fetcher = Fetcher::default();
     let existing = if opts.update {
         None
     } else {
@@ -544,7 +601,7 @@ fn build_debian(
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEBIAN_KEYRING));
             let keyring = Keyring::load(&keyring_path)?;
-            let index = repo::load_index(&fetcher, &archives, &arch, &keyring)?;
+            let index = repo::load_index(fetcher, &archives, &arch, &keyring)?;
             check(cancel)?;
             progress.message(Stage::Resolve, "resolving");
             let universe = Universe::new(&index.packages, &arch);
@@ -607,7 +664,7 @@ fn build_debian(
     );
     let t0 = std::time::Instant::now();
     let cache = Cache::new(&opts.home);
-    let paths = cache.ensure(&fetcher, &wanted, progress, cancel)?;
+    let paths = cache.ensure(fetcher, &wanted, progress, cancel)?;
     tracing::info!("downloads done in {:.2?}", t0.elapsed());
     check(cancel)?;
     let debs: Vec<DebFile> = lock
@@ -636,10 +693,7 @@ fn build_debian(
     built.source_date_epoch = lock.source_date_epoch;
     built.packages = lock.packages.clone();
     let text = lock.to_text()?;
-    if existing.as_ref() != Some(&lock) {
-        lock.write(&lock_path)?;
-        built.lock_written = true;
-    }
+    built.lock_changed = existing.as_ref() != Some(&lock);
     built.lock_text = Some(text);
     Ok(())
 }

@@ -63,6 +63,34 @@ impl Cache {
         self.dir.join(prefix).join(sha256)
     }
 
+    /// Removes the partial downloads of `sha256` (`.<sha256>.<pid>.part`)
+    /// whose process has gone: a build killed or interrupted mid-download
+    /// leaves one (an interrupted build does not wait for a stalled
+    /// download to give up).
+    fn remove_orphaned_parts(&self, sha256: &str) {
+        let dir = match self.path_for(sha256).parent() {
+            Some(d) => d.to_path_buf(),
+            None => return,
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let prefix = format!(".{sha256}.");
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|n| n.strip_suffix(".part"))
+            else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// Makes sure every wanted file is cached, downloading missing ones in
     /// parallel. Returns their paths in the same order.
     pub fn ensure(
@@ -78,6 +106,9 @@ impl Cache {
                 std::fs::metadata(self.path_for(&w.sha256)).map_or(true, |m| m.len() != w.size)
             })
             .collect();
+        for w in &missing {
+            self.remove_orphaned_parts(&w.sha256);
+        }
         let total: u64 = missing.iter().map(|w| w.size).sum();
         progress.begin(Stage::Download, Some(total));
         let pool = rayon::ThreadPoolBuilder::new()

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -56,6 +58,12 @@ pub enum FetchError {
         /// The received size.
         actual: u64,
     },
+    /// The build was interrupted ([`Fetcher::stopping_on`]).
+    #[error("{url}: interrupted")]
+    Interrupted {
+        /// The URL being fetched.
+        url: String,
+    },
     /// Writing the downloaded file failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -80,6 +88,16 @@ pub struct Expect<'a> {
 pub struct Fetcher {
     agent: ureq::Agent,
     attempts: u32,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+/// How often a caller waiting for a stoppable fetch looks at the flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// What a stoppable fetch's thread tells the caller.
+enum Report<T> {
+    Bytes(u64),
+    Done(Result<T, FetchError>),
 }
 
 impl Default for Fetcher {
@@ -109,11 +127,78 @@ impl Fetcher {
                 CachingResolver::new(DefaultResolver::default()),
             ),
             attempts: attempts.max(1),
+            stop: None,
+        }
+    }
+
+    /// This client, stopping with [`FetchError::Interrupted`] within a
+    /// twentieth of a second once `stop` is set, even while a read waits
+    /// on a server that has stopped answering (each fetch then runs on a
+    /// thread of its own, which is left to end by itself: it gives up at
+    /// its next read, removing its partial file, or ends with the process).
+    pub fn stopping_on(mut self, stop: Arc<AtomicBool>) -> Fetcher {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Runs `job` on a thread of its own while this one forwards its
+    /// progress and watches the stop flag; without a flag, runs it here.
+    fn stoppable<T: Send + 'static>(
+        &self,
+        url: &str,
+        progress: &(dyn Fn(u64) + Sync),
+        job: impl FnOnce(&Fetcher, &(dyn Fn(u64) + Sync)) -> Result<T, FetchError> + Send + 'static,
+    ) -> Result<T, FetchError> {
+        let Some(stop) = &self.stop else {
+            return job(self, progress);
+        };
+        let interrupted = || FetchError::Interrupted {
+            url: url.to_string(),
+        };
+        if stop.load(Ordering::Relaxed) {
+            return Err(interrupted());
+        }
+        let (tx, rx) = channel();
+        let fetcher = self.clone();
+        std::thread::spawn(move || {
+            let bytes = tx.clone();
+            let forward = move |n| {
+                let _ = bytes.send(Report::Bytes(n));
+            };
+            let _ = tx.send(Report::Done(job(&fetcher, &forward)));
+        });
+        loop {
+            match rx.recv_timeout(STOP_POLL) {
+                Ok(Report::Bytes(n)) => progress(n),
+                Ok(Report::Done(r)) => return r,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(FetchError::Transport {
+                        url: url.to_string(),
+                        message: "the download thread ended without a result".into(),
+                        attempts: 1,
+                    });
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err(interrupted());
+            }
         }
     }
 
     /// Reads a whole (index) file into memory.
     pub fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        let owned = url.to_string();
+        self.stoppable(url, &|_| {}, move |f, _| f.get_here(&owned))
+    }
+
+    fn get_here(&self, url: &str) -> Result<Vec<u8>, FetchError> {
         let mut out = Vec::new();
         self.with_retries(url, |r| {
             out.clear();
@@ -132,6 +217,24 @@ impl Fetcher {
         expect: Expect<'_>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), FetchError> {
+        let (owned, dest) = (url.to_string(), dest.to_path_buf());
+        let (sha256, size) = (expect.sha256.to_string(), expect.size);
+        self.stoppable(url, progress, move |f, progress| {
+            let expect = Expect {
+                sha256: &sha256,
+                size,
+            };
+            f.download_here(&owned, &dest, expect, progress)
+        })
+    }
+
+    fn download_here(
+        &self,
+        url: &str,
+        dest: &Path,
+        expect: Expect<'_>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), FetchError> {
         let io = |source| FetchError::Io {
             path: dest.to_path_buf(),
             source,
@@ -144,6 +247,9 @@ impl Fetcher {
             written = 0;
             let mut buf = vec![0u8; 256 << 10];
             loop {
+                if self.stopped() {
+                    return Err(std::io::Error::other("interrupted"));
+                }
                 let n = r.read(&mut buf)?;
                 if n == 0 {
                     break;
@@ -214,6 +320,11 @@ impl Fetcher {
         }
         let mut last = String::new();
         for attempt in 1..=self.attempts {
+            if self.stopped() {
+                return Err(FetchError::Interrupted {
+                    url: url.to_string(),
+                });
+            }
             if attempt > 1 {
                 std::thread::sleep(Duration::from_millis(250 << (attempt - 2)));
                 tracing::info!("retrying {url} (attempt {attempt})");

@@ -161,21 +161,26 @@ impl Lock {
 
     /// Writes the lock atomically (temporary file, fsync, rename).
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
-        let text = self.to_text()?;
-        let io = |source| LockError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        write_text(path, &self.to_text()?)
     }
+}
+
+/// Writes a lock's text atomically (temporary file, fsync, rename), so a
+/// crash leaves the old lock or the new one, never half of either.
+pub fn write_text(path: &Path, text: &str) -> Result<(), LockError> {
+    let io = |source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -304,7 +304,13 @@ impl Recipe {
         };
         let raw: RawRecipe = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
-            invalid(offset, e.message().trim().to_string())
+            let message = e.message().trim();
+            // serde's words for an enum table with two variants set.
+            let message = match message.starts_with("wanted exactly 1 element") {
+                true => "a recipe has exactly one source: [source.debian], [source.rpm], [source.tar] or [source.dir]".to_string(),
+                false => message.to_string(),
+            };
+            invalid(offset, message)
         })?;
         let mut steps = Vec::new();
         for s in raw.step {
@@ -353,6 +359,30 @@ impl Recipe {
                 "empty suite".into(),
             ));
         }
+        if let Source::Debian(d) = &raw.source {
+            if let Some(m) = &d.mirror {
+                check_mirror(m)
+                    .map_err(|why| invalid(key_offset(text, "source.debian", "mirror"), why))?;
+            }
+            if let Some(bad) = d
+                .packages
+                .iter()
+                .chain(&d.exclude)
+                .find(|p| p.is_empty() || p.contains(|c: char| c.is_whitespace() || c == ','))
+            {
+                let key = if d.packages.contains(bad) {
+                    "packages"
+                } else {
+                    "exclude"
+                };
+                return Err(invalid(
+                    key_offset(text, "source.debian", key),
+                    format!(
+                        "{bad:?} is not a package name: give one name per string, without versions or spaces"
+                    ),
+                ));
+            }
+        }
         if let Source::Rpm(r) = &raw.source {
             r.validate()
                 .map_err(|m| invalid(text.find("[source.rpm]").unwrap_or(0), m))?;
@@ -381,6 +411,21 @@ impl Recipe {
         } else {
             self.path.parent().unwrap_or(Path::new(".")).join(p)
         }
+    }
+}
+
+/// Refuses a mirror the fetcher could never use: it takes `http://`,
+/// `https://` and `file://` URLs with something after the scheme.
+fn check_mirror(m: &str) -> Result<(), String> {
+    let rest = ["http://", "https://", "file://"]
+        .iter()
+        .find_map(|scheme| m.strip_prefix(scheme));
+    match rest {
+        Some(r) if !r.is_empty() && !r.contains(char::is_whitespace) => Ok(()),
+        Some(_) => Err(format!("mirror {m:?} is not a URL")),
+        None => Err(format!(
+            "mirror {m:?} is not an http://, https:// or file:// URL"
+        )),
     }
 }
 
@@ -609,6 +654,9 @@ kernel_args = "quiet"
         let t = GOOD.replace("[vnfs]", "[vnfs]\nbogus = 1");
         let (_, _, msg) = err_at(&t);
         assert!(msg.contains("bogus"), "{msg}");
+        let t = GOOD.replacen("[[step]]", "[source.dir]\npath = \"x\"\n\n[[step]]", 1);
+        let (_, _, msg) = err_at(&t);
+        assert!(msg.contains("exactly one source"), "{msg}");
     }
 
     #[test]
@@ -623,6 +671,38 @@ kernel_args = "quiet"
         assert!(err_at(&t).2.contains("absolute"));
         let t = GOOD.replace("run = \"true\"", "run = \"true\"\nremove = [\"/x\"]");
         assert!(err_at(&t).2.contains("exactly one"));
+    }
+
+    #[test]
+    fn mirrors_and_package_names_that_cannot_work_are_refused_at_their_line() {
+        for (mirror, says) in [
+            ("ftp://example.invalid/debian", "not an http://"),
+            ("not a url", "not an http://"),
+            ("http:// x", "is not a URL"),
+        ] {
+            let t = GOOD.replace(
+                "suite = \"bookworm\"",
+                &format!("suite = \"bookworm\"\nmirror = \"{mirror}\""),
+            );
+            let (line, _, m) = err_at(&t);
+            assert_eq!(line, 10, "{m}");
+            assert!(m.contains(says), "{mirror}: {m}");
+        }
+        for ok in ["http://m/debian", "https://m/debian", "file:///srv/mirror"] {
+            let t = GOOD.replace(
+                "suite = \"bookworm\"",
+                &format!("suite = \"bookworm\"\nmirror = \"{ok}\""),
+            );
+            parse(&t).unwrap();
+        }
+        for bad in ["", "bash (>= 5)", "a,b"] {
+            let t = GOOD.replace(
+                "packages = [\"openssh-server\"]",
+                &format!("packages = [\"openssh-server\", \"{bad}\"]"),
+            );
+            let (_, _, m) = err_at(&t);
+            assert!(m.contains("is not a package name"), "{bad:?}: {m}");
+        }
     }
 
     #[test]

@@ -60,12 +60,25 @@ pub fn apply(
                 let canon_root = std::fs::canonicalize(root_path)
                     .map_err(|e| io(&root_path.display().to_string(), e.to_string()))?;
                 for g in globs {
-                    let pattern = format!("{}{}", root_path.display(), g);
+                    // The root's own path is matched literally: a build
+                    // directory named `out[1]` must not turn into a class.
+                    let pattern = format!(
+                        "{}{}",
+                        glob::Pattern::escape(&root_path.display().to_string()),
+                        g
+                    );
                     let paths = glob::glob(&pattern).map_err(|e| io(g, e.to_string()))?;
+                    let mut matched = false;
                     for p in paths {
                         let p = p.map_err(|e| io(g, e.to_string()))?;
                         remove_inside(&canon_root, &p)
                             .map_err(|m| io(&p.display().to_string(), m))?;
+                        matched = true;
+                    }
+                    if !matched {
+                        // Not an error (removing what is absent is done),
+                        // but a misspelt path would otherwise go unseen.
+                        tracing::warn!("step {index} (remove): {g} matches nothing in the image");
                     }
                 }
             }

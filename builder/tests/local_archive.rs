@@ -292,6 +292,22 @@ run = "echo visible-output; echo visible-error >&2; exit 3"
         "{msg}"
     );
     assert_nothing_left(&home5, &r8);
+
+    // A step failing after a Debian install: the lock, resolved but never
+    // part of a commit, is not written either.
+    let home6 = t.path().join("home-step-deb");
+    let r9 = recipe(
+        t.path(),
+        &m,
+        "\"greeter\"",
+        "\n[[step]]\nrun = \"exit 4\"\n",
+    );
+    let e = try_build(&home6, &r9).unwrap_err();
+    assert!(
+        matches!(e, BuildError::Step(StepError::Run { index: 1, .. })),
+        "{e}"
+    );
+    assert_nothing_left(&home6, &r9);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -392,4 +408,87 @@ fn an_unreachable_mirror_fails_the_build_with_the_url() {
         "{msg}"
     );
     assert_nothing_left(&home, &r);
+}
+
+/// Serves `root` over HTTP, except that a file whose name ends in `stall`
+/// gets its headers and a few bytes, then nothing more (the connection
+/// stays open). Returns the base URL.
+fn serve_stalling(root: PathBuf, stall: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let file = root.join(path.trim_start_matches('/'));
+            match std::fs::read(&file) {
+                Ok(body) if path.ends_with(stall) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(&body[..body.len().min(10)]);
+                    held.push(s);
+                }
+                Ok(body) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(&body);
+                }
+                Err(_) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn an_interrupt_stops_a_build_waiting_on_a_stalled_mirror() {
+    let t = tempfile::tempdir().unwrap();
+    let m = archive(t.path());
+    // Stalled on the first request (InRelease), then on a package.
+    for (stall, stage) in [("InRelease", "index"), (".deb", "download")] {
+        let base = serve_stalling(m.dir.clone(), stall);
+        let r = recipe(t.path(), &m, "\"greeter\"", "");
+        let p = t.path().join(format!("stalled-{stage}.toml"));
+        std::fs::write(&p, r.text.replace(&m.uri(), &base)).unwrap();
+        let r = Recipe::load(&p).unwrap();
+        let home = t.path().join(format!("home-{stage}"));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let c = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            c.store(true, Ordering::SeqCst);
+        });
+        let started = std::time::Instant::now();
+        let e = build(&r, &BuildOptions::new(&home), &NoProgress, &cancel).unwrap_err();
+        assert!(matches!(e, BuildError::Interrupted), "{stage}: {e}");
+        // The read timeout is a minute: the interrupt, not it, ended this.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{stage}: took {:?}",
+            started.elapsed()
+        );
+        assert_nothing_left(&home, &r);
+        // The second stall came once the indexes had been read and
+        // verified, while the packages downloaded.
+        assert_eq!(
+            home.join("cache/packages").exists(),
+            stage == "download",
+            "{stage}"
+        );
+    }
 }

@@ -257,13 +257,25 @@ fn dir_source_keeps_everything_and_applies_steps() {
     make_source(&src);
     let home = t.path().join("home");
     let r = recipe(t.path(), "dir", "dir", "src");
-    let out = t.path().join("out");
+    // Glob characters in the build directory's own path: the remove step
+    // still finds its file.
+    let out = t.path().join("out[1]*");
     let built = build_in(&home, &r, Some(out.clone())).unwrap();
     check_tree(&out, &src);
     check_commit(&home, &built, &src, &t.path().join("co"));
     // The source itself is untouched by the steps.
     assert!(src.join("etc/remove-me").exists());
     assert!(!src.join("ran").exists());
+
+    // A dir source that is not there, or not a directory: said so.
+    for (path, says) in [
+        ("nosuch", "does not exist"),
+        ("host-file", "not a directory"),
+    ] {
+        let r = recipe(t.path(), "missing", "dir", path);
+        let e = build_in(&home, &r, None).unwrap_err().to_string();
+        assert!(e.contains(path) && e.contains(says), "{e}");
+    }
 }
 
 /// A raw tar member (the tar crate refuses to write `..` names itself).

@@ -105,8 +105,9 @@ pub struct RpmBuilt {
     pub source_date_epoch: i64,
     /// The lock text.
     pub lock_text: String,
-    /// Whether the lock file was (re)written.
-    pub lock_written: bool,
+    /// Whether the lock file differs from `lock_text` (or is missing): the
+    /// build writes it once it has succeeded.
+    pub lock_changed: bool,
     /// Extra commit metadata (`vnfs.rpm.scriptlets_ran`, `vnfs.rpm.scriptlets_skipped`, `vnfs.rpm.warnings`).
     pub metadata: BTreeMap<String, String>,
 }
@@ -382,6 +383,7 @@ fn resolve_lock(
 }
 
 /// Builds the RPM source of `recipe` into `root`.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     recipe: &Recipe,
     src: &RpmSource,
@@ -390,6 +392,7 @@ pub fn build(
     root: &Path,
     progress: &dyn Progress,
     cancel: &AtomicBool,
+    fetcher: &Fetcher,
 ) -> Result<RpmBuilt, RpmBuildError> {
     let inputs = RpmLockInputs {
         repos: src.repos.iter().map(|r| r.id.clone()).collect(),
@@ -422,7 +425,6 @@ pub fn build(
     };
     let lock_path = recipe.lock_path();
     let keys = Keys::load(recipe, src)?;
-    let fetcher = Fetcher::default();
     let existing = if update {
         None
     } else {
@@ -438,7 +440,7 @@ pub fn build(
                 changes: crate::lock::changed_inputs(&l.inputs, &inputs),
             });
         }
-        None => resolve_lock(recipe, src, &keys, &inputs, &fetcher, progress, cancel)?,
+        None => resolve_lock(recipe, src, &keys, &inputs, fetcher, progress, cancel)?,
     };
     progress.end(Stage::Resolve);
     tracing::info!(
@@ -528,7 +530,7 @@ pub fn build(
         }
     }
     let cache = Cache::new(home);
-    let paths = cache.ensure(&fetcher, &wanted, progress, cancel)?;
+    let paths = cache.ensure(fetcher, &wanted, progress, cancel)?;
     for (i, path) in from_cache.into_iter().zip(paths) {
         files[i].path = path;
     }
@@ -603,11 +605,7 @@ pub fn build(
         metadata.insert("vnfs.rpm.lua".to_string(), lua.clone());
     }
     let text = lock.to_text()?;
-    let mut lock_written = false;
-    if existing.as_ref() != Some(&lock) {
-        lock.write(&lock_path)?;
-        lock_written = true;
-    }
+    let lock_changed = existing.as_ref() != Some(&lock);
     Ok(RpmBuilt {
         packages: lock
             .packages
@@ -624,7 +622,7 @@ pub fn build(
             .collect(),
         source_date_epoch: lock.source_date_epoch,
         lock_text: text,
-        lock_written,
+        lock_changed,
         metadata,
     })
 }

@@ -160,20 +160,7 @@ impl RpmLock {
 
     /// Writes the lock atomically (temporary file, fsync, rename).
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
-        let text = self.to_text()?;
-        let io = |source| LockError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        crate::lock::write_text(path, &self.to_text()?)
     }
 }
 
