@@ -25,6 +25,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Build an image from a recipe.
+    #[command(after_help = cmd::build::AFTER_HELP)]
     Build(cmd::build::Build),
     /// Ingest a root directory as a new version of an image; prints the commit id
     Commit(cmd::image::CommitArgs),

@@ -192,6 +192,12 @@ fn ctrl_c_during_a_step_cleans_up() {
     let text = ok(&home, &["build", recipe.to_str().unwrap()]);
     assert!(text.contains("built ctrl-c"), "{text}");
     assert!(ok(&home, &["list"]).contains("ctrl-c"));
+    // Quiet: the commit id alone, for scripts.
+    let id = ok(&home, &["-q", "build", recipe.to_str().unwrap()]);
+    assert!(
+        id.trim().len() == 64 && id.trim().bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id:?}"
+    );
 }
 
 fn interrupt_during_step(home: &Path, recipe: &Path, whole_group: bool) {

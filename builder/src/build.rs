@@ -14,7 +14,7 @@ use crate::debian::install::{self, DebFile, InstallError};
 use crate::debian::repo::{self, ArchiveSpec, RepoError};
 use crate::debian::resolve::{self, ResolveError, Universe};
 use crate::debian::sources::{self, SourcesError};
-use crate::http::Fetcher;
+use crate::http::{FetchError, Fetcher};
 use crate::lock::{Lock, LockError, LockInputs, LockedPackage};
 use crate::normalize::{self, NormalizeError};
 use crate::progress::{Progress, Stage};
@@ -90,6 +90,18 @@ pub enum BuildError {
     /// Download failure.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A package the lock names arrived with another hash.
+    #[error(
+        "{cause}; the package is not the one {path} names: if the archive replaced it, \
+         resolve again with --update (a lock edited by hand, or a file tampered with \
+         on the way, fails the same way)"
+    )]
+    LockMismatch {
+        /// The lock file.
+        path: PathBuf,
+        /// The download that did not match.
+        cause: CacheError,
+    },
     /// Installing packages failed.
     #[error(transparent)]
     Install(#[from] InstallError),
@@ -194,8 +206,11 @@ pub fn build(
         None => {
             let tmp_parent = opts.home.join("tmp");
             std::fs::create_dir_all(&tmp_parent).map_err(io_err(&tmp_parent))?;
+            remove_orphaned_roots(&tmp_parent);
+            // The pid in the name tells a later build whether its owner
+            // is still running.
             let t = tempfile::Builder::new()
-                .prefix("build-")
+                .prefix(&format!("build-{}-", std::process::id()))
                 .tempdir_in(&tmp_parent)
                 .map_err(io_err(&tmp_parent))?;
             (t.path().join("root"), Some(t))
@@ -237,6 +252,54 @@ pub fn build(
             // Leave an explicit output dir for inspection; temp dirs go.
             drop(temp);
             Err(e)
+        }
+    }
+}
+
+/// Removes the temporary roots (`build-<pid>-*` under `tmp`) of builds
+/// that were killed before they could clean up (SIGKILL, a dropped
+/// session's wrapper): their process is gone. One with anything mounted
+/// under it is left alone, with a warning: removing it would reach into
+/// the mounted file system.
+fn remove_orphaned_roots(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("build-"))
+            .and_then(|n| n.split_once('-'))
+            .map(|(pid, _)| pid)
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let dir = e.path();
+        let prefix = format!("{}/", dir.display());
+        // mountinfo's fifth field is the mount point.
+        if mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|m| m.starts_with(&prefix))
+        {
+            tracing::warn!(
+                "{} was left by a build that was killed, and has file systems mounted in it: unmount them, then remove it",
+                dir.display()
+            );
+            continue;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => tracing::warn!("removed {}, left by a build that was killed", dir.display()),
+            Err(err) => tracing::warn!(
+                "{} was left by a build that was killed and could not be removed: {err}",
+                dir.display()
+            ),
         }
     }
 }
@@ -664,7 +727,20 @@ fn build_debian(
     );
     let t0 = std::time::Instant::now();
     let cache = Cache::new(&opts.home);
-    let paths = cache.ensure(fetcher, &wanted, progress, cancel)?;
+    let from_lock = existing.as_ref() == Some(&lock);
+    let paths = cache
+        .ensure(fetcher, &wanted, progress, cancel)
+        .map_err(|e| match e {
+            // The lock and the archive disagree: a file replaced in the
+            // archive (or tampered with), or a lock edited by hand.
+            CacheError::Fetch(FetchError::HashMismatch { .. }) if from_lock => {
+                BuildError::LockMismatch {
+                    path: recipe.lock_path(),
+                    cause: e,
+                }
+            }
+            e => e.into(),
+        })?;
     tracing::info!("downloads done in {:.2?}", t0.elapsed());
     check(cancel)?;
     let debs: Vec<DebFile> = lock

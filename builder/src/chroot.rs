@@ -167,7 +167,17 @@ impl Chroot {
         unsafe {
             cmd.pre_exec(move || setup.enter());
         }
-        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+            // The program is looked up inside the image, after the chroot.
+            std::io::ErrorKind::NotFound => spawn_err(std::io::Error::other(format!(
+                "the image has no {prog}{}",
+                match *prog {
+                    "/bin/sh" => " (run steps need a shell in the image)",
+                    _ => "",
+                }
+            ))),
+            _ => spawn_err(e),
+        })?;
         drop(cmd);
         // Output is collected on a thread so that this one can watch the
         // cancel flag.

@@ -203,6 +203,15 @@ fn copy_in(
     uid: u32,
     gid: u32,
 ) -> Result<(), String> {
+    // `to` ending in `/` is a directory to copy into, as with cp.
+    let joined;
+    let to = match (to.ends_with('/'), src.file_name()) {
+        (true, Some(name)) => {
+            joined = format!("{to}{}", name.to_string_lossy());
+            joined.as_str()
+        }
+        _ => to,
+    };
     let m = std::fs::symlink_metadata(src).map_err(|e| e.to_string())?;
     if m.is_dir() {
         let (parent, file) = split(to);

@@ -171,6 +171,16 @@ fn local_archive_build_and_every_bad_input() {
         .filter(|p| std::fs::read(p).unwrap() == bad)
         .collect();
     assert!(cached.is_empty(), "a bad download was cached: {cached:?}");
+    // The same from the first build's lock: the error says the lock and
+    // the archive disagree, and how to resolve again.
+    std::fs::write(r4.lock_path(), &lock).unwrap();
+    let e = try_build(&t.path().join("home-deb-locked"), &r4).unwrap_err();
+    assert!(matches!(e, BuildError::LockMismatch { .. }), "{e}");
+    assert!(
+        e.to_string().contains("sha256 mismatch") && e.to_string().contains("--update"),
+        "{e}"
+    );
+    std::fs::remove_file(r4.lock_path()).unwrap();
     std::fs::write(&pool_deb, &good).unwrap();
 
     // A package that went bad in the first build's cache (same size, so

@@ -141,6 +141,11 @@ fn check_tree(root: &Path, src: &Path) {
         (0o640, 5, 6)
     );
     assert_eq!(std::fs::read_to_string(root.join("ran")).unwrap(), "ran\n");
+    // `to` ending in `/`: into that directory, under the source's name.
+    assert_eq!(
+        std::fs::read_to_string(root.join("opt/into/host-file")).unwrap(),
+        "copied\n"
+    );
 }
 
 const RECIPE: &str = r#"
@@ -168,6 +173,10 @@ to = "/opt/copied"
 mode = "0640"
 owner = 5
 group = 6
+
+[[step]]
+copy = "host-file"
+to = "/opt/into/"
 
 [[step]]
 run = "echo ran > /ran"
@@ -267,6 +276,20 @@ fn dir_source_keeps_everything_and_applies_steps() {
     assert!(src.join("etc/remove-me").exists());
     assert!(!src.join("ran").exists());
 
+    // A killed build's temporary root goes at the next build; a running
+    // build's (this process's pid) and a name without a pid stay.
+    let tmp = home.join("tmp");
+    let orphan = tmp.join("build-999999999-x1");
+    let running = tmp.join(format!("build-{}-x2", std::process::id()));
+    let other = tmp.join("build-x3");
+    for d in [&orphan, &running, &other] {
+        std::fs::create_dir_all(d.join("root/etc")).unwrap();
+        std::fs::write(d.join("root/etc/f"), "x").unwrap();
+    }
+    build_in(&home, &r, None).unwrap();
+    assert!(!orphan.exists());
+    assert!(running.exists() && other.exists());
+
     // A dir source that is not there, or not a directory: said so.
     for (path, says) in [
         ("nosuch", "does not exist"),
@@ -361,4 +384,22 @@ fn members_escaping_the_root_are_refused() {
     assert_eq!(std::fs::read(out.join("etc/absolute")).unwrap(), b"evil");
     assert_eq!(std::fs::read(out.join("etc/through")).unwrap(), b"evil");
     assert!(!Path::new("/etc/through").exists());
+}
+
+#[test]
+fn a_run_step_in_a_root_without_a_shell_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("bare/etc")).unwrap();
+    let p = t.path().join("bare.toml");
+    std::fs::write(
+        &p,
+        "[image]\nos = \"t\"\nversion = \"1\"\nrelease = \"1\"\narch = \"x86_64\"\n\
+         [source.dir]\npath = \"bare\"\n[[step]]\nrun = \"true\"\n",
+    )
+    .unwrap();
+    let r = Recipe::load(&p).unwrap();
+    let e = build_in(&t.path().join("home"), &r, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the image has no /bin/sh"), "{e}");
 }

@@ -11,6 +11,21 @@ use vnfs_builder::progress::{Progress, Stage};
 
 use crate::context::Context;
 
+/// What `vnfs build --help` shows after the options: the recipe's shape.
+pub const AFTER_HELP: &str = "\
+A recipe is a TOML file (every key: docs/recipes.md; examples: recipes/):
+  [image]   os, version, release, arch, state (stateless|stateful), name
+            (default <os>-<version>-<release>.<state>.<arch>)
+  [source.debian] suite, packages, variant, mirror, keyring, exclude ...
+    or [source.rpm], [source.tar] (a root tarball), [source.dir]
+  [[step]]  remove, copy + to, write + content, run (network = true), enable
+  [vnfs]    kernel_args, hybridize, livesync_skip, nodescripts
+
+The first successful build writes <recipe>.lock beside the recipe; later
+builds install exactly the lock (same lock, same image, bit for bit) until
+--update. Packages are cached by sha256 in $VNFS_HOME/cache/packages.
+With -q only the commit id is printed.";
+
 /// Build an image from a recipe (see docs/recipes.md).
 #[derive(clap::Args, Debug)]
 pub struct Build {
@@ -126,7 +141,8 @@ pub fn run(args: Build, ctx: &Context) -> anyhow::Result<()> {
     if ctx.json {
         let out = serde_json::json!({
             "name": built.name,
-            "root": built.root,
+            // A temporary root is gone by now: only a kept one is named.
+            "root": args.output_dir.as_ref().map(|_| &built.root),
             "packages": built.packages.len(),
             "source_date_epoch": built.source_date_epoch,
             "lock_written": built.lock_written,
@@ -134,7 +150,12 @@ pub fn run(args: Build, ctx: &Context) -> anyhow::Result<()> {
             "commit": built.commit.map(|c| c.to_string()),
         });
         println!("{out}");
-    } else if !ctx.quiet {
+    } else if ctx.quiet {
+        // What a script wants from a quiet build, as `vnfs commit` prints.
+        if let Some(c) = &built.commit {
+            println!("{c}");
+        }
+    } else {
         println!(
             "built {} ({} packages) in {:.1} s",
             built.name,
