@@ -205,7 +205,11 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
                 said = text;
             }
             match crate::interrupt::signal() {
-                Some(n) => ExitCode::from(u8::try_from(128 + n).unwrap_or(2)),
+                Some(n) => {
+                    crate::interrupt::die_by(n);
+                    // Only if the signal did not end the process.
+                    ExitCode::from(u8::try_from(128 + n).unwrap_or(2))
+                }
                 None => ExitCode::from(2),
             }
         }

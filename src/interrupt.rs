@@ -5,8 +5,8 @@
 //! the work checks it (between build phases, on every write of an output,
 //! per file and chunk of a checkout or commit through
 //! `Progress::cancelled`, on every read of an imported file or pipe), stops
-//! with an error and cleans up on the way out; the command then exits with
-//! 128 + the signal's number.
+//! with an error and cleans up on the way out; the process then ends by
+//! the same signal (see [`die_by`]).
 //!
 //! Commands that have nothing to clean up keep the default disposition, so
 //! Ctrl-C ends them at once even when they are blocked (e.g. writing into
@@ -50,12 +50,23 @@ pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }
 
-/// The signal that stopped the command, if one did: a failed command then
-/// exits with 128 + its number, as the shell reports a command the signal
-/// killed (130 for Ctrl-C), so scripts can tell an interrupt from an error.
+/// The signal that stopped the command, if one did.
 pub fn signal() -> Option<i32> {
     match SIGNAL.load(Ordering::SeqCst) {
         0 => None,
         n => Some(n),
+    }
+}
+
+/// Ends the process by `signal`, as if it had not been caught, once the
+/// command has cleaned up: a shell running vnfs in a loop sees the signal
+/// and stops the loop too, which an ordinary exit status (even 130) would
+/// not make it do. Returns only if the signal could not end the process.
+pub fn die_by(signal: i32) {
+    // SAFETY: restoring the default disposition and raising the signal
+    // at this thread; nothing runs after it if the default ends us.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
     }
 }

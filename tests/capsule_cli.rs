@@ -245,6 +245,27 @@ fn concurrent_trust_and_untrust_lose_no_key() {
             "round {round}: {listed}"
         );
     }
+
+    // The lock itself: while another holder has it, `key trust` waits.
+    std::fs::write(&list_file, "").unwrap();
+    let held = std::fs::File::create(home.join("trusted-keys.lock")).unwrap();
+    held.lock().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vnfs"))
+        .arg("--home")
+        .arg(&home)
+        .args(["key", "trust", pubs[3].to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "key trust did not wait for the lock"
+    );
+    drop(held);
+    assert!(child.wait().unwrap().success());
+    let listed = ok(vnfs(&home, &["--json", "key", "list"], None));
+    assert!(listed.contains("ed25519:"), "{listed}");
 }
 
 #[test]
@@ -668,7 +689,11 @@ fn export_temporary_file_is_private_unpredictable_and_removed_on_sigint() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "the interrupted export succeeded");
     assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&o.status),
+        Some(libc::SIGINT),
+        "{stderr}"
+    );
     assert_eq!(outputs::names(&out), planted, "the temporary file was left");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
 

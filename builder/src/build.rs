@@ -164,6 +164,9 @@ pub struct Built {
     pub root: PathBuf,
     /// The temporary directory holding `root` when no output dir was given.
     pub temp: Option<tempfile::TempDir>,
+    /// The lock on `temp` (its `owner.lock`), held while it lives: a later
+    /// build's cleanup removes only temporary roots nobody holds.
+    pub temp_lock: Option<std::fs::File>,
     /// Installed packages (empty for tar/dir sources).
     pub packages: Vec<LockedPackage>,
     /// The timestamp everything was clamped to.
@@ -189,6 +192,7 @@ pub fn build(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Built, BuildError> {
+    let mut temp_lock = None;
     let (root, temp) = match &opts.output_dir {
         Some(d) => {
             if d.exists() {
@@ -207,12 +211,11 @@ pub fn build(
             let tmp_parent = opts.home.join("tmp");
             std::fs::create_dir_all(&tmp_parent).map_err(io_err(&tmp_parent))?;
             remove_orphaned_roots(&tmp_parent);
-            // The pid in the name tells a later build whether its owner
-            // is still running.
             let t = tempfile::Builder::new()
-                .prefix(&format!("build-{}-", std::process::id()))
+                .prefix("build-")
                 .tempdir_in(&tmp_parent)
                 .map_err(io_err(&tmp_parent))?;
+            temp_lock = Some(claim(t.path())?);
             (t.path().join("root"), Some(t))
         }
     };
@@ -246,6 +249,7 @@ pub fn build(
     match result {
         Ok(mut b) => {
             b.temp = temp;
+            b.temp_lock = temp_lock;
             Ok(b)
         }
         Err(e) => {
@@ -256,38 +260,69 @@ pub fn build(
     }
 }
 
-/// Removes the temporary roots (`build-<pid>-*` under `tmp`) of builds
-/// that were killed before they could clean up (SIGKILL, a dropped
-/// session's wrapper): their process is gone. One with anything mounted
-/// under it is left alone, with a warning: removing it would reach into
-/// the mounted file system.
+/// The lock file inside a temporary root; see [`claim`].
+const OWNER_LOCK: &str = "owner.lock";
+
+/// Locks the temporary root `dir` for this build: `owner.lock` is created
+/// under another name, locked (`flock`, exclusive), then renamed into
+/// place, so a cleanup that finds it unlocked knows its build has gone
+/// (killed before it could clean up), wherever that build ran: a pid
+/// would mean nothing to another pid namespace sharing the home.
+fn claim(dir: &Path) -> Result<std::fs::File, BuildError> {
+    let tmp = dir.join(".owner.lock.new");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.lock().map_err(io_err(&tmp))?;
+    let lock = dir.join(OWNER_LOCK);
+    std::fs::rename(&tmp, &lock).map_err(io_err(&lock))?;
+    Ok(f)
+}
+
+/// Removes the temporary roots under `tmp` whose build is gone (its
+/// `owner.lock` can be locked): builds killed before they could clean up
+/// (SIGKILL, a dropped session's wrapper). One with anything mounted under
+/// it is left alone, with a warning: removing it would reach into the
+/// mounted file system. One without a lock file (from an older vnfs, or
+/// being created this instant) is only mentioned once it is a day old.
 fn remove_orphaned_roots(tmp: &Path) {
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return;
     };
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("build-"))
-            .and_then(|n| n.split_once('-'))
-            .map(|(pid, _)| pid)
-            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        if Path::new("/proc").join(pid).exists() {
+        if !e.file_name().to_string_lossy().starts_with("build-") {
             continue;
         }
         let dir = e.path();
-        let prefix = format!("{}/", dir.display());
-        // mountinfo's fifth field is the mount point.
-        if mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .any(|m| m.starts_with(&prefix))
+        let lock = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join(OWNER_LOCK))
         {
+            Ok(f) => f,
+            Err(_) => {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 86_400);
+                if old {
+                    tracing::warn!(
+                        "{} looks left by an earlier build; remove it if no build is running",
+                        dir.display()
+                    );
+                }
+                continue;
+            }
+        };
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        if has_mounts_under(&dir) {
             tracing::warn!(
                 "{} was left by a build that was killed, and has file systems mounted in it: unmount them, then remove it",
                 dir.display()
@@ -302,6 +337,30 @@ fn remove_orphaned_roots(tmp: &Path) {
             ),
         }
     }
+}
+
+/// Whether anything is mounted at or under `dir` (in this mount
+/// namespace), or whether that cannot be told.
+fn has_mounts_under(dir: &Path) -> bool {
+    let (Ok(dir), Ok(info)) = (
+        std::fs::canonicalize(dir),
+        std::fs::read_to_string("/proc/self/mountinfo"),
+    ) else {
+        return true;
+    };
+    let dir = dir.to_string_lossy().into_owned();
+    let under = format!("{dir}/");
+    // The fifth field is the mount point, with space, tab, newline and
+    // backslash written as octal escapes.
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            m.replace("\\040", " ")
+                .replace("\\011", "\t")
+                .replace("\\012", "\n")
+                .replace("\\134", "\\")
+        })
+        .any(|m| m == dir || m.starts_with(&under))
 }
 
 /// Copies the directory `from` into `root` with `cp -a` (which keeps
@@ -373,6 +432,7 @@ fn build_into(
         name: recipe.image.full_name(),
         root: root.to_path_buf(),
         temp: None,
+        temp_lock: None,
         packages: Vec::new(),
         source_date_epoch: 0,
         lock_text: None,
@@ -468,6 +528,12 @@ fn build_into(
     built.metadata = metadata(recipe, &built);
     built.metadata.extend(source_metadata);
     check(cancel)?;
+    // Once the steps have passed, before the commit: a lock that cannot be
+    // written then fails the build before anything is committed.
+    if let (true, Some(text)) = (built.lock_changed, &built.lock_text) {
+        crate::lock::write_text(&recipe.lock_path(), text)?;
+        built.lock_written = true;
+    }
     if opts.commit {
         let t0 = std::time::Instant::now();
         progress.message(Stage::Commit, "committing");
@@ -502,10 +568,6 @@ fn build_into(
         )?;
         tracing::info!("committed {} in {:.2?}", out.id, t0.elapsed());
         built.commit = Some(out.id);
-    }
-    if let (true, Some(text)) = (built.lock_changed, &built.lock_text) {
-        crate::lock::write_text(&recipe.lock_path(), text)?;
-        built.lock_written = true;
     }
     progress.end(Stage::Commit);
     Ok(built)

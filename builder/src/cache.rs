@@ -63,10 +63,11 @@ impl Cache {
         self.dir.join(prefix).join(sha256)
     }
 
-    /// Removes the partial downloads of `sha256` (`.<sha256>.<pid>.part`)
-    /// whose process has gone: a build killed or interrupted mid-download
-    /// leaves one (an interrupted build does not wait for a stalled
-    /// download to give up).
+    /// Removes the partial downloads of `sha256` (`.<sha256>.<n>.part`)
+    /// that nobody is writing: a download holds its file locked (`flock`)
+    /// while it writes, so one that can be locked was left by a build that
+    /// was killed, or interrupted while a stalled download was still
+    /// waiting (an interrupted build does not wait for it to give up).
     fn remove_orphaned_parts(&self, sha256: &str) {
         let dir = match self.path_for(sha256).parent() {
             Some(d) => d.to_path_buf(),
@@ -78,14 +79,16 @@ impl Cache {
         let prefix = format!(".{sha256}.");
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(&prefix))
-                .and_then(|n| n.strip_suffix(".part"))
-            else {
+            let name = name.to_string_lossy();
+            if !(name.starts_with(&prefix) && name.ends_with(".part")) {
                 continue;
-            };
-            if !Path::new("/proc").join(pid).exists() {
+            }
+            let orphan = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(e.path())
+                .is_ok_and(|f| f.try_lock().is_ok());
+            if orphan {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -129,7 +132,9 @@ impl Cache {
                     path: dir.to_path_buf(),
                     source,
                 })?;
-                let tmp = dir.join(format!(".{}.{}.part", w.sha256, std::process::id()));
+                // Unique, so a download left running by an interrupted
+                // build (in this process too) never shares its file.
+                let tmp = dir.join(format!(".{}.{}.part", w.sha256, part_suffix()));
                 fetcher.download(
                     &w.url,
                     &tmp,
@@ -148,4 +153,18 @@ impl Cache {
         progress.end(Stage::Download);
         Ok(wanted.iter().map(|w| self.path_for(&w.sha256)).collect())
     }
+}
+
+/// A name part unique across processes and across builds in one process.
+fn part_suffix() -> String {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

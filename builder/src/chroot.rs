@@ -169,13 +169,18 @@ impl Chroot {
         }
         let mut child = cmd.spawn().map_err(|e| match e.kind() {
             // The program is looked up inside the image, after the chroot.
-            std::io::ErrorKind::NotFound => spawn_err(std::io::Error::other(format!(
-                "the image has no {prog}{}",
-                match *prog {
-                    "/bin/sh" => " (run steps need a shell in the image)",
-                    _ => "",
-                }
-            ))),
+            // (or the ELF loader or `#!` interpreter it names is missing).
+            // Still NotFound: callers tell a missing interpreter by it.
+            std::io::ErrorKind::NotFound => spawn_err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                "cannot execute {prog} in the image: it, or the loader or interpreter it needs, is missing{}",
+                    match *prog {
+                        "/bin/sh" => " (run steps need a shell in the image)",
+                        _ => "",
+                    }
+                ),
+            )),
             _ => spawn_err(e),
         })?;
         drop(cmd);

@@ -243,6 +243,8 @@ impl Fetcher {
         let mut written = 0u64;
         let result = self.with_retries(url, |r| {
             let mut f = std::fs::File::create(dest)?;
+            // Held while writing: a cleanup removes only unlocked parts.
+            f.lock()?;
             hasher = Sha256::new();
             written = 0;
             let mut buf = vec![0u8; 256 << 10];

@@ -276,19 +276,27 @@ fn dir_source_keeps_everything_and_applies_steps() {
     assert!(src.join("etc/remove-me").exists());
     assert!(!src.join("ran").exists());
 
-    // A killed build's temporary root goes at the next build; a running
-    // build's (this process's pid) and a name without a pid stay.
+    // A killed build's temporary root (its owner.lock unlocked) goes at
+    // the next build; a running build's (locked) and one without a lock
+    // file stay.
     let tmp = home.join("tmp");
-    let orphan = tmp.join("build-999999999-x1");
-    let running = tmp.join(format!("build-{}-x2", std::process::id()));
-    let other = tmp.join("build-x3");
+    let (orphan, running, other) = (
+        tmp.join("build-x1"),
+        tmp.join("build-x2"),
+        tmp.join("build-x3"),
+    );
     for d in [&orphan, &running, &other] {
         std::fs::create_dir_all(d.join("root/etc")).unwrap();
         std::fs::write(d.join("root/etc/f"), "x").unwrap();
     }
+    std::fs::write(orphan.join("owner.lock"), "").unwrap();
+    std::fs::write(running.join("owner.lock"), "").unwrap();
+    let held = std::fs::File::open(running.join("owner.lock")).unwrap();
+    held.lock().unwrap();
     build_in(&home, &r, None).unwrap();
     assert!(!orphan.exists());
     assert!(running.exists() && other.exists());
+    drop(held);
 
     // A dir source that is not there, or not a directory: said so.
     for (path, says) in [
@@ -401,5 +409,5 @@ fn a_run_step_in_a_root_without_a_shell_says_so() {
     let e = build_in(&t.path().join("home"), &r, None)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("the image has no /bin/sh"), "{e}");
+    assert!(e.contains("cannot execute /bin/sh in the image"), "{e}");
 }

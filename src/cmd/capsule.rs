@@ -415,12 +415,13 @@ struct StdinPoller {
     current: Vec<u8>,
     at: usize,
     done: bool,
+    failed: Option<String>,
 }
 
 impl StdinPoller {
     /// Pieces read ahead of the import.
     const AHEAD: usize = 8;
-    /// Largest piece: what one read of a pipe returns at most, four times.
+    /// Largest read: four times what one read of a pipe returns at most.
     const PIECE: usize = 256 << 10;
     /// How long a read waits before it looks at the interrupt flag again.
     const POLL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -429,9 +430,9 @@ impl StdinPoller {
         let (tx, rx) = std::sync::mpsc::sync_channel(Self::AHEAD);
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
+            let mut buf = vec![0; Self::PIECE];
             loop {
-                let mut piece = vec![0; Self::PIECE];
-                let n = match std::io::Read::read(&mut stdin, &mut piece) {
+                let n = match std::io::Read::read(&mut stdin, &mut buf) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -439,10 +440,9 @@ impl StdinPoller {
                         return;
                     }
                 };
-                piece.truncate(n);
                 // An empty piece is the end of input; a gone receiver, the
                 // end of the import.
-                if tx.send(Ok(piece)).is_err() || n == 0 {
+                if tx.send(Ok(buf[..n].to_vec())).is_err() || n == 0 {
                     return;
                 }
             }
@@ -452,6 +452,7 @@ impl StdinPoller {
             current: Vec::new(),
             at: 0,
             done: false,
+            failed: None,
         }
     }
 }
@@ -464,10 +465,16 @@ impl std::io::Read for StdinPoller {
                 return Err(std::io::Error::other("interrupted"));
             }
             match self.pieces.recv_timeout(Self::POLL) {
-                Ok(piece) => {
-                    self.current = piece?;
+                Ok(Ok(piece)) => {
+                    self.current = piece;
                     self.at = 0;
                     self.done = self.current.is_empty();
+                }
+                Ok(Err(e)) => {
+                    // Said again to a caller that reads on, not an end.
+                    self.failed = Some(e.to_string());
+                    self.done = true;
+                    return Err(e);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => self.done = true,
@@ -475,6 +482,9 @@ impl std::io::Read for StdinPoller {
         }
         if interrupt::requested() {
             return Err(std::io::Error::other("interrupted"));
+        }
+        if let Some(why) = &self.failed {
+            return Err(std::io::Error::other(why.clone()));
         }
         let n = buf.len().min(self.current.len() - self.at);
         buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
@@ -756,21 +766,32 @@ fn untrust(specs: &[String], ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Holds the trust list's directory locked (`flock`, exclusive) until
-/// dropped: `key trust` appends to the list and `key untrust` replaces it
-/// with a new file, so without the lock a key trusted meanwhile would be
-/// appended to the replaced file and lost. The directory of the file a
-/// symlinked list points at is the one locked.
-fn lock_trust_list(path: &Path) -> anyhow::Result<std::fs::File> {
+/// Holds `<trust list>.lock` locked (`flock`, exclusive) until dropped:
+/// `key trust` appends to the list and `key untrust` replaces it with a
+/// new file, so without the lock a key trusted meanwhile would be appended
+/// to the replaced file and lost. A file of its own, beside the file a
+/// symlinked list points at, opened for writing: NFS emulates `flock`
+/// with POSIX locks, which need that. `None` when the list's directory
+/// does not exist (there is no list to change yet).
+fn lock_trust_list(path: &Path) -> anyhow::Result<Option<std::fs::File>> {
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = match real.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
+    let mut name = real.clone().into_os_string();
+    name.push(".lock");
+    let lock = PathBuf::from(name);
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("opening {}", lock.display()))),
     };
-    let f = std::fs::File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
     f.lock()
-        .with_context(|| format!("locking {} for the trust list", dir.display()))?;
-    Ok(f)
+        .with_context(|| format!("locking {}", lock.display()))?;
+    Ok(Some(f))
 }
 
 /// The trusted keys `spec` names: those of a public key file, or the one
