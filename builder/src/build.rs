@@ -14,7 +14,7 @@ use crate::debian::install::{self, DebFile, InstallError};
 use crate::debian::repo::{self, ArchiveSpec, RepoError};
 use crate::debian::resolve::{self, ResolveError, Universe};
 use crate::debian::sources::{self, SourcesError};
-use crate::http::{FetchError, Fetcher};
+use crate::http::Fetcher;
 use crate::lock::{Lock, LockError, LockInputs, LockedPackage};
 use crate::normalize::{self, NormalizeError};
 use crate::progress::{Progress, Stage};
@@ -90,18 +90,6 @@ pub enum BuildError {
     /// Download failure.
     #[error(transparent)]
     Cache(#[from] CacheError),
-    /// A package the lock names arrived with another hash.
-    #[error(
-        "{cause}; the package is not the one {path} names: if the archive replaced it, \
-         resolve again with --update (a lock edited by hand, or a file tampered with \
-         on the way, fails the same way)"
-    )]
-    LockMismatch {
-        /// The lock file.
-        path: PathBuf,
-        /// The download that did not match.
-        cause: CacheError,
-    },
     /// Installing packages failed.
     #[error(transparent)]
     Install(#[from] InstallError),
@@ -790,19 +778,9 @@ fn build_debian(
     let t0 = std::time::Instant::now();
     let cache = Cache::new(&opts.home);
     let from_lock = existing.as_ref() == Some(&lock);
-    let paths = cache
-        .ensure(fetcher, &wanted, progress, cancel)
-        .map_err(|e| match e {
-            // The lock and the archive disagree: a file replaced in the
-            // archive (or tampered with), or a lock edited by hand.
-            CacheError::Fetch(FetchError::HashMismatch { .. }) if from_lock => {
-                BuildError::LockMismatch {
-                    path: recipe.lock_path(),
-                    cause: e,
-                }
-            }
-            e => e.into(),
-        })?;
+    let lock_file = recipe.lock_path();
+    let named_by = from_lock.then_some(lock_file.as_path());
+    let paths = cache.ensure(fetcher, &wanted, progress, cancel, named_by)?;
     tracing::info!("downloads done in {:.2?}", t0.elapsed());
     check(cancel)?;
     let debs: Vec<DebFile> = lock

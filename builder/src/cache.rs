@@ -38,6 +38,18 @@ pub enum CacheError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A package the lock names arrived with another hash than the lock's.
+    #[error(
+        "{cause}; the package is not the one {lock} names: if the archive replaced it, \
+         resolve again with --update (a lock edited by hand, or a file tampered with \
+         on the way, fails the same way)"
+    )]
+    LockMismatch {
+        /// The lock file.
+        lock: PathBuf,
+        /// The download that did not match.
+        cause: FetchError,
+    },
     /// The build was interrupted.
     #[error("interrupted")]
     Interrupted,
@@ -95,13 +107,16 @@ impl Cache {
     }
 
     /// Makes sure every wanted file is cached, downloading missing ones in
-    /// parallel. Returns their paths in the same order.
+    /// parallel. Returns their paths in the same order. `lock` is the lock
+    /// file the wanted list was read from, if it was: a download with
+    /// another hash is then reported as [`CacheError::LockMismatch`].
     pub fn ensure(
         &self,
         fetcher: &Fetcher,
         wanted: &[Wanted],
         progress: &dyn Progress,
         cancel: &AtomicBool,
+        lock: Option<&Path>,
     ) -> Result<Vec<PathBuf>, CacheError> {
         let missing: Vec<&Wanted> = wanted
             .iter()
@@ -135,15 +150,25 @@ impl Cache {
                 // Unique, so a download left running by an interrupted
                 // build (in this process too) never shares its file.
                 let tmp = dir.join(format!(".{}.{}.part", w.sha256, part_suffix()));
-                fetcher.download(
-                    &w.url,
-                    &tmp,
-                    Expect {
-                        sha256: &w.sha256,
-                        size: Some(w.size),
-                    },
-                    &|n| progress.advance(Stage::Download, n),
-                )?;
+                fetcher
+                    .download(
+                        &w.url,
+                        &tmp,
+                        Expect {
+                            sha256: &w.sha256,
+                            size: Some(w.size),
+                        },
+                        &|n| progress.advance(Stage::Download, n),
+                    )
+                    .map_err(|e| match (e, lock) {
+                        (e @ FetchError::HashMismatch { .. }, Some(lock)) => {
+                            CacheError::LockMismatch {
+                                lock: lock.to_path_buf(),
+                                cause: e,
+                            }
+                        }
+                        (e, _) => e.into(),
+                    })?;
                 std::fs::rename(&tmp, &dest).map_err(|source| CacheError::Io {
                     path: dest.clone(),
                     source,

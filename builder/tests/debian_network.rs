@@ -187,7 +187,7 @@ fn tampered_deb_is_refused_and_not_cached() {
         size: p.size,
     };
     let e = cache
-        .ensure(&f, &[wanted], &NoProgress, &AtomicBool::new(false))
+        .ensure(&f, &[wanted], &NoProgress, &AtomicBool::new(false), None)
         .unwrap_err();
     assert!(
         matches!(e, CacheError::Fetch(FetchError::HashMismatch { .. })),

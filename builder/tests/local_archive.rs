@@ -175,7 +175,10 @@ fn local_archive_build_and_every_bad_input() {
     // the archive disagree, and how to resolve again.
     std::fs::write(r4.lock_path(), &lock).unwrap();
     let e = try_build(&t.path().join("home-deb-locked"), &r4).unwrap_err();
-    assert!(matches!(e, BuildError::LockMismatch { .. }), "{e}");
+    assert!(
+        matches!(e, BuildError::Cache(CacheError::LockMismatch { .. })),
+        "{e}"
+    );
     assert!(
         e.to_string().contains("sha256 mismatch") && e.to_string().contains("--update"),
         "{e}"

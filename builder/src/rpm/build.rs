@@ -87,18 +87,6 @@ pub enum RpmBuildError {
     /// Download failure.
     #[error(transparent)]
     Cache(#[from] CacheError),
-    /// A package the lock names arrived with another hash.
-    #[error(
-        "{cause}; the package is not the one {path} names: if the repository replaced it, \
-         resolve again with --update (a lock edited by hand, or a file tampered with \
-         on the way, fails the same way)"
-    )]
-    LockMismatch {
-        /// The lock file.
-        path: PathBuf,
-        /// The download that did not match.
-        cause: CacheError,
-    },
     /// Installing failed.
     #[error(transparent)]
     Install(#[from] InstallError),
@@ -543,18 +531,8 @@ pub fn build(
     }
     let cache = Cache::new(home);
     let from_lock = existing.as_ref() == Some(&lock);
-    let paths = cache
-        .ensure(fetcher, &wanted, progress, cancel)
-        .map_err(|e| match e {
-            // The lock and the repository disagree (see the Debian side).
-            CacheError::Fetch(crate::http::FetchError::HashMismatch { .. }) if from_lock => {
-                RpmBuildError::LockMismatch {
-                    path: lock_path.clone(),
-                    cause: e,
-                }
-            }
-            e => e.into(),
-        })?;
+    let named_by = from_lock.then_some(lock_path.as_path());
+    let paths = cache.ensure(fetcher, &wanted, progress, cancel, named_by)?;
     for (i, path) in from_cache.into_iter().zip(paths) {
         files[i].path = path;
     }
