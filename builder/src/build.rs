@@ -57,12 +57,20 @@ pub enum BuildError {
     #[error(transparent)]
     Sources(#[from] SourcesError),
     /// No mirror could be found for a suite.
-    #[error("no apt source for suite {suite:?} in {etc_apt}; set `mirror` in [source.debian]")]
+    #[error(
+        "no apt source for suite {suite:?} in {etc_apt}{}; set `mirror` in [source.debian]",
+        match known.is_empty() {
+            true => String::new(),
+            false => format!(" (it has {})", known.join(", ")),
+        }
+    )]
     NoMirror {
         /// The suite.
         suite: String,
         /// Where we looked.
         etc_apt: PathBuf,
+        /// The suites the apt sources there do have.
+        known: Vec<String>,
     },
     /// InRelease verification or keyring failure.
     #[error(transparent)]
@@ -464,8 +472,17 @@ fn build_into(
                 "x.xz"
             } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
                 "x.zst"
-            } else {
+            } else if data.get(257..262) == Some(&b"ustar"[..]) {
                 "x.tar"
+            } else {
+                // Every tar writer in use (GNU, pax, docker export) puts
+                // the ustar magic in the first header.
+                return Err(BuildError::Io {
+                    path,
+                    source: std::io::Error::other(
+                        "not a tar archive (no ustar header), nor one compressed with gzip, xz or zstd",
+                    ),
+                });
             };
             let reader = crate::debian::deb::decoder(kind, &data).map_err(|m| BuildError::Io {
                 path: path.clone(),
@@ -649,9 +666,19 @@ fn archives(d: &DebianSource, etc_apt: &Path) -> Result<Vec<ArchiveSpec>, BuildE
                 Some(m) => m.trim_end_matches('/').to_string(),
                 None => sources::find_suite(&system, suite)
                     .map(|e| e.uri.clone())
-                    .ok_or_else(|| BuildError::NoMirror {
-                        suite: suite.clone(),
-                        etc_apt: etc_apt.to_path_buf(),
+                    .ok_or_else(|| {
+                        let mut known: Vec<String> = system
+                            .iter()
+                            .filter(|e| e.kind == "deb")
+                            .map(|e| e.suite.clone())
+                            .collect();
+                        known.sort();
+                        known.dedup();
+                        BuildError::NoMirror {
+                            suite: suite.clone(),
+                            etc_apt: etc_apt.to_path_buf(),
+                            known,
+                        }
                     })?,
             };
             Ok(ArchiveSpec {

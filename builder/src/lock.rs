@@ -134,16 +134,17 @@ impl Lock {
             });
         }
         for p in &lock.packages {
-            if p.sha256.len() != 64
-                || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit())
-                || p.path.starts_with('/')
-                || p.path.split('/').any(|c| c == "..")
-            {
-                return Err(LockError::Invalid {
-                    path: path.to_path_buf(),
-                    message: format!("bad entry for package {}", p.name),
-                });
-            }
+            let why = if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                "its sha256 is not 64 hex digits"
+            } else if p.path.starts_with('/') || p.path.split('/').any(|c| c == "..") {
+                "its path must be relative to the mirror, without `..`"
+            } else {
+                continue;
+            };
+            return Err(LockError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("bad entry for package {}: {why}", p.name),
+            });
         }
         Ok(Some(lock))
     }
@@ -238,7 +239,11 @@ mod tests {
             .unwrap()
             .replace("pool/main", "../main");
         std::fs::write(&p, bad).unwrap();
-        assert!(Lock::read(&p).is_err());
+        let e = Lock::read(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("bad entry for package dash: its path must be relative"),
+            "{e}"
+        );
         assert!(Lock::read(&dir.path().join("none")).unwrap().is_none());
     }
 }

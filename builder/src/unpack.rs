@@ -117,6 +117,17 @@ impl Root {
     }
 }
 
+/// What failed when a member's parent directory could not be opened: a
+/// missing component was just created, so "not found" means a symlink on
+/// the way points at nothing inside the image (it is resolved there, never
+/// on the host), such as an absolute one made to point out of the root.
+pub(crate) fn open_parent_failed(e: Errno) -> &'static str {
+    match e {
+        Errno::NOENT => "open parent: a symlink on its path leads nowhere inside the image",
+        _ => "open parent",
+    }
+}
+
 /// Which archives ship each non-directory path. The first archive to
 /// claim a path writes it; later ones skip the member and are recorded,
 /// so that the caller can decide afterwards, as dpkg would (Replaces,
@@ -464,7 +475,9 @@ fn extract<R: Read>(
                 .try_clone()
                 .map_err(|e| io("dup", Errno::from_io_error(&e).unwrap_or(Errno::IO)))?,
             _ => {
-                let fd = root.mkdir_all(&parent).map_err(|e| io("open parent", e))?;
+                let fd = root
+                    .mkdir_all(&parent)
+                    .map_err(|e| io(open_parent_failed(e), e))?;
                 parent_cache = Some((
                     parent.clone(),
                     fd.try_clone()

@@ -505,3 +505,33 @@ fn an_interrupt_stops_a_build_waiting_on_a_stalled_mirror() {
         );
     }
 }
+
+#[test]
+fn a_suite_without_an_apt_source_lists_the_ones_there_are() {
+    let t = tempfile::tempdir().unwrap();
+    let etc_apt = t.path().join("apt");
+    std::fs::create_dir_all(etc_apt.join("sources.list.d")).unwrap();
+    std::fs::write(
+        etc_apt.join("sources.list"),
+        "deb http://127.0.0.1:9/debian bookworm main\n\
+         deb http://127.0.0.1:9/debian bookworm-updates main\n",
+    )
+    .unwrap();
+    let p = t.path().join("typo.toml");
+    std::fs::write(
+        &p,
+        "[image]\nos = \"t\"\nversion = \"1\"\nrelease = \"1\"\narch = \"x86_64\"\n\
+         [source.debian]\nsuite = \"bookwrom\"\n",
+    )
+    .unwrap();
+    let r = Recipe::load(&p).unwrap();
+    let mut opts = BuildOptions::new(&t.path().join("home"));
+    opts.etc_apt = etc_apt;
+    let e = build(&r, &opts, &NoProgress, &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"bookwrom\"") && e.contains("(it has bookworm, bookworm-updates)"),
+        "{e}"
+    );
+}

@@ -392,6 +392,35 @@ fn members_escaping_the_root_are_refused() {
     assert_eq!(std::fs::read(out.join("etc/absolute")).unwrap(), b"evil");
     assert_eq!(std::fs::read(out.join("etc/through")).unwrap(), b"evil");
     assert!(!Path::new("/etc/through").exists());
+
+    // A file that is no tar archive at all.
+    std::fs::write(t.path().join("notes.tar"), "just some text\n".repeat(100)).unwrap();
+    let r = recipe(t.path(), "notes", "tar", "notes.tar");
+    let e = build_in(&t.path().join("home-notes"), &r, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("notes.tar") && e.contains("not a tar archive"),
+        "{e}"
+    );
+
+    // A symlink to a host directory the image lacks, then a file through
+    // it: refused, saying why.
+    let mut b = tar::Builder::new(Vec::new());
+    raw_member(
+        &mut b,
+        "./out",
+        tar::EntryType::Symlink,
+        "/no-such-dir-vnfs",
+    );
+    raw_member(&mut b, "./out/pwned", tar::EntryType::Regular, "");
+    std::fs::write(t.path().join("dangling.tar"), b.into_inner().unwrap()).unwrap();
+    let r = recipe(t.path(), "dangling", "tar", "dangling.tar");
+    let e = build_in(&t.path().join("home-dangling"), &r, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("out/pwned"), "{e}");
+    assert!(e.contains("leads nowhere inside the image"), "{e}");
 }
 
 #[test]

@@ -140,9 +140,16 @@ impl RpmLock {
         for p in &lock.packages {
             let bad_loc = p.repo.is_some()
                 && (p.location.starts_with('/') || p.location.split('/').any(|c| c == ".."));
-            if !hexok(&p.sha256) || bad_loc || p.location.is_empty() {
-                return Err(invalid(format!("bad entry for package {}", p.name)));
-            }
+            let why = if !hexok(&p.sha256) {
+                "its sha256 is not 64 hex digits"
+            } else if p.location.is_empty() {
+                "it has no location"
+            } else if bad_loc {
+                "its location must be relative to its repository, without `..`"
+            } else {
+                continue;
+            };
+            return Err(invalid(format!("bad entry for package {}: {why}", p.name)));
         }
         Ok(Some(lock))
     }

@@ -467,7 +467,7 @@ pub fn unpack(
                 _ => {
                     let fd = root
                         .mkdir_all(parent)
-                        .map_err(|err| member("open parent", err))?;
+                        .map_err(|err| member(crate::unpack::open_parent_failed(err), err))?;
                     let keep = fd.try_clone().map_err(|err| {
                         member("dup", Errno::from_io_error(&err).unwrap_or(Errno::IO))
                     })?;
@@ -598,7 +598,7 @@ pub fn unpack(
                 .map_err(|err| member("open link target", err))?;
             let lfd = root
                 .mkdir_all(lp)
-                .map_err(|err| member("open parent", err))?;
+                .map_err(|err| member(crate::unpack::open_parent_failed(err), err))?;
             replace(&lfd, lf, |fd, n| {
                 rustix::fs::linkat(&tfd, tf, fd, n, AtFlags::empty())
             })
@@ -654,7 +654,7 @@ pub fn apply_owners<'a>(
         let (parent, file) = split(&o.path);
         let pfd = root
             .open_dir(parent)
-            .map_err(|err| member("open parent", err))?;
+            .map_err(|err| member(crate::unpack::open_parent_failed(err), err))?;
         if o.symlink {
             rustix::fs::chownat(
                 &pfd,
