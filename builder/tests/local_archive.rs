@@ -517,14 +517,7 @@ fn a_suite_without_an_apt_source_lists_the_ones_there_are() {
          deb http://127.0.0.1:9/debian bookworm-updates main\n",
     )
     .unwrap();
-    let p = t.path().join("typo.toml");
-    std::fs::write(
-        &p,
-        "[image]\nos = \"t\"\nversion = \"1\"\nrelease = \"1\"\narch = \"x86_64\"\n\
-         [source.debian]\nsuite = \"bookwrom\"\n",
-    )
-    .unwrap();
-    let r = Recipe::load(&p).unwrap();
+    let r = common::small_recipe(t.path(), "typo", "[source.debian]\nsuite = \"bookwrom\"\n");
     let mut opts = BuildOptions::new(&t.path().join("home"));
     opts.etc_apt = etc_apt;
     let e = build(&r, &opts, &NoProgress, &AtomicBool::new(false))

@@ -427,14 +427,11 @@ fn members_escaping_the_root_are_refused() {
 fn a_run_step_in_a_root_without_a_shell_says_so() {
     let t = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(t.path().join("bare/etc")).unwrap();
-    let p = t.path().join("bare.toml");
-    std::fs::write(
-        &p,
-        "[image]\nos = \"t\"\nversion = \"1\"\nrelease = \"1\"\narch = \"x86_64\"\n\
-         [source.dir]\npath = \"bare\"\n[[step]]\nrun = \"true\"\n",
-    )
-    .unwrap();
-    let r = Recipe::load(&p).unwrap();
+    let r = common::small_recipe(
+        t.path(),
+        "bare",
+        "[source.dir]\npath = \"bare\"\n[[step]]\nrun = \"true\"\n",
+    );
     let e = build_in(&t.path().join("home"), &r, None)
         .unwrap_err()
         .to_string();

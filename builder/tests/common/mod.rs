@@ -271,3 +271,13 @@ impl Mirror {
         self.dir.join("dists").join(&self.suite).join("InRelease")
     }
 }
+
+/// Writes `<dir>/<name>.toml`: an `[image]` table (test/1/1/x86_64)
+/// followed by `rest` (the source and any steps), and loads it.
+pub fn small_recipe(dir: &Path, name: &str, rest: &str) -> vnfs_builder::recipe::Recipe {
+    let p = dir.join(format!("{name}.toml"));
+    let text =
+        format!("[image]\nos = \"t\"\nversion = \"1\"\nrelease = \"1\"\narch = \"x86_64\"\n{rest}");
+    std::fs::write(&p, text).unwrap();
+    vnfs_builder::recipe::Recipe::load(&p).unwrap()
+}
