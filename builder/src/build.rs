@@ -320,7 +320,7 @@ fn remove_orphaned_roots(tmp: &Path) {
         }
         if has_mounts_under(&dir) {
             tracing::warn!(
-                "{} was left by a build that was killed, and has file systems mounted in it: unmount them, then remove it",
+                "{} was left by a build that was killed, and has file systems mounted in it (or the mounts could not be read): unmount them, then remove it",
                 dir.display()
             );
             continue;

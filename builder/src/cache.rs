@@ -149,7 +149,11 @@ impl Cache {
                 })?;
                 // Unique, so a download left running by an interrupted
                 // build (in this process too) never shares its file.
-                let tmp = dir.join(format!(".{}.{}.part", w.sha256, part_suffix()));
+                let tmp = dir.join(format!(
+                    ".{}.{}.part",
+                    w.sha256,
+                    vnfs_store::pack::unique_suffix()
+                ));
                 fetcher
                     .download(
                         &w.url,
@@ -178,18 +182,4 @@ impl Cache {
         progress.end(Stage::Download);
         Ok(wanted.iter().map(|w| self.path_for(&w.sha256)).collect())
     }
-}
-
-/// A name part unique across processes and across builds in one process.
-fn part_suffix() -> String {
-    use std::sync::atomic::AtomicU64;
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }

@@ -535,8 +535,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
-/// A name part unique across processes and threads.
-pub(crate) fn unique_suffix() -> String {
+/// A name part unique across processes and threads, for temporary files
+/// (the store's own, and the builder's partial downloads).
+pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
